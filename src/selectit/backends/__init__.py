@@ -1,0 +1,29 @@
+"""Scoring backends: each turns rating texts into the probabilities of the rating-label tokens.
+
+Pick one by name with :func:`load_backend`; heavy libraries are imported only by the chosen one.
+"""
+
+from __future__ import annotations
+
+from selectit.backends.base import Backend
+from selectit.errors import ConfigError
+
+BACKENDS = ("hf", "fake")
+
+
+def load_backend(name: str, model: str | None, **options) -> Backend:
+    """Load ``model`` with backend ``name`` ('hf' or 'fake'). ``options`` go to the backend's loader."""
+    if name == "hf":
+        from selectit.backends.hf import HFBackend
+
+        return HFBackend.load(model, **options)
+    if name == "fake":
+        from selectit.backends.fake import FakeBackend
+
+        return FakeBackend(name=model or "fake", template=options.get("template", "plain"))
+    if name in ("llamacpp", "vllm"):
+        raise ConfigError(f"backend {name!r} is not available yet in this version; use --backend hf")
+    raise ConfigError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
+
+
+__all__ = ["BACKENDS", "Backend", "load_backend"]

@@ -1,0 +1,91 @@
+"""Hugging Face transformers backend (CPU and GPU).
+
+Batched with left padding; position ids follow the padding, so a record's scores do not depend on
+what it is batched with; the output head runs at the last position only; float32 by default.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+
+import numpy as np
+
+from selectit.errors import ConfigError
+from selectit.models import ModelSource, resolve_model
+
+DTYPES = ("float32", "bfloat16", "float16")
+DEFAULT_MAX_LENGTH = 4096
+
+
+class HFBackend:
+    def __init__(self, model, tokenizer, *, name: str, template: str = "plain", max_length: int | None = None):
+        import torch
+
+        self.torch = torch
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.template = template
+        if template == "chat" and not getattr(tokenizer, "chat_template", None):
+            raise ConfigError(f"model {name} has no chat template; use --template plain")
+        # Counted once per tensor, so tied input/output embeddings count once.
+        self.num_parameters = sum(p.numel() for p in model.parameters())
+        limit = getattr(model.config, "max_position_embeddings", None) or DEFAULT_MAX_LENGTH
+        self.max_length = min(max_length or limit, limit)
+        self.device = next(model.parameters()).device
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_id = pad if pad is not None else 0
+        self._keeps_last = "logits_to_keep" in inspect.signature(model.forward).parameters
+
+    @classmethod
+    def load(cls, spec: str | None, *, template: str = "plain", dtype: str = "float32", device: str = "auto",
+             max_length: int | None = None, trust_remote_code: bool = False) -> HFBackend:
+        """Load a hub id, a local folder, a GGUF file, or (spec None) the embedded model."""
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if dtype not in DTYPES:
+            raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        source: ModelSource = resolve_model(spec)
+        kwargs = {"trust_remote_code": trust_remote_code}
+        if source.gguf_file:
+            kwargs["gguf_file"] = source.gguf_file
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(source.path, dtype=getattr(torch, dtype), **kwargs)
+        except (OSError, ValueError, KeyError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"cannot load model {spec or source.name}: {first}") from None
+        return cls(model.to(device), tokenizer, name=source.name, template=template, max_length=max_length)
+
+    def encode(self, text: str, suffix: str = "") -> list[int]:
+        if self.template == "chat":
+            rendered = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+            )
+            return self.tokenizer(rendered + suffix, add_special_tokens=False)["input_ids"]
+        return self.tokenizer(text + suffix)["input_ids"]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids))
+
+    def label_probs(self, batch: Sequence[Sequence[int]], label_ids: Sequence[int]) -> np.ndarray:
+        torch = self.torch
+        width = max(len(ids) for ids in batch)
+        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, ids in enumerate(batch):  # left padding: every prompt ends at the last column
+            input_ids[i, width - len(ids):] = torch.as_tensor(ids, dtype=torch.long)
+            mask[i, width - len(ids):] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): 0.. from each prompt's first token
+        kwargs = {"logits_to_keep": 1} if self._keeps_last else {}
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                position_ids=positions.to(self.device), use_cache=False, **kwargs,
+            )
+            logp = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)  # (B, V)
+            picked = logp[:, list(label_ids)].double().exp()  # (B, S), float64 so tiny mass survives
+        return picked.cpu().numpy()

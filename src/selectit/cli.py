@@ -1,0 +1,178 @@
+"""Command line (SPEC 3): thin, it parses flags and calls the library.
+
+    selectit score INPUT --out DIR [--model M ...] [--backend hf] [--prompts FILE] [--num-prompts P]
+                   [--alpha A] [--batch-size B] [--max-length L] ...
+    selectit select DIR (--fraction F | --top N | --threshold T) [--output FILE]
+    selectit run INPUT --out DIR [--fraction F] ...
+
+Bad input or configuration: a one-line reason on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+
+import typer
+
+from selectit.errors import USER_ERRORS, ConfigError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Select instruction-tuning data with the model's own uncertainty (SelectIT).")
+
+Input = Annotated[Path, typer.Argument(help="Dataset: Alpaca, ShareGPT or messages; .json or .jsonl.")]
+Out = Annotated[Path, typer.Option("--out", help="Run directory for scores.jsonl and config.json.")]
+Models = Annotated[Optional[list[str]], typer.Option(
+    "--model", help="Model: hub id, local folder or .gguf file; repeat (or comma-separate) for several. "
+    "Default: the embedded SmolLM2-135M-Instruct.")]
+Backend = Annotated[str, typer.Option(help="Backend: hf (transformers) or fake (deterministic test backend).")]
+Prompts = Annotated[Optional[Path], typer.Option("--prompts", help="Rating prompts file, one per line.")]
+NumPrompts = Annotated[int, typer.Option(help="P: how many rating prompts to use.")]
+Scale = Annotated[int, typer.Option(help="S: ratings 1..S (2-9).")]
+Alpha = Annotated[float, typer.Option(help="Penalty on the prompts' disagreement (std).")]
+Mode = Annotated[str, typer.Option(help="paper (published formulas) or reference (the authors' scripts).")]
+Template = Annotated[str, typer.Option(help="plain (published template) or chat (model's chat template).")]
+BatchSize = Annotated[int, typer.Option(help="Prompts per forward pass.")]
+MaxLength = Annotated[Optional[int], typer.Option(help="Longest prompt in tokens (default: the model's).")]
+Overlong = Annotated[str, typer.Option(help="Prompts over --max-length: truncate (flagged) or error.")]
+Dtype = Annotated[str, typer.Option(help="float32 (exact), bfloat16 or float16.")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")]
+Weights = Annotated[Optional[str], typer.Option(
+    "--model-weights", help="Comma-separated weight per model (default: parameter counts).")]
+Format = Annotated[Optional[str], typer.Option("--format", help="alpaca, sharegpt or messages (default: detected).")]
+Trust = Annotated[bool, typer.Option("--trust-remote-code", help="Let model repositories run their own code.")]
+Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
+Fraction = Annotated[Optional[float], typer.Option(help="Keep this fraction of records, in (0, 1].")]
+Top = Annotated[Optional[int], typer.Option(help="Keep the N best records.")]
+Threshold = Annotated[Optional[float], typer.Option(help="Keep records scoring at least T.")]
+Output = Annotated[Optional[Path], typer.Option("--output", help="Selected records (default: DIR/selected.<ext>).")]
+KeepOrder = Annotated[bool, typer.Option("--keep-order", help="Write the selection in input order, not best first.")]
+
+
+def _models(values: list[str] | None) -> tuple[str | None, ...]:
+    if not values:
+        return (None,)
+    return tuple(m.strip() for v in values for m in v.split(",") if m.strip())
+
+
+def _weights(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(w) for w in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--model-weights must be comma-separated numbers, got {text!r}") from None
+
+
+def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, batch_size, max_length,
+            overlong, dtype, device, model_weights, trust_remote_code):
+    from selectit.config import ScoringConfig
+    from selectit.prompts import choose_prompts, read_prompts
+
+    config = ScoringConfig(
+        models=_models(model), backend=backend, prompts_file=str(prompts) if prompts else None,
+        num_prompts=num_prompts, scale=scale, alpha=alpha, mode=mode, template=template,
+        batch_size=batch_size, max_length=max_length, overlong=overlong, dtype=dtype, device=device,
+        model_weights=_weights(model_weights), trust_remote_code=trust_remote_code,
+    )
+    choose_prompts(read_prompts(config.prompts_file), config.num_prompts, config.scale)  # fail before loading
+    return config
+
+
+def _score(input, out, fmt, quiet, **flags):
+    from selectit.pipeline import score_file
+
+    config = _config(**flags)
+    dataset, scores = score_file(input, out, config, schema=fmt, progress=not quiet)
+    for run in scores.runs:
+        mass = run.label_mass.mean()
+        typer.echo(f"{run.name}: {len(dataset)} records x {len(scores.prompts)} prompts in {run.seconds:.1f}s "
+                   f"({len(dataset) / run.seconds:.2f} rec/s, {run.tokens / run.seconds:.0f} tok/s); "
+                   f"mean label mass {mass:.3f}; truncated {int(run.truncated.sum())}", err=True)
+        if mass < 0.1:
+            typer.echo(f"warning: {run.name} puts only {mass:.1%} of its next-token probability on the rating "
+                       "labels; the template may not suit it (try --template chat)", err=True)
+    unscored = int(np.isnan(scores.final).sum())
+    if unscored:
+        typer.echo(f"warning: {unscored} record(s) got no score (zero label mass); they are never selected", err=True)
+    typer.echo(f"scores: {Path(out) / 'scores.jsonl'}", err=True)
+
+
+def _select(run_dir, fraction, top, threshold, output, keep_order):
+    from selectit.pipeline import select_run
+
+    sel = select_run(run_dir, fraction=fraction, top=top, threshold=threshold, output=output,
+                     keep_order=keep_order)
+    typer.echo(f"selected {len(sel.indices)} of {sel.total} records -> {sel.output}", err=True)
+    if len(sel.indices) == 0:
+        typer.echo("warning: the selection is empty", err=True)
+
+
+@app.command()
+def score(input: Input, out: Out, model: Models = None, backend: Backend = "hf", prompts: Prompts = None,
+          num_prompts: NumPrompts = 5, scale: Scale = 5, alpha: Alpha = 0.2, mode: Mode = "paper",
+          template: Template = "plain", batch_size: BatchSize = 8, max_length: MaxLength = None,
+          overlong: Overlong = "truncate", dtype: Dtype = "float32", device: Device = "auto",
+          model_weights: Weights = None, fmt: Format = None, trust_remote_code: Trust = False,
+          quiet: Quiet = False) -> None:
+    """Score every record of INPUT; write DIR/scores.jsonl and DIR/config.json."""
+    _score(input, out, fmt, quiet, model=model, backend=backend, prompts=prompts, num_prompts=num_prompts,
+           scale=scale, alpha=alpha, mode=mode, template=template, batch_size=batch_size,
+           max_length=max_length, overlong=overlong, dtype=dtype, device=device,
+           model_weights=model_weights, trust_remote_code=trust_remote_code)
+
+
+@app.command()
+def select(run_dir: Annotated[Path, typer.Argument(help="A run directory written by `selectit score`.")],
+           fraction: Fraction = None, top: Top = None, threshold: Threshold = None, output: Output = None,
+           keep_order: KeepOrder = False) -> None:
+    """Pick the best records of a scored run and write them in the input's own format."""
+    _select(run_dir, fraction, top, threshold, output, keep_order)
+
+
+@app.command()
+def run(input: Input, out: Out, fraction: Fraction = 0.2, top: Top = None, threshold: Threshold = None,
+        output: Output = None, keep_order: KeepOrder = False, model: Models = None, backend: Backend = "hf",
+        prompts: Prompts = None, num_prompts: NumPrompts = 5, scale: Scale = 5, alpha: Alpha = 0.2,
+        mode: Mode = "paper", template: Template = "plain", batch_size: BatchSize = 8,
+        max_length: MaxLength = None, overlong: Overlong = "truncate", dtype: Dtype = "float32",
+        device: Device = "auto", model_weights: Weights = None, fmt: Format = None,
+        trust_remote_code: Trust = False, quiet: Quiet = False) -> None:
+    """Score INPUT and select from it in one go (default: the best 20%)."""
+    if top is not None or threshold is not None:
+        fraction = None
+    from selectit.pipeline import choose
+
+    choose(np.zeros(1), fraction=fraction, top=top, threshold=threshold)  # fail before scoring
+    _score(input, out, fmt, quiet, model=model, backend=backend, prompts=prompts, num_prompts=num_prompts,
+           scale=scale, alpha=alpha, mode=mode, template=template, batch_size=batch_size,
+           max_length=max_length, overlong=overlong, dtype=dtype, device=device,
+           model_weights=model_weights, trust_remote_code=trust_remote_code)
+    _select(out, fraction, top, threshold, output, keep_order)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except USER_ERRORS as e:
+        typer.echo(f"selectit: error: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("selectit: interrupted", err=True)
+        sys.exit(130)
+    except Exception as e:  # click's usage errors
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""The scoring configuration: every knob, one docstring each, checked at the boundary."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from selectit.errors import ConfigError
+from selectit.prompts import TEMPLATES, labels_for_scale
+from selectit.reflection import MODES
+
+OVERLONG = ("truncate", "error")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoringConfig:
+    models: tuple[str | None, ...] = (None,)
+    """Models to rate with (hub id, local folder or .gguf file); None is the embedded SmolLM2-135M."""
+    backend: str = "hf"
+    """Backend name: 'hf' (transformers) or 'fake' (deterministic, for tests and docs)."""
+    prompts_file: str | None = None
+    """File with one rating prompt per line; None uses the packaged default prompts."""
+    num_prompts: int = 5
+    """P: how many rating prompts (the first P of the file)."""
+    scale: int = 5
+    """S: ratings are 1..S (2..9)."""
+    alpha: float = 0.2
+    """Weight of the prompts' disagreement (std) in the sentence-level score; >= 0."""
+    mode: str = "paper"
+    """'paper' (the published formulas) or 'reference' (the authors' scripts: softmax renormalisation
+    and their hard-coded 7/20, 13/20, 70/90 model weights)."""
+    template: str = "plain"
+    """'plain': the published template, byte for byte; 'chat': the model's chat template around it."""
+    batch_size: int = 8
+    """Prompts per forward pass."""
+    max_length: int | None = None
+    """Longest prompt in tokens; None uses the model's context size."""
+    overlong: str = "truncate"
+    """What to do with a prompt over max_length: 'truncate' (cut the response's end, then the
+    instruction's; the rating prompt and template ending stay whole; counted and flagged) or 'error'."""
+    dtype: str = "float32"
+    """Model weights and activations: float32 (exact), bfloat16 or float16."""
+    device: str = "auto"
+    """'auto' (cuda when available), 'cpu', 'cuda', 'cuda:1', ..."""
+    model_weights: tuple[float, ...] | None = None
+    """Override the model-level weights (one per model; normalised to sum 1)."""
+    trust_remote_code: bool = False
+    """Allow model repositories to run their own code when loading (off by default)."""
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ConfigError("need at least one model")
+        if self.mode not in MODES:
+            raise ConfigError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.template not in TEMPLATES:
+            raise ConfigError(f"--template must be one of {', '.join(TEMPLATES)}, got {self.template!r}")
+        if self.overlong not in OVERLONG:
+            raise ConfigError(f"--overlong must be one of {', '.join(OVERLONG)}, got {self.overlong!r}")
+        labels_for_scale(self.scale)
+        if not self.alpha >= 0:
+            raise ConfigError(f"--alpha must be >= 0, got {self.alpha}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.max_length is not None and self.max_length < 16:
+            raise ConfigError(f"--max-length must be >= 16 tokens, got {self.max_length}")
+        if self.num_prompts < 1:
+            raise ConfigError(f"--num-prompts must be >= 1, got {self.num_prompts}")
+        if self.model_weights is not None:
+            if len(self.model_weights) != len(self.models):
+                raise ConfigError(
+                    f"--model-weights gives {len(self.model_weights)} weight(s) for {len(self.models)} model(s)"
+                )
+            if any(not w > 0 for w in self.model_weights):
+                raise ConfigError(f"--model-weights must all be > 0, got {list(self.model_weights)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)

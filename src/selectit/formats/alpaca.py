@@ -1,0 +1,31 @@
+"""Alpaca records: ``instruction``, optional ``input``, ``output``."""
+
+from __future__ import annotations
+
+
+def matches(obj: dict) -> bool:
+    return "instruction" in obj and "output" in obj
+
+
+def parse(obj: dict) -> tuple[str, str]:
+    """(instruction, response). A non-empty ``input`` is appended to the instruction after a newline
+    (SPEC 1.1). Raises ValueError with the reason when a field is missing, not a string or empty."""
+    instruction = _text(obj, "instruction", required=True)
+    extra = _text(obj, "input", required=False)
+    response = _text(obj, "output", required=True)
+    if extra.strip():
+        instruction = f"{instruction}\n{extra}"
+    return instruction, response
+
+
+def _text(obj: dict, key: str, *, required: bool) -> str:
+    if key not in obj or obj[key] is None:
+        if required:
+            raise ValueError(f"has no '{key}' field")
+        return ""
+    value = obj[key]
+    if not isinstance(value, str):
+        raise ValueError(f"field '{key}' is a {type(value).__name__}, expected a string")
+    if required and not value.strip():
+        raise ValueError(f"field '{key}' is empty")
+    return value

@@ -1,0 +1,91 @@
+"""How records are stored on disk: one JSON array, or JSON Lines. Both read and write here."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from selectit.records import DataError
+
+CONTAINERS = ("json", "jsonl")
+_JSONL_SUFFIXES = {".jsonl", ".ndjson"}
+
+
+def detect_container(path: Path) -> str:
+    """'jsonl' for .jsonl/.ndjson, 'json' for .json; otherwise sniff the first non-blank byte."""
+    suffix = path.suffix.lower()
+    if suffix in _JSONL_SUFFIXES:
+        return "jsonl"
+    if suffix == ".json":
+        return "json"
+    with path.open("rb") as f:
+        head = f.read(4096).lstrip()
+    if head.startswith(b"["):
+        return "json"
+    if head.startswith(b"{"):
+        return "jsonl"
+    raise DataError(f"{path}: unknown format (expected a JSON array or JSON Lines file: .json, .jsonl)")
+
+
+def read_container(path: Path, container: str) -> Iterator[tuple[dict, str | None, str]]:
+    """Yield (object, original text or None, where) for each record; where is e.g. 'line 3'."""
+    if container == "jsonl":
+        yield from _read_jsonl(path)
+    elif container == "json":
+        yield from _read_json_array(path)
+    else:
+        raise DataError(f"unknown container {container!r}; expected one of {CONTAINERS}")
+
+
+def _decode(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}); re-encode the file as UTF-8") from None
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[dict, str | None, str]]:
+    for lineno, line in enumerate(_decode(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: line {lineno} is not valid JSON ({e.msg}, column {e.colno})") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}: line {lineno} is a JSON {type(obj).__name__}, expected an object")
+        yield obj, line, f"line {lineno}"
+
+
+def _read_json_array(path: Path) -> Iterator[tuple[dict, str | None, str]]:
+    try:
+        data = json.loads(_decode(path))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e.msg}, line {e.lineno} column {e.colno})") from None
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON array of records, got a JSON {type(data).__name__}")
+    for i, obj in enumerate(data):
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}: element {i} is a JSON {type(obj).__name__}, expected an object")
+        yield obj, None, f"element {i}"
+
+
+def write_container(items: Sequence[tuple[dict, str | None]], path: Path, container: str) -> None:
+    """Write (object, original text) pairs; JSON Lines copies the original line when there is one.
+
+    Written to a temporary file first and renamed, so a killed run never leaves half a file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        if container == "jsonl":
+            for obj, text in items:
+                f.write((text if text is not None else json.dumps(obj, ensure_ascii=False)) + "\n")
+        elif container == "json":
+            json.dump([obj for obj, _ in items], f, ensure_ascii=False, indent=2)
+            f.write("\n")
+        else:
+            raise DataError(f"unknown container {container!r}; expected one of {CONTAINERS}")
+    os.replace(tmp, path)

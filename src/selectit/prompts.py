@@ -1,0 +1,63 @@
+"""Rating prompts and the rating template (SPEC 1.1).
+
+The published template, byte for byte::
+
+    {rating_prompt}\n\nInstruction:{instruction}\nResponse:{response}\nThe answer is: \n
+
+Prompt files hold one rating prompt per line (as the authors' ``rating_prompt.txt``); blank lines are
+ignored. ``{max}`` in a prompt is replaced by the top of the rating scale (our default prompts use it),
+nothing else is substituted, so other braces are safe.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from selectit.errors import ConfigError
+from selectit.records import Record
+
+TEMPLATES = ("plain", "chat")
+TEMPLATE_TAIL = "\nThe answer is: \n"
+DEFAULT_PROMPTS = "default_prompts.txt"
+
+
+def read_prompts(path: str | Path | None = None) -> list[str]:
+    """Prompts from a file (one per line), or the packaged defaults when path is None."""
+    if path is None:
+        text = resources.files("selectit").joinpath("data", DEFAULT_PROMPTS).read_text(encoding="utf-8")
+        source = "the default prompt set"
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"prompts file {p} does not exist")
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"prompts file {p} is not UTF-8 text") from None
+        source = str(p)
+    prompts = [line.strip() for line in text.splitlines() if line.strip()]
+    if not prompts:
+        raise ConfigError(f"{source} holds no prompts (expected one rating prompt per line)")
+    return prompts
+
+
+def choose_prompts(prompts: list[str], num_prompts: int, scale: int) -> list[str]:
+    """The first ``num_prompts`` prompts, with ``{max}`` filled in."""
+    if num_prompts < 1:
+        raise ConfigError(f"--num-prompts must be >= 1, got {num_prompts}")
+    if num_prompts > len(prompts):
+        raise ConfigError(f"--num-prompts {num_prompts} asks for more prompts than the {len(prompts)} available")
+    return [p.replace("{max}", str(scale)) for p in prompts[:num_prompts]]
+
+
+def rating_text(prompt: str, record: Record) -> str:
+    """The text the model reads for one record and one rating prompt (published template)."""
+    return f"{prompt}\n\nInstruction:{record.instruction}\nResponse:{record.response}{TEMPLATE_TAIL}"
+
+
+def labels_for_scale(scale: int) -> list[str]:
+    """Rating labels '1'..'S'. S is 2..9 so that every label is one digit."""
+    if not 2 <= scale <= 9:
+        raise ConfigError(f"--scale must be in [2, 9], got {scale}")
+    return [str(k) for k in range(1, scale + 1)]

@@ -1,0 +1,28 @@
+"""One record type shared by every input format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Record:
+    """One instruction-tuning example, as the rating prompt sees it.
+
+    id: the record's own ``id`` field when it has one, else its 0-based position in the input.
+    instruction: what was asked (for conversations: every turn before the final reply).
+    response: the reply being rated (for conversations: the final assistant turn).
+    raw: the record exactly as read (a dict), written back unchanged on selection.
+    raw_text: for line-based inputs, the original line, so selection can copy it byte for byte.
+    """
+
+    id: Any
+    instruction: str
+    response: str
+    raw: dict = field(repr=False, compare=False)
+    raw_text: str | None = field(default=None, repr=False, compare=False)
+
+
+class DataError(ValueError):
+    """The input data cannot be used as it is; the message says which record and why."""

@@ -1,0 +1,129 @@
+"""The SelectIT math, pure numpy: token, sentence and model level (SPEC section 1.2-1.4).
+
+Shapes: n records, P rating prompts, S rating labels (1..S), M models.
+
+Two normalisations are offered:
+- ``paper`` (default): p'_k = p_k / sum_j p_j, as the paper writes it.
+- ``reference``: softmax(p / sum_j p_j), what the authors' published scripts compute
+  (it squashes every distribution towards uniform; the largest possible p' is ~0.405 for S = 5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+MODES = ("paper", "reference")
+
+# The published model_level.py hard-codes these for its three models (7B, 13B, 70B);
+# by the paper's own rule they would be 7/90, 13/90, 70/90.
+REFERENCE_MODEL_WEIGHTS = (7 / 20, 13 / 20, 70 / 90)
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+
+
+def label_mass(probs: np.ndarray) -> np.ndarray:
+    """Probability the model put on the S valid labels.
+
+    probs: (..., S) raw next-token probabilities of the label tokens. Returns (...).
+    """
+    return np.asarray(probs, dtype=np.float64).sum(axis=-1)
+
+
+def normalise(probs: np.ndarray, *, mode: str = "paper") -> np.ndarray:
+    """Renormalise label probabilities over the S labels.
+
+    probs: (..., S). Returns (..., S); rows with zero or non-finite mass become NaN.
+    """
+    _check_mode(mode)
+    p = np.asarray(probs, dtype=np.float64)
+    mass = p.sum(axis=-1, keepdims=True)
+    bad = ~np.isfinite(mass) | (mass <= 0) | ~np.isfinite(p).all(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = p / mass
+        if mode == "reference":
+            e = np.exp(q)
+            q = e / e.sum(axis=-1, keepdims=True)
+    return np.where(bad, np.nan, q)
+
+
+def token_scores(probs: np.ndarray, *, mode: str = "paper") -> np.ndarray:
+    """Token-level score of each distribution (SPEC 1.2).
+
+    S_base = argmax_k p'_k (1-based, first max on ties);
+    S_token = S_base / (S - 1) * sum_k (p'_{S_base} - p'_k).
+
+    probs: (..., S) raw label probabilities. Returns (...); NaN where the mass is zero or not finite.
+    """
+    q = normalise(probs, mode=mode)
+    S = q.shape[-1]
+    if S < 2:
+        raise ValueError(f"the rating scale needs at least 2 labels, got {S}")
+    valid = np.isfinite(q).all(axis=-1)
+    filled = np.where(valid[..., None], q, 0.0)
+    base = filled.argmax(axis=-1)  # first max on ties, 0-based
+    top = np.take_along_axis(filled, base[..., None], axis=-1)[..., 0]
+    spread = (top[..., None] - filled).sum(axis=-1) / (S - 1)
+    return np.where(valid, (base + 1) * spread, np.nan)
+
+
+def sentence_scores(token: np.ndarray, *, alpha: float = 0.2) -> np.ndarray:
+    """Sentence-level score over the P prompts (SPEC 1.3): mean / (1 + alpha * std), ddof = 0.
+
+    token: (n, P). Prompts whose token score is NaN (no label mass) are left out of that record's
+    mean and std; a record with no valid prompt gets NaN. Returns (n,).
+    """
+    if alpha < 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha}")
+    t = np.asarray(token, dtype=np.float64)
+    if t.ndim != 2:
+        raise ValueError(f"token scores must have shape (n, P), got {t.shape}")
+    out = np.full(t.shape[0], np.nan)
+    ok = np.isfinite(t)
+    full = ok.all(axis=1)
+    if full.any():  # fast path: every prompt valid
+        out[full] = t[full].mean(axis=1) / (1 + alpha * t[full].std(axis=1))
+    for i in np.flatnonzero(~full & ok.any(axis=1)):
+        v = t[i, ok[i]]
+        out[i] = v.mean() / (1 + alpha * v.std())
+    return out
+
+
+def model_weights(num_parameters: Sequence[float]) -> np.ndarray:
+    """The paper's model-level weights: theta_m / sum(theta). Returns (M,)."""
+    theta = np.asarray(num_parameters, dtype=np.float64)
+    if theta.ndim != 1 or len(theta) == 0:
+        raise ValueError("need at least one model weight")
+    if (theta <= 0).any() or not np.isfinite(theta).all():
+        raise ValueError(f"model weights must be positive and finite, got {theta.tolist()}")
+    return theta / theta.sum()
+
+
+def reference_model_weights(num_models: int) -> np.ndarray:
+    """The published scripts' weights: 7/20, 13/20, 70/90, defined only for exactly three models
+    (given smallest to largest). One model gets weight 1 (nothing to combine)."""
+    if num_models == 1:
+        return np.ones(1)
+    if num_models == 3:
+        return np.asarray(REFERENCE_MODEL_WEIGHTS)
+    raise ValueError(
+        f"reference mode defines model weights for exactly 1 or 3 models, got {num_models}; "
+        "use --mode paper or pass --model-weights"
+    )
+
+
+def model_scores(sentence: np.ndarray, weights: Sequence[float]) -> np.ndarray:
+    """Model-level score (SPEC 1.4): sum_m w_m * S_sent_m.
+
+    sentence: (n, M); weights: (M,) (already normalised as the mode wants). Returns (n,);
+    NaN where any model's sentence score is NaN (a record is never scored by a subset of models).
+    """
+    s = np.asarray(sentence, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    if s.ndim != 2 or s.shape[1] != len(w):
+        raise ValueError(f"sentence scores {s.shape} do not match {len(w)} model weights")
+    return s @ w

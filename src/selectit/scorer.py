@@ -1,0 +1,154 @@
+"""Score records: every record x every rating prompt x every model, then the three levels of the math.
+
+Prompts are tokenized once, sorted by length and batched, so padding stays small; results are put
+back by index, so a record's score never depends on its neighbours or on batch order.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from selectit import reflection
+from selectit.backends import Backend, load_backend
+from selectit.config import ScoringConfig
+from selectit.errors import ConfigError
+from selectit.labels import resolve_label_ids
+from selectit.prompts import choose_prompts, labels_for_scale, rating_text, read_prompts
+from selectit.records import Record
+from selectit.truncation import fit_prompt
+
+Progress = Callable[[float], None]
+
+
+@dataclass
+class ModelRun:
+    """One model's results. Shapes: n records, P prompts, S labels."""
+
+    name: str
+    num_parameters: int
+    label_ids: list[int]
+    probs: np.ndarray  # (n, P, S) raw label probabilities
+    label_mass: np.ndarray  # (n, P)
+    token: np.ndarray  # (n, P) token-level scores
+    sentence: np.ndarray  # (n,) sentence-level scores
+    truncated: np.ndarray  # (n,) bool: some prompt of this record was truncated
+    tokens: int  # prompt tokens processed
+    seconds: float
+
+
+@dataclass
+class Scores:
+    """Everything scoring produced. ``final`` is (n,), in input order."""
+
+    config: ScoringConfig
+    prompts: list[str]
+    labels: list[str]
+    runs: list[ModelRun]
+    weights: np.ndarray  # (M,)
+    final: np.ndarray  # (n,)
+    ids: list = field(default_factory=list)
+
+
+def rate(
+    backend: Backend, records: Sequence[Record], prompts: Sequence[str], labels: Sequence[str],
+    config: ScoringConfig, progress: Progress | None = None,
+) -> ModelRun:
+    """Run one model over every (record, prompt) pair and apply the token and sentence levels."""
+    start = time.perf_counter()
+    probe = rating_text(prompts[0], records[0])
+    label_ids = resolve_label_ids(
+        lambda suffix: backend.encode(probe, suffix), backend.decode, labels, context=probe
+    )
+    max_length = min(config.max_length or backend.max_length, backend.max_length)
+    n, P = len(records), len(prompts)
+    items, truncated = [], np.zeros(n, dtype=bool)
+    for i, record in enumerate(records):
+        for j, prompt in enumerate(prompts):
+            ids, cut = fit_prompt(backend.encode, prompt, record, max_length, config.overlong)
+            truncated[i] |= cut
+            items.append(ids)
+    order = sorted(range(len(items)), key=lambda k: len(items[k]))  # length-sorted: little padding
+    probs = np.empty((n * P, len(labels)))
+    for b in range(0, len(order), config.batch_size):
+        chunk = order[b : b + config.batch_size]
+        probs[chunk] = backend.label_probs([items[k] for k in chunk], label_ids)
+        if progress:
+            progress(len(chunk) / P)
+    probs = probs.reshape(n, P, len(labels))
+    token = reflection.token_scores(probs, mode=config.mode)
+    return ModelRun(
+        name=backend.name, num_parameters=int(backend.num_parameters), label_ids=label_ids, probs=probs,
+        label_mass=reflection.label_mass(probs), token=token,
+        sentence=reflection.sentence_scores(token, alpha=config.alpha), truncated=truncated,
+        tokens=sum(len(x) for x in items), seconds=time.perf_counter() - start,
+    )
+
+
+def combine(runs: Sequence[ModelRun], config: ScoringConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Model level: (weights (M,), final scores (n,))."""
+    if config.model_weights is not None:
+        weights = reflection.model_weights(config.model_weights)
+    elif config.mode == "reference":
+        try:
+            weights = reflection.reference_model_weights(len(runs))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    else:
+        weights = reflection.model_weights([r.num_parameters for r in runs])
+    sentence = np.stack([r.sentence for r in runs], axis=1)  # (n, M)
+    return weights, reflection.model_scores(sentence, weights)
+
+
+def _unique_names(runs: Sequence[ModelRun]) -> None:
+    seen: dict[str, int] = {}
+    for r in runs:
+        seen[r.name] = seen.get(r.name, 0) + 1
+        if seen[r.name] > 1:
+            r.name = f"{r.name}#{seen[r.name]}"
+
+
+def score_records(
+    records: Sequence[Record], config: ScoringConfig | None = None, *,
+    backends: Sequence[Backend] | None = None, progress: bool = True,
+) -> Scores:
+    """Score ``records`` with every model of ``config`` (or the given, already loaded ``backends``).
+
+    Models are loaded one at a time and released before the next, so memory holds one model.
+    """
+    config = config or ScoringConfig()
+    if not records:
+        raise ConfigError("no records to score")
+    labels = labels_for_scale(config.scale)
+    prompts = choose_prompts(read_prompts(config.prompts_file), config.num_prompts, config.scale)
+    specs = backends if backends is not None else config.models
+    runs = []
+    for m, spec in enumerate(specs):
+        backend = spec if backends is not None else load_backend(
+            config.backend, spec, template=config.template, dtype=config.dtype, device=config.device,
+            max_length=config.max_length, trust_remote_code=config.trust_remote_code,
+        )
+        bar = _progress_bar(len(records), f"model {m + 1}/{len(specs)} {backend.name}") if progress else None
+        try:
+            runs.append(rate(backend, records, prompts, labels, config, bar.update if bar else None))
+        finally:
+            if bar:
+                bar.close()
+        del backend
+        gc.collect()
+    _unique_names(runs)
+    weights, final = combine(runs, config)
+    return Scores(config=config, prompts=prompts, labels=labels, runs=runs, weights=weights, final=final,
+                  ids=[r.id for r in records])
+
+
+def _progress_bar(total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="rec", bar_format=(
+        "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]"
+    ))
