@@ -10,7 +10,7 @@ Bad input or configuration: a one-line reason on stderr and exit code 2.
 
 from __future__ import annotations
 
-import sys
+import functools
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -50,6 +50,23 @@ Top = Annotated[Optional[int], typer.Option(help="Keep the N best records.")]
 Threshold = Annotated[Optional[float], typer.Option(help="Keep records scoring at least T.")]
 Output = Annotated[Optional[Path], typer.Option("--output", help="Selected records (default: DIR/selected.<ext>).")]
 KeepOrder = Annotated[bool, typer.Option("--keep-order", help="Write the selection in input order, not best first.")]
+
+
+def _user_errors(fn):
+    """Errors the user can fix become one line on stderr and exit code 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as e:
+            typer.echo(f"selectit: error: {e}", err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("selectit: interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
 
 
 def _models(values: list[str] | None) -> tuple[str | None, ...]:
@@ -112,6 +129,7 @@ def _select(run_dir, fraction, top, threshold, output, keep_order):
 
 
 @app.command()
+@_user_errors
 def score(input: Input, out: Out, model: Models = None, backend: Backend = "hf", prompts: Prompts = None,
           num_prompts: NumPrompts = 5, scale: Scale = 5, alpha: Alpha = 0.2, mode: Mode = "paper",
           template: Template = "plain", batch_size: BatchSize = 8, max_length: MaxLength = None,
@@ -126,6 +144,7 @@ def score(input: Input, out: Out, model: Models = None, backend: Backend = "hf",
 
 
 @app.command()
+@_user_errors
 def select(run_dir: Annotated[Path, typer.Argument(help="A run directory written by `selectit score`.")],
            fraction: Fraction = None, top: Top = None, threshold: Threshold = None, output: Output = None,
            keep_order: KeepOrder = False) -> None:
@@ -134,6 +153,7 @@ def select(run_dir: Annotated[Path, typer.Argument(help="A run directory written
 
 
 @app.command()
+@_user_errors
 def run(input: Input, out: Out, fraction: Fraction = 0.2, top: Top = None, threshold: Threshold = None,
         output: Output = None, keep_order: KeepOrder = False, model: Models = None, backend: Backend = "hf",
         prompts: Prompts = None, num_prompts: NumPrompts = 5, scale: Scale = 5, alpha: Alpha = 0.2,
@@ -155,23 +175,7 @@ def run(input: Input, out: Out, fraction: Fraction = 0.2, top: Top = None, thres
 
 
 def main() -> None:
-    try:
-        app(standalone_mode=False)
-    except USER_ERRORS as e:
-        typer.echo(f"selectit: error: {e}", err=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        typer.echo("selectit: interrupted", err=True)
-        sys.exit(130)
-    except Exception as e:  # click's usage errors
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(1)
-        raise
+    app()
 
 
 if __name__ == "__main__":

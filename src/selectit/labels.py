@@ -7,7 +7,8 @@ take the token the label became. This works for any tokenizer; nothing is hard-c
 The prompt itself is tokenized alone, as the model reads it; its last characters may tokenize
 differently once a label follows (SmolLM2 reads ": \\n" as ':', ' \\n' but ": \\n1" as ':', ' ', '\\n',
 '1'). What matters is the label's own token, which we require to be the final token and to decode to
-exactly the label, so it can never be silently merged with the template.
+exactly the label (a leading space, as SentencePiece writes a word start, is allowed; a newline is
+not), so it can never be silently merged with the template.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def resolve_label_ids(
     for label in labels:
         full = list(encode_with(label))
         last = full[-1] if full else None
-        if last is None or decode([last]).strip() != label:
+        if last is None or decode([last]).lstrip(" ") != label:
             got = decode(full[-3:]) if full else ""
             raise ConfigError(
                 f"rating label {label!r} is not a single token of its own after the prompt ending "

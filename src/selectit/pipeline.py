@@ -13,7 +13,7 @@ from selectit.config import ScoringConfig
 from selectit.errors import ConfigError
 from selectit.output import file_sha256, read_run, write_run
 from selectit.scorer import Scores, score_records
-from selectit.select import select_fraction, select_threshold, select_top
+from selectit.selection import select_fraction, select_threshold, select_top
 
 
 def score_file(input_path: str | Path, out_dir: str | Path, config: ScoringConfig, *,

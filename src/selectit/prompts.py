@@ -5,7 +5,8 @@ The published template, byte for byte::
     {rating_prompt}\n\nInstruction:{instruction}\nResponse:{response}\nThe answer is: \n
 
 Prompt files hold one rating prompt per line (as the authors' ``rating_prompt.txt``); blank lines are
-ignored. ``{max}`` in a prompt is replaced by the top of the rating scale (our default prompts use it),
+ignored. The 'chat' template wraps the same text in the model's own chat template (see
+:func:`chat_parts`). ``{max}`` in a prompt is replaced by the top of the rating scale (our default prompts use it),
 nothing else is substituted, so other braces are safe.
 """
 
@@ -19,6 +20,8 @@ from selectit.records import Record
 
 TEMPLATES = ("plain", "chat")
 TEMPLATE_TAIL = "\nThe answer is: \n"
+# In chat mode the template's answer cue opens the assistant's reply instead of ending the user turn.
+CHAT_ANSWER_PREFIX = "The answer is: "
 DEFAULT_PROMPTS = "default_prompts.txt"
 
 
@@ -54,6 +57,18 @@ def choose_prompts(prompts: list[str], num_prompts: int, scale: int) -> list[str
 def rating_text(prompt: str, record: Record) -> str:
     """The text the model reads for one record and one rating prompt (published template)."""
     return f"{prompt}\n\nInstruction:{record.instruction}\nResponse:{record.response}{TEMPLATE_TAIL}"
+
+
+def chat_parts(text: str) -> tuple[str, str]:
+    """Split a rating text for the 'chat' template: (user message, start of the assistant's reply).
+
+    The user turn is ``{rating_prompt}\n\nInstruction:{instruction}\nResponse:{response}``; the reply
+    is opened with "The answer is: ", so the next token is the rating. (Leaving the cue in the user
+    turn puts only ~16% of SmolLM2-135M's mass on the digits; opening the reply with it, ~86%.)
+    """
+    if text.endswith(TEMPLATE_TAIL):
+        text = text[: -len(TEMPLATE_TAIL)]
+    return text, CHAT_ANSWER_PREFIX
 
 
 def labels_for_scale(scale: int) -> list[str]:

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from selectit.prompts import chat_parts
+
 
 class FakeBackend:
     def __init__(self, *, name: str = "fake", num_parameters: int = 1_000_000, max_length: int = 1 << 20,
@@ -22,7 +24,8 @@ class FakeBackend:
 
     def encode(self, text: str, suffix: str = "") -> list[int]:
         if self.template == "chat":
-            text = f"<user>{text}</user><assistant>"
+            user, reply = chat_parts(text)
+            text = f"<user>{user}</user><assistant>{reply}"
         return list((text + suffix).encode("utf-8"))
 
     def decode(self, ids: Sequence[int]) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 
 from selectit.errors import ConfigError
 from selectit.models import ModelSource, resolve_model
+from selectit.prompts import chat_parts
 
 DTYPES = ("float32", "bfloat16", "float16")
 DEFAULT_MAX_LENGTH = 4096
@@ -62,10 +63,11 @@ class HFBackend:
 
     def encode(self, text: str, suffix: str = "") -> list[int]:
         if self.template == "chat":
+            user, reply = chat_parts(text)
             rendered = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+                [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
             )
-            return self.tokenizer(rendered + suffix, add_special_tokens=False)["input_ids"]
+            return self.tokenizer(rendered + reply + suffix, add_special_tokens=False)["input_ids"]
         return self.tokenizer(text + suffix)["input_ids"]
 
     def decode(self, ids: Sequence[int]) -> str:

@@ -1,0 +1,3 @@
+from selectit.cli import main
+
+main()

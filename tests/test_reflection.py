@@ -1,0 +1,98 @@
+"""The SelectIT math against values computed by hand."""
+
+import numpy as np
+import pytest
+
+from selectit import reflection as R
+
+
+def test_token_score_by_hand():
+    # p = [.1, .1, .2, .4, .2] (mass 1): base = 4, spread = (0.3+0.3+0.2+0+0.2)/4 = 0.25 -> 1.0
+    assert R.token_scores(np.array([0.1, 0.1, 0.2, 0.4, 0.2])) == pytest.approx(1.0)
+    # Mass 0.5: renormalised to the same distribution, so the same score.
+    assert R.token_scores(np.array([0.05, 0.05, 0.1, 0.2, 0.1])) == pytest.approx(1.0)
+    # Certain of 5: base 5, spread (1*4)/4 = 1 -> 5.  Certain of 1 -> 1.
+    assert R.token_scores(np.array([0, 0, 0, 0, 0.3])) == pytest.approx(5.0)
+    assert R.token_scores(np.array([0.3, 0, 0, 0, 0])) == pytest.approx(1.0)
+    # Uniform: base 1 (first max), spread 0 -> 0.
+    assert R.token_scores(np.full(5, 0.2)) == pytest.approx(0.0)
+
+
+def test_ties_take_the_first_max():
+    # p' = [0, .4, 0, .4, .2]: first max is label 2; spread = (.4+0+.4+0+.2)/4 = 0.25 -> 0.5
+    assert R.token_scores(np.array([0, 0.4, 0, 0.4, 0.2])) == pytest.approx(0.5)
+
+
+def test_zero_and_nonfinite_mass_give_nan_not_a_default():
+    probs = np.array([[0, 0, 0, 0, 0], [np.nan, 0.1, 0.1, 0.1, 0.1], [0.1, 0.1, 0.2, 0.4, 0.2]])
+    t = R.token_scores(probs)
+    assert np.isnan(t[0]) and np.isnan(t[1]) and t[2] == pytest.approx(1.0)
+    assert R.label_mass(probs)[0] == 0
+
+
+def test_reference_mode_softmax_squashes():
+    p = np.array([0, 0, 0, 0, 0.3])  # p' = [0,0,0,0,1]; softmax -> [1,1,1,1,e]/(4+e)
+    e = np.e
+    q = np.array([1, 1, 1, 1, e]) / (4 + e)
+    expected = 5 * (4 * (q[4] - q[0])) / 4
+    assert R.token_scores(p, mode="reference") == pytest.approx(expected)
+    assert R.normalise(p, mode="reference").max() == pytest.approx(e / (4 + e))  # ~0.405
+    assert R.token_scores(p, mode="paper") == pytest.approx(5.0)
+
+
+def test_sentence_level_by_hand():
+    token = np.array([[1.0, 2.0, 3.0], [2.0, 2.0, 2.0]])
+    std = np.sqrt(2 / 3)  # ddof = 0
+    s = R.sentence_scores(token, alpha=0.2)
+    assert s[0] == pytest.approx(2.0 / (1 + 0.2 * std))
+    assert s[1] == pytest.approx(2.0)
+    assert R.sentence_scores(token, alpha=0.0)[0] == pytest.approx(2.0)
+
+
+def test_sentence_level_leaves_out_prompts_without_mass():
+    token = np.array([[1.0, np.nan, 3.0], [np.nan, np.nan, np.nan]])
+    s = R.sentence_scores(token, alpha=0.2)
+    assert s[0] == pytest.approx(2.0 / (1 + 0.2 * 1.0))
+    assert np.isnan(s[1])
+
+
+def test_model_level_one_and_several_models():
+    sent = np.array([[1.0], [2.0]])
+    np.testing.assert_allclose(R.model_scores(sent, R.model_weights([135e6])), [1.0, 2.0])
+    sent3 = np.array([[1.0, 2.0, 3.0]])
+    w = R.model_weights([7e9, 13e9, 70e9])  # paper: 7/90, 13/90, 70/90
+    np.testing.assert_allclose(w, [7 / 90, 13 / 90, 70 / 90])
+    assert R.model_scores(sent3, w)[0] == pytest.approx((7 * 1 + 13 * 2 + 70 * 3) / 90)
+    ref = R.reference_model_weights(3)  # the published scripts: 7/20, 13/20, 70/90
+    assert R.model_scores(sent3, ref)[0] == pytest.approx(7 / 20 * 1 + 13 / 20 * 2 + 70 / 90 * 3)
+
+
+def test_reference_weights_only_for_one_or_three_models():
+    assert R.reference_model_weights(1).tolist() == [1.0]
+    with pytest.raises(ValueError, match="exactly 1 or 3"):
+        R.reference_model_weights(2)
+
+
+def test_a_model_without_score_makes_the_record_unscored():
+    sent = np.array([[1.0, np.nan]])
+    assert np.isnan(R.model_scores(sent, [0.5, 0.5])[0])
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="mode"):
+        R.token_scores(np.ones(5), mode="nope")
+    with pytest.raises(ValueError, match="alpha"):
+        R.sentence_scores(np.ones((1, 2)), alpha=-1)
+    with pytest.raises(ValueError, match="positive"):
+        R.model_weights([1.0, 0.0])
+
+
+def test_batched_shapes():
+    rng = np.random.default_rng(0)
+    probs = rng.random((4, 3, 5))
+    t = R.token_scores(probs)
+    assert t.shape == (4, 3)
+    for i in range(4):
+        for j in range(3):
+            assert t[i, j] == pytest.approx(R.token_scores(probs[i, j]))
+    assert ((t >= 0) & (t <= 5)).all()

@@ -1,0 +1,66 @@
+"""Scoring end to end in Python: records -> three levels -> selection, with fake and tiny models."""
+
+import numpy as np
+import pytest
+
+import selectit
+from selectit.backends.fake import FakeBackend
+from selectit.backends.hf import HFBackend
+from selectit.errors import ConfigError
+
+
+def test_api_scores_and_selects(alpaca_records):
+    scores = selectit.score(alpaca_records[:20], backends=[FakeBackend()])
+    assert scores.final.shape == (20,)
+    best = selectit.select(scores, fraction=0.2)
+    assert len(best) == 4 and scores.final[best[0]] == scores.final.max()
+    assert selectit.select(scores.final, top=3).tolist() == best[:3].tolist()
+
+
+def test_scores_do_not_depend_on_order_or_neighbours(alpaca_records):
+    records = alpaca_records[:12]
+    a = selectit.score(records, backends=[FakeBackend()]).final
+    b = selectit.score(records[::-1], backends=[FakeBackend()]).final
+    np.testing.assert_array_equal(a, b[::-1])
+
+
+def test_model_level_weights_by_parameter_count(alpaca_records):
+    small, big = FakeBackend(name="s", num_parameters=1), FakeBackend(name="b", num_parameters=3)
+    scores = selectit.score(alpaca_records[:5], backends=[small, big])
+    np.testing.assert_allclose(scores.weights, [0.25, 0.75])
+    expected = 0.25 * scores.runs[0].sentence + 0.75 * scores.runs[1].sentence
+    np.testing.assert_allclose(scores.final, expected)
+    same = selectit.score(alpaca_records[:5], backends=[FakeBackend(), FakeBackend()])
+    assert [r.name for r in same.runs] == ["fake", "fake#2"]
+
+
+def test_reference_mode_differs_from_paper(alpaca_records):
+    paper = selectit.score(alpaca_records[:8], backends=[FakeBackend()])
+    ref = selectit.score(alpaca_records[:8], backends=[FakeBackend()], mode="reference")
+    assert ref.final.max() < paper.final.max()
+    assert ref.final.max() <= 5 * (np.e - 1) / (np.e + 4) + 1e-12  # softmax squashes every score
+
+
+def test_weight_override_and_errors(alpaca_records):
+    two = [FakeBackend(name="a"), FakeBackend(name="b")]
+    s = selectit.score(alpaca_records[:3], backends=two, models=("a", "b"), model_weights=(1, 1))
+    np.testing.assert_allclose(s.weights, [0.5, 0.5])
+    with pytest.raises(ConfigError, match="exactly 1 or 3"):
+        selectit.score(alpaca_records[:3], backends=two, mode="reference")
+    with pytest.raises(ConfigError, match="num-prompts"):
+        selectit.score(alpaca_records[:3], backends=[FakeBackend()], num_prompts=9)
+
+
+def test_chat_template_mode(tiny_model, tiny_tokenizer, alpaca_records):
+    with pytest.raises(ConfigError, match="no chat template"):
+        HFBackend(tiny_model, tiny_tokenizer, name="tiny", template="chat")
+
+
+@pytest.mark.embedded
+def test_chat_template_puts_more_mass_on_labels(embedded_backend, alpaca_records):
+    """SmolLM2 with its chat template puts most of its mass on the digits (SPEC 5)."""
+    chat = HFBackend(embedded_backend.model, embedded_backend.tokenizer, name="chat", template="chat")
+    plain = selectit.score(alpaca_records[:2], backends=[embedded_backend], num_prompts=2)
+    inchat = selectit.score(alpaca_records[:2], backends=[chat], num_prompts=2, template="chat")
+    assert inchat.runs[0].label_mass.mean() > plain.runs[0].label_mass.mean()
+    assert inchat.runs[0].label_mass.mean() > 0.8
