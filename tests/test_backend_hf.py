@@ -27,35 +27,79 @@ def _naive_run(model, tokenizer, records, prompts, label_ids):
                      for r in records])
 
 
-def _check_parity(backend, model, tokenizer, records, batch_size):
-    """Label probabilities and the record scores (sentence level, what selection ranks) agree within
-    1e-5. Token-level scores divide by the label mass (often ~0.1-0.3 here) and multiply by the
-    rating, which amplifies float32 rounding (different kernels for different batch shapes, ~3e-6 in
-    the probabilities) about tenfold; they are held to 1e-4."""
+def _check_parity(backend, model, tokenizer, records, batch_size, *, probs_tol=1e-5, token_tol=1e-5, **options):
+    """The record scores (sentence level: what selection ranks) agree within 1e-5 with the plain loop."""
     prompts = choose_prompts(read_prompts(), 5, 5)
-    run = rate(backend, records, prompts, LABELS, ScoringConfig(batch_size=batch_size))
+    run = rate(backend, records, prompts, LABELS, ScoringConfig(batch_size=batch_size, **options))
     naive = _naive_run(model, tokenizer, records, prompts, run.label_ids)
     token = reflection.token_scores(naive)
     sentence = reflection.sentence_scores(token)
-    assert np.abs(run.probs - naive).max() <= 1e-5
-    assert np.abs(run.sentence - sentence).max() <= 1e-5
-    assert np.abs(run.token - token).max() <= 1e-4
     print(f"parity (batch {batch_size}): max |diff| probs {np.abs(run.probs - naive).max():.1e}, "
           f"token {np.abs(run.token - token).max():.1e}, sentence {np.abs(run.sentence - sentence).max():.1e}")
+    assert np.abs(run.sentence - sentence).max() <= 1e-5
+    assert np.abs(run.probs - naive).max() <= probs_tol
+    assert np.abs(run.token - token).max() <= token_tol
     return run, naive
 
 
+@pytest.mark.parametrize("prefix_cache", [True, False])
 @pytest.mark.parametrize("batch_size", [1, 3, 16])
-def test_parity_tiny_model(tiny_model, tiny_tokenizer, alpaca_records, batch_size):
+def test_parity_tiny_model(tiny_model, tiny_tokenizer, alpaca_records, batch_size, prefix_cache):
+    records = formats.from_dicts(alpaca_records[:6])
+    backend = HFBackend(tiny_model, tiny_tokenizer, name="tiny", prefix_cache=prefix_cache)
+    _check_parity(backend, tiny_model, tiny_tokenizer, records, batch_size, prefix_cache=prefix_cache)
+    if prefix_cache:  # the rating prompt's tokens were run once per prompt, not once per record
+        assert backend.tokens_computed < sum(len(tiny_tokenizer(rating_text(p, r))["input_ids"])
+                                             for p in choose_prompts(read_prompts(), 5, 5) for r in records)
+
+
+def test_token_budget_and_memory_split(tiny_model, tiny_tokenizer, alpaca_records):
+    """A batch that runs out of memory is split and retried, never skipped."""
     records = formats.from_dicts(alpaca_records[:6])
     backend = HFBackend(tiny_model, tiny_tokenizer, name="tiny")
-    _check_parity(backend, tiny_model, tiny_tokenizer, records, batch_size)
+    real = backend.label_probs
+    calls = []
+
+    def tight_memory(rows, label_ids, shared=0):
+        calls.append(len(rows))
+        if len(rows) > 2:
+            raise MemoryError("pretend out of memory")
+        return real(rows, label_ids, shared)
+
+    backend.label_probs = tight_memory
+    prompts = choose_prompts(read_prompts(), 2, 5)
+    run = rate(backend, records, prompts, LABELS, ScoringConfig(batch_size=6))
+    backend.label_probs = real
+    ref = rate(backend, records, prompts, LABELS, ScoringConfig(batch_size=1, batch_tokens=10_000))
+    assert max(calls) == 6 and 3 in calls and np.abs(run.probs - ref.probs).max() < 1e-5
+
+
+def test_record_first_layout_shares_the_record(tiny_model, tiny_tokenizer, alpaca_records):
+    records = formats.from_dicts(alpaca_records[:3])
+    backend = HFBackend(tiny_model, tiny_tokenizer, name="tiny")
+    prompts = choose_prompts(read_prompts(), 5, 5)
+    run = rate(backend, records, prompts, LABELS, ScoringConfig(layout="record-first"))
+    naive = _naive_run_layout(tiny_model, tiny_tokenizer, records, prompts, run.label_ids, "record-first")
+    assert np.abs(run.probs - naive).max() <= 1e-5
+    assert rating_text(prompts[0], records[0], "record-first").startswith("Instruction:")
+
+
+def _naive_run_layout(model, tokenizer, records, prompts, label_ids, layout):
+    return np.array([[naive_label_probs(model, tokenizer, rating_text(p, r, layout), label_ids) for p in prompts]
+                     for r in records])
 
 
 @pytest.mark.embedded
 def test_parity_embedded_model_on_real_records(embedded_backend, alpaca_records):
+    """Two float32 computations of SmolLM2 with different kernel shapes (batched, padded, prefix cache,
+    head at the last position vs one prompt with full logits) differ by float32 rounding: measured on 8
+    demo records, the published float32 loop itself is 3.7e-6 (probabilities) and 2.1e-5 (token scores)
+    away from a float64 run, and ours 9.4e-6 / 9.3e-6. Token scores divide by the label mass and multiply
+    by the rating, so they amplify that noise; the sentence scores average it out. Hence probabilities
+    are held to 2e-5, token scores to 1e-4, and the record scores to 1e-5."""
     records = formats.from_dicts(alpaca_records[:8])
-    run, _ = _check_parity(embedded_backend, embedded_backend.model, embedded_backend.tokenizer, records, 8)
+    run, _ = _check_parity(embedded_backend, embedded_backend.model, embedded_backend.tokenizer, records, 8,
+                           probs_tol=2e-5, token_tol=1e-4)
     # A real model puts a real share of its probability on the digits with the published template.
     assert 0.05 < run.label_mass.mean() < 0.95
 

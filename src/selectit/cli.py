@@ -35,7 +35,12 @@ Scale = Annotated[int, typer.Option(help="S: ratings 1..S (2-9).")]
 Alpha = Annotated[float, typer.Option(help="Penalty on the prompts' disagreement (std).")]
 Mode = Annotated[str, typer.Option(help="paper (published formulas) or reference (the authors' scripts).")]
 Template = Annotated[str, typer.Option(help="plain (published template) or chat (model's chat template).")]
-BatchSize = Annotated[int, typer.Option(help="Prompts per forward pass.")]
+BatchSize = Annotated[int, typer.Option(help="Most prompts per forward pass.")]
+BatchTokens = Annotated[Optional[int], typer.Option(
+    help="Most padded tokens per forward pass; batches then adapt to prompt length.")]
+Layout = Annotated[str, typer.Option(help="prompt-first (published) or record-first (faster; changes the prompt).")]
+PrefixCache = Annotated[bool, typer.Option("--prefix-cache/--no-prefix-cache",
+                                          help="Compute the shared prompt prefix once (same scores, less work).")]
 MaxLength = Annotated[Optional[int], typer.Option(help="Longest prompt in tokens (default: the model's).")]
 Overlong = Annotated[str, typer.Option(help="Prompts over --max-length: truncate (flagged) or error.")]
 Dtype = Annotated[str, typer.Option(help="float32 (exact), bfloat16 or float16.")]
@@ -85,7 +90,7 @@ def _weights(text: str | None) -> tuple[float, ...] | None:
 
 
 def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, batch_size, max_length,
-            overlong, dtype, device, model_weights, trust_remote_code):
+            overlong, dtype, device, model_weights, trust_remote_code, layout, batch_tokens, prefix_cache):
     from selectit.config import ScoringConfig
     from selectit.prompts import choose_prompts, read_prompts
 
@@ -93,7 +98,8 @@ def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, 
         models=_models(model), backend=backend, prompts_file=str(prompts) if prompts else None,
         num_prompts=num_prompts, scale=scale, alpha=alpha, mode=mode, template=template,
         batch_size=batch_size, max_length=max_length, overlong=overlong, dtype=dtype, device=device,
-        model_weights=_weights(model_weights), trust_remote_code=trust_remote_code,
+        model_weights=_weights(model_weights), trust_remote_code=trust_remote_code, layout=layout,
+        batch_tokens=batch_tokens, prefix_cache=prefix_cache,
     )
     choose_prompts(read_prompts(config.prompts_file), config.num_prompts, config.scale)  # fail before loading
     return config
@@ -135,12 +141,14 @@ def score(input: Input, out: Out, model: Models = None, backend: Backend = "hf",
           template: Template = "plain", batch_size: BatchSize = 8, max_length: MaxLength = None,
           overlong: Overlong = "truncate", dtype: Dtype = "float32", device: Device = "auto",
           model_weights: Weights = None, fmt: Format = None, trust_remote_code: Trust = False,
-          quiet: Quiet = False) -> None:
+          quiet: Quiet = False, layout: Layout = "prompt-first", batch_tokens: BatchTokens = None,
+          prefix_cache: PrefixCache = True) -> None:
     """Score every record of INPUT; write DIR/scores.jsonl and DIR/config.json."""
     _score(input, out, fmt, quiet, model=model, backend=backend, prompts=prompts, num_prompts=num_prompts,
            scale=scale, alpha=alpha, mode=mode, template=template, batch_size=batch_size,
            max_length=max_length, overlong=overlong, dtype=dtype, device=device,
-           model_weights=model_weights, trust_remote_code=trust_remote_code)
+           model_weights=model_weights, trust_remote_code=trust_remote_code, layout=layout,
+           batch_tokens=batch_tokens, prefix_cache=prefix_cache)
 
 
 @app.command()
@@ -160,7 +168,8 @@ def run(input: Input, out: Out, fraction: Fraction = 0.2, top: Top = None, thres
         mode: Mode = "paper", template: Template = "plain", batch_size: BatchSize = 8,
         max_length: MaxLength = None, overlong: Overlong = "truncate", dtype: Dtype = "float32",
         device: Device = "auto", model_weights: Weights = None, fmt: Format = None,
-        trust_remote_code: Trust = False, quiet: Quiet = False) -> None:
+        trust_remote_code: Trust = False, quiet: Quiet = False, layout: Layout = "prompt-first",
+        batch_tokens: BatchTokens = None, prefix_cache: PrefixCache = True) -> None:
     """Score INPUT and select from it in one go (default: the best 20%)."""
     if top is not None or threshold is not None:
         fraction = None
@@ -170,7 +179,8 @@ def run(input: Input, out: Out, fraction: Fraction = 0.2, top: Top = None, thres
     _score(input, out, fmt, quiet, model=model, backend=backend, prompts=prompts, num_prompts=num_prompts,
            scale=scale, alpha=alpha, mode=mode, template=template, batch_size=batch_size,
            max_length=max_length, overlong=overlong, dtype=dtype, device=device,
-           model_weights=model_weights, trust_remote_code=trust_remote_code)
+           model_weights=model_weights, trust_remote_code=trust_remote_code, layout=layout,
+           batch_tokens=batch_tokens, prefix_cache=prefix_cache)
     _select(out, fraction, top, threshold, output, keep_order)
 
 

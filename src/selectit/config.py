@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from selectit.errors import ConfigError
-from selectit.prompts import TEMPLATES, labels_for_scale
+from selectit.prompts import LAYOUTS, TEMPLATES, labels_for_scale
 from selectit.reflection import MODES
 
 OVERLONG = ("truncate", "error")
@@ -30,8 +30,17 @@ class ScoringConfig:
     and their hard-coded 7/20, 13/20, 70/90 model weights)."""
     template: str = "plain"
     """'plain': the published template, byte for byte; 'chat': the model's chat template around it."""
+    layout: str = "prompt-first"
+    """'prompt-first': the published order (rating prompt, then the record). 'record-first': the record,
+    then the rating prompt, so one record's P prompts share its tokens (P times less record compute;
+    it changes what the model reads, so scores differ from the paper's)."""
     batch_size: int = 8
-    """Prompts per forward pass."""
+    """Most prompts per forward pass."""
+    batch_tokens: int | None = None
+    """Most padded tokens per forward pass (rows x longest row); None: only batch_size limits."""
+    prefix_cache: bool = True
+    """Compute the tokens that a group of prompts shares (the rating prompt, or the record in
+    record-first) once and reuse their keys/values. Same scores, less work."""
     max_length: int | None = None
     """Longest prompt in tokens; None uses the model's context size."""
     overlong: str = "truncate"
@@ -53,6 +62,10 @@ class ScoringConfig:
             raise ConfigError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.template not in TEMPLATES:
             raise ConfigError(f"--template must be one of {', '.join(TEMPLATES)}, got {self.template!r}")
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"--layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+        if self.batch_tokens is not None and self.batch_tokens < 1:
+            raise ConfigError(f"--batch-tokens must be >= 1, got {self.batch_tokens}")
         if self.overlong not in OVERLONG:
             raise ConfigError(f"--overlong must be one of {', '.join(OVERLONG)}, got {self.overlong!r}")
         labels_for_scale(self.scale)

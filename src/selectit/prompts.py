@@ -19,6 +19,7 @@ from selectit.errors import ConfigError
 from selectit.records import Record
 
 TEMPLATES = ("plain", "chat")
+LAYOUTS = ("prompt-first", "record-first")
 TEMPLATE_TAIL = "\nThe answer is: \n"
 # In chat mode the template's answer cue opens the assistant's reply instead of ending the user turn.
 CHAT_ANSWER_PREFIX = "The answer is: "
@@ -54,8 +55,15 @@ def choose_prompts(prompts: list[str], num_prompts: int, scale: int) -> list[str
     return [p.replace("{max}", str(scale)) for p in prompts[:num_prompts]]
 
 
-def rating_text(prompt: str, record: Record) -> str:
-    """The text the model reads for one record and one rating prompt (published template)."""
+def rating_text(prompt: str, record: Record, layout: str = "prompt-first") -> str:
+    """The text the model reads for one record and one rating prompt.
+
+    prompt-first: the published template. record-first: the record first, then the rating prompt
+    (``Instruction:{instruction}\nResponse:{response}\n\n{rating_prompt}`` and the same ending), so
+    the P prompts of one record share the record's tokens. record-first changes what the model reads.
+    """
+    if layout == "record-first":
+        return f"Instruction:{record.instruction}\nResponse:{record.response}\n\n{prompt}{TEMPLATE_TAIL}"
     return f"{prompt}\n\nInstruction:{record.instruction}\nResponse:{record.response}{TEMPLATE_TAIL}"
 
 

@@ -18,6 +18,7 @@ from selectit.backends import Backend, load_backend
 from selectit.config import ScoringConfig
 from selectit.errors import ConfigError
 from selectit.labels import resolve_label_ids
+from selectit.plan import plan_batches
 from selectit.prompts import choose_prompts, labels_for_scale, rating_text, read_prompts
 from selectit.records import Record
 from selectit.truncation import fit_prompt
@@ -60,25 +61,29 @@ def rate(
 ) -> ModelRun:
     """Run one model over every (record, prompt) pair and apply the token and sentence levels."""
     start = time.perf_counter()
-    probe = rating_text(prompts[0], records[0])
+    probe = rating_text(prompts[0], records[0], config.layout)
     label_ids = resolve_label_ids(
         lambda suffix: backend.encode(probe, suffix), backend.decode, labels, context=probe
     )
     max_length = min(config.max_length or backend.max_length, backend.max_length)
     n, P = len(records), len(prompts)
-    items, truncated = [], np.zeros(n, dtype=bool)
+    items, truncated = [], np.zeros(n, dtype=bool)  # items[i * P + j]: record i, prompt j
     for i, record in enumerate(records):
-        for j, prompt in enumerate(prompts):
-            ids, cut = fit_prompt(backend.encode, prompt, record, max_length, config.overlong)
+        for prompt in prompts:
+            ids, cut = fit_prompt(backend.encode, prompt, record, max_length, config.overlong, config.layout)
             truncated[i] |= cut
             items.append(ids)
-    order = sorted(range(len(items)), key=lambda k: len(items[k]))  # length-sorted: little padding
+    if config.layout == "record-first":  # a record's P prompts share the record's tokens
+        groups = [list(range(i * P, (i + 1) * P)) for i in range(n)]
+    else:  # every record's prompt j shares rating prompt j's tokens
+        groups = [list(range(j, n * P, P)) for j in range(P)]
+    batches = plan_batches(items, groups, batch_size=config.batch_size, batch_tokens=config.batch_tokens,
+                           share_prefix=config.prefix_cache)
     probs = np.empty((n * P, len(labels)))
-    for b in range(0, len(order), config.batch_size):
-        chunk = order[b : b + config.batch_size]
-        probs[chunk] = backend.label_probs([items[k] for k in chunk], label_ids)
+    for batch in batches:
+        probs[batch.rows] = _label_probs(backend, [items[k] for k in batch.rows], label_ids, batch.shared)
         if progress:
-            progress(len(chunk) / P)
+            progress(len(batch.rows) / P)
     probs = probs.reshape(n, P, len(labels))
     token = reflection.token_scores(probs, mode=config.mode)
     return ModelRun(
@@ -87,6 +92,21 @@ def rate(
         sentence=reflection.sentence_scores(token, alpha=config.alpha), truncated=truncated,
         tokens=sum(len(x) for x in items), seconds=time.perf_counter() - start,
     )
+
+
+def _label_probs(backend: Backend, rows: list[list[int]], label_ids: list[int], shared: int) -> np.ndarray:
+    """backend.label_probs, splitting the batch in halves when it runs out of memory (never skipping)."""
+    try:
+        return backend.label_probs(rows, label_ids, shared)
+    except MemoryError:
+        if len(rows) == 1:
+            raise ConfigError(
+                f"one prompt of {len(rows[0])} tokens does not fit in memory; lower --max-length, "
+                "use --dtype bfloat16, or a smaller model"
+            ) from None
+        half = len(rows) // 2
+        return np.concatenate([_label_probs(backend, rows[:half], label_ids, shared),
+                               _label_probs(backend, rows[half:], label_ids, shared)])
 
 
 def combine(runs: Sequence[ModelRun], config: ScoringConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -131,6 +151,7 @@ def score_records(
         backend = spec if backends is not None else load_backend(
             config.backend, spec, template=config.template, dtype=config.dtype, device=config.device,
             max_length=config.max_length, trust_remote_code=config.trust_remote_code,
+            prefix_cache=config.prefix_cache,
         )
         bar = _progress_bar(len(records), f"model {m + 1}/{len(specs)} {backend.name}") if progress else None
         try:

@@ -31,10 +31,15 @@ def _longest_fit(n: int, fits: Callable[[int], bool]) -> int | None:
 
 
 def fit_prompt(
-    encode: Callable[[str], list[int]], prompt: str, record: Record, max_length: int, overlong: str
+    encode: Callable[[str], list[int]], prompt: str, record: Record, max_length: int, overlong: str,
+    layout: str = "prompt-first",
 ) -> tuple[list[int], bool]:
     """Token ids of the rating prompt for ``record``, and whether it had to be truncated."""
-    ids = encode(rating_text(prompt, record))
+
+    def text(rec: Record) -> str:
+        return rating_text(prompt, rec, layout)
+
+    ids = encode(text(record))
     if len(ids) <= max_length:
         return ids, False
     if overlong == "error":
@@ -44,15 +49,15 @@ def fit_prompt(
         )
 
     def fits(rec: Record) -> bool:
-        return len(encode(rating_text(prompt, rec))) <= max_length
+        return len(encode(text(rec))) <= max_length
 
     k = _longest_fit(len(record.response), lambda k: fits(replace(record, response=record.response[:k])))
     if k is not None:
-        return encode(rating_text(prompt, replace(record, response=record.response[:k]))), True
+        return encode(text(replace(record, response=record.response[:k]))), True
     empty = replace(record, response="")
     k = _longest_fit(len(record.instruction), lambda k: fits(replace(empty, instruction=record.instruction[:k])))
     if k is None:
         raise ConfigError(
             f"--max-length {max_length} is shorter than the rating prompt itself; raise --max-length"
         )
-    return encode(rating_text(prompt, replace(empty, instruction=record.instruction[:k]))), True
+    return encode(text(replace(empty, instruction=record.instruction[:k]))), True

@@ -29,7 +29,9 @@ class Backend(Protocol):
         """Text of token ids."""
         ...
 
-    def label_probs(self, batch: Sequence[Sequence[int]], label_ids: Sequence[int]) -> np.ndarray:
+    def label_probs(self, batch: Sequence[Sequence[int]], label_ids: Sequence[int], shared: int = 0) -> np.ndarray:
         """Next-token probabilities of ``label_ids`` after each prompt (full softmax over the
-        vocabulary, not renormalised). batch: n token-id lists. Returns (n, S) float64."""
+        vocabulary, not renormalised). batch: n token-id lists, all starting with the same ``shared``
+        tokens (a hint a backend may use to compute them once). Returns (n, S) float64.
+        Raises MemoryError when the batch does not fit; the caller splits it and retries."""
         ...

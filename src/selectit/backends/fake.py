@@ -31,7 +31,7 @@ class FakeBackend:
     def decode(self, ids: Sequence[int]) -> str:
         return bytes(ids).decode("utf-8", errors="replace")
 
-    def label_probs(self, batch: Sequence[Sequence[int]], label_ids: Sequence[int]) -> np.ndarray:
+    def label_probs(self, batch: Sequence[Sequence[int]], label_ids: Sequence[int], shared: int = 0) -> np.ndarray:
         out = np.empty((len(batch), len(label_ids)))
         for i, ids in enumerate(batch):
             digest = hashlib.sha256(bytes(ids) + self.name.encode()).digest()

@@ -20,7 +20,8 @@ DEFAULT_MAX_LENGTH = 4096
 
 
 class HFBackend:
-    def __init__(self, model, tokenizer, *, name: str, template: str = "plain", max_length: int | None = None):
+    def __init__(self, model, tokenizer, *, name: str, template: str = "plain", max_length: int | None = None,
+                 prefix_cache: bool = True):
         import torch
 
         self.torch = torch
@@ -38,10 +39,13 @@ class HFBackend:
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = pad if pad is not None else 0
         self._keeps_last = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self.prefix_cache = prefix_cache
+        self._prefix = None  # (prefix token ids, its KV cache for one row)
+        self.tokens_computed = 0  # tokens actually run through the model (a shared prefix counts once)
 
     @classmethod
     def load(cls, spec: str | None, *, template: str = "plain", dtype: str = "float32", device: str = "auto",
-             max_length: int | None = None, trust_remote_code: bool = False) -> HFBackend:
+             max_length: int | None = None, trust_remote_code: bool = False, prefix_cache: bool = True) -> HFBackend:
         """Load a hub id, a local folder, a GGUF file, or (spec None) the embedded model."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -59,7 +63,8 @@ class HFBackend:
         except (OSError, ValueError, KeyError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ConfigError(f"cannot load model {spec or source.name}: {first}") from None
-        return cls(model.to(device), tokenizer, name=source.name, template=template, max_length=max_length)
+        return cls(model.to(device), tokenizer, name=source.name, template=template, max_length=max_length,
+                   prefix_cache=prefix_cache)
 
     def encode(self, text: str, suffix: str = "") -> list[int]:
         if self.template == "chat":
@@ -73,21 +78,59 @@ class HFBackend:
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids))
 
-    def label_probs(self, batch: Sequence[Sequence[int]], label_ids: Sequence[int]) -> np.ndarray:
+    def label_probs(self, batch: Sequence[Sequence[int]], label_ids: Sequence[int], shared: int = 0) -> np.ndarray:
+        """(B, S) label probabilities. ``shared``: every row begins with the same ``shared`` tokens;
+        their keys/values are computed once (and kept for the next batch with the same prefix)
+        instead of once per row. The rows' results are the same either way (up to float rounding)."""
         torch = self.torch
-        width = max(len(ids) for ids in batch)
+        shared = shared if self.prefix_cache else 0
+        suffixes = [ids[shared:] for ids in batch]
+        width = max(len(ids) for ids in suffixes)
         input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, ids in enumerate(batch):  # left padding: every prompt ends at the last column
+        mask = torch.zeros((len(batch), shared + width), dtype=torch.long)
+        mask[:, :shared] = 1
+        for i, ids in enumerate(suffixes):  # padding sits before each suffix: every row ends at the last column
             input_ids[i, width - len(ids):] = torch.as_tensor(ids, dtype=torch.long)
-            mask[i, width - len(ids):] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): 0.. from each prompt's first token
+            mask[i, shared + width - len(ids):] = 1
+        # (B, T): each real token's position counts only real tokens before it, prefix included.
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
         kwargs = {"logits_to_keep": 1} if self._keeps_last else {}
+        if shared:
+            kwargs.update(past_key_values=self._prefix_kv(batch[0][:shared], len(batch)), use_cache=True)
+        else:
+            kwargs.update(use_cache=False)
+        self.tokens_computed += sum(len(ids) for ids in suffixes)
         with torch.inference_mode():
-            out = self.model(
-                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
-                position_ids=positions.to(self.device), use_cache=False, **kwargs,
-            )
+            out = self._forward(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                                position_ids=positions.to(self.device), **kwargs)
             logp = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)  # (B, V)
             picked = logp[:, list(label_ids)].double().exp()  # (B, S), float64 so tiny mass survives
         return picked.cpu().numpy()
+
+    def _prefix_kv(self, prefix: Sequence[int], rows: int):
+        """A fresh cache holding ``prefix``'s keys/values for ``rows`` rows (computed once per prefix)."""
+        import copy
+
+        torch = self.torch
+        key = tuple(prefix)
+        if self._prefix is None or self._prefix[0] != key:
+            ids = torch.as_tensor([list(prefix)], dtype=torch.long, device=self.device)
+            with torch.inference_mode():
+                out = self._forward(input_ids=ids, use_cache=True, **({"logits_to_keep": 1} if self._keeps_last else {}))
+            self._prefix = (key, out.past_key_values)
+            self.tokens_computed += len(key)
+        cache = copy.deepcopy(self._prefix[1])
+        if rows > 1:
+            cache.batch_repeat_interleave(rows)
+        return cache
+
+    def _forward(self, **kwargs):
+        """One model call; on out-of-memory the caller gets a MemoryError it can split on."""
+        try:
+            return self.model(**kwargs)
+        except self.torch.OutOfMemoryError as e:
+            raise MemoryError(str(e)) from e
+        except RuntimeError as e:
+            if "can't allocate memory" in str(e) or "out of memory" in str(e):
+                raise MemoryError(str(e)) from e
+            raise

@@ -1,0 +1,172 @@
+"""Speed benchmark: the published method (naive) against selectit's modes, side by side, one run.
+
+    python bench/speed.py [--records 200] [--modes naive,exact,...] [--data PATH]
+
+Each mode runs in its own subprocess (so peak memory is its own) on the same records with the embedded
+SmolLM2-135M-Instruct; model loading is not timed. Printed per mode: wall time, records/s, tokens/s
+(prompt tokens of the published template scored per second: the same numerator for every mode), peak
+RSS, speed-up over naive, the largest |final score - naive| and Spearman rank correlation against
+naive (and against exact for the modes that change the computation), achieved model GFLOP/s and its
+share of this machine's matmul peak (measured in the same run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "alpaca_5000.json"
+MODES = {
+    # name: (description, options)
+    "naive": ("published method: one prompt at a time, full logits at every position, float32", {}),
+    "exact-nocache": ("batched (8), length-sorted, head at the last position only, float32", {"prefix_cache": False}),
+    "exact": ("exact-nocache + rating-prompt prefix KV computed once (selectit default)", {}),
+    "bf16": ("exact in bfloat16", {"dtype": "bfloat16"}),
+    "record-first": ("record encoded once, the P prompts as suffixes (changes the prompt), float32",
+                     {"layout": "record-first"}),
+    "record-first-bf16": ("record-first in bfloat16", {"layout": "record-first", "dtype": "bfloat16"}),
+}
+
+
+def load_records(path: Path, n: int):
+    from selectit import formats
+
+    data = json.loads(path.read_text())[:n]
+    return formats.from_dicts(data)
+
+
+def model_flops(cfg, tokens: int, attn_pairs: int, head_positions: int) -> float:
+    """Forward FLOPs: 2 x non-embedding weights per token, attention (QK^T and AV: 4 x layers x head
+    dims per query-key pair), and the output head at ``head_positions`` positions."""
+    h, L = cfg.hidden_size, cfg.num_hidden_layers
+    kv = cfg.num_key_value_heads * (h // cfg.num_attention_heads)
+    per_token = 2 * L * (h * h + 2 * h * kv + h * h + 3 * h * cfg.intermediate_size)
+    return per_token * tokens + 4 * L * h * attn_pairs + 2 * h * cfg.vocab_size * head_positions
+
+
+def run_mode(mode: str, records_path: Path, n: int, num_prompts: int, batch_size: int) -> dict:
+    import torch
+
+    from selectit.backends.hf import HFBackend
+    from selectit.config import ScoringConfig
+    from selectit.prompts import choose_prompts, labels_for_scale, rating_text, read_prompts
+    from selectit.scorer import rate
+
+    records = load_records(records_path, n)
+    prompts = choose_prompts(read_prompts(), num_prompts, 5)
+    opts = dict(MODES[mode][1])
+    backend = HFBackend.load(None, dtype=opts.pop("dtype", "float32"), prefix_cache=opts.get("prefix_cache", True))
+    cfg = backend.model.config
+    layout = opts.get("layout", "prompt-first")
+    lengths = [len(backend.encode(rating_text(p, r))) for r in records for p in prompts]  # published template
+    start = time.perf_counter()
+    if mode == "naive":
+        label_ids = [backend.tokenizer.convert_tokens_to_ids(str(k)) for k in range(1, 6)]
+        probs = np.empty((len(records), len(prompts), 5))
+        for i, r in enumerate(records):
+            for j, p in enumerate(prompts):
+                ids = torch.tensor([backend.tokenizer(rating_text(p, r))["input_ids"]])
+                with torch.no_grad():
+                    logits = backend.model(input_ids=ids).logits[0, -1]  # full logits at every position
+                probs[i, j] = torch.softmax(logits.float(), dim=-1)[label_ids].double().numpy()
+        seconds = time.perf_counter() - start
+        tokens = sum(lengths)
+        flops = model_flops(cfg, tokens, sum(t * (t + 1) // 2 for t in lengths), tokens)
+    else:
+        config = ScoringConfig(batch_size=batch_size, **opts)
+        run = rate(backend, records, prompts, labels_for_scale(5), config)
+        seconds = time.perf_counter() - start
+        probs = run.probs
+        tokens = backend.tokens_computed
+        # attention pairs: bounded above by the unshared count (prefix keys are attended, not recomputed)
+        run_lengths = [len(backend.encode(rating_text(p, r, layout))) for r in records for p in prompts]
+        flops = model_flops(cfg, tokens, sum(t * (t + 1) // 2 for t in run_lengths), len(run_lengths))
+    return {"mode": mode, "seconds": seconds, "probs": probs.tolist(), "prompt_tokens": sum(lengths),
+            "tokens_computed": tokens, "flops": flops,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 10) -> float:
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    def ranks(x):
+        order = np.argsort(x, kind="stable")
+        r = np.empty(len(x))
+        r[order] = np.arange(len(x))
+        return r
+
+    return float(np.corrcoef(ranks(a), ranks(b))[0, 1])
+
+
+def final_scores(probs: np.ndarray) -> np.ndarray:
+    from selectit import reflection
+
+    return reflection.sentence_scores(reflection.token_scores(np.asarray(probs)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--records", type=int, default=200)
+    ap.add_argument("--num-prompts", type=int, default=5)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA if DEFAULT_DATA.exists() else ROOT / "examples" / "alpaca_demo.json")
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one mode, print JSON
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(run_mode(args.one, args.data, args.records, args.num_prompts, args.batch_size)))
+        return
+
+    peak32, peak16 = matmul_peak("float32"), matmul_peak("bfloat16")
+    print(f"data: {args.data} ({args.records} records x {args.num_prompts} prompts), embedded SmolLM2-135M-Instruct")
+    print(f"matmul peak (torch, 2048^3, this run): float32 {peak32:.0f} GFLOP/s, bfloat16 {peak16:.0f} GFLOP/s")
+    results = {}
+    for mode in args.modes.split(","):
+        cmd = [sys.executable, __file__, "--one", mode, "--records", str(args.records),
+               "--num-prompts", str(args.num_prompts), "--batch-size", str(args.batch_size), "--data", str(args.data)]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode:
+            print(f"{mode}: failed\n{out.stderr[-2000:]}")
+            continue
+        results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"  ran {mode}: {results[mode]['seconds']:.1f}s", flush=True)
+    base = results.get("naive")
+    exact = results.get("exact")
+    header = (f"{'mode':<18}{'wall s':>8}{'rec/s':>8}{'tok/s':>8}{'peak MB':>9}{'speed-up':>9}"
+              f"{'max|d| naive':>13}{'rho naive':>10}{'rho exact':>10}{'GFLOP/s':>9}{'% peak':>8}")
+    print(header)
+    for mode, r in results.items():
+        f = final_scores(r["probs"])
+        d = np.abs(f - final_scores(base["probs"])).max() if base else float("nan")
+        rho_n = spearman(f, final_scores(base["probs"])) if base else float("nan")
+        rho_e = spearman(f, final_scores(exact["probs"])) if exact else float("nan")
+        gflops = r["flops"] / r["seconds"] / 1e9
+        peak = peak16 if "bf16" in mode else peak32
+        print(f"{mode:<18}{r['seconds']:>8.1f}{args.records / r['seconds']:>8.2f}{r['prompt_tokens'] / r['seconds']:>8.0f}"
+              f"{r['peak_rss_mb']:>9.0f}{(base['seconds'] / r['seconds']) if base else float('nan'):>8.2f}x"
+              f"{d:>13.1e}{rho_n:>10.4f}{rho_e:>10.4f}{gflops:>9.1f}{100 * gflops / peak:>7.0f}%")
+    for mode in results:
+        print(f"  {mode}: {MODES[mode][0]}")
+
+
+if __name__ == "__main__":
+    main()
