@@ -21,11 +21,12 @@ from selectit.records import Record  # noqa: E402
 
 
 def score(records: Iterable[dict | Record], config: ScoringConfig | None = None, *, backends=None,
-          progress: bool = False, **options):
+          progress: bool = False, store=None, **options):
     """Score records (dicts in alpaca, sharegpt or messages form, or Records).
 
     options: any :class:`ScoringConfig` field (models, num_prompts, alpha, mode, template, ...), used
-    when ``config`` is not given. Returns :class:`selectit.scorer.Scores`; ``.final`` is (n,).
+    when ``config`` is not given. store: a :class:`selectit.store.ScoreStore` (or a path) to resume
+    from and add to. Returns :class:`selectit.scorer.Scores`; ``.final`` is (n,).
     """
     from selectit import formats
     from selectit.scorer import score_records
@@ -39,7 +40,11 @@ def score(records: Iterable[dict | Record], config: ScoringConfig | None = None,
         config = ScoringConfig(**options)
     elif options:
         raise TypeError("pass either config or keyword options, not both")
-    return score_records(items, config, backends=backends, progress=progress)
+    if store is not None and not hasattr(store, "put"):
+        from selectit.store import ScoreStore
+
+        store = ScoreStore(store)
+    return score_records(items, config, backends=backends, progress=progress, store=store)
 
 
 def select(scores, *, fraction: float | None = None, top: int | None = None,

@@ -49,6 +49,8 @@ Weights = Annotated[Optional[str], typer.Option(
     "--model-weights", help="Comma-separated weight per model (default: parameter counts).")]
 Format = Annotated[Optional[str], typer.Option("--format", help="alpaca, sharegpt or messages (default: detected).")]
 Trust = Annotated[bool, typer.Option("--trust-remote-code", help="Let model repositories run their own code.")]
+Store = Annotated[Optional[Path], typer.Option(
+    "--store", help="Score store (SQLite) to resume from and add to (default: DIR/store.sqlite).")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
 Fraction = Annotated[Optional[float], typer.Option(help="Keep this fraction of records, in (0, 1].")]
 Top = Annotated[Optional[int], typer.Option(help="Keep the N best records.")]
@@ -105,19 +107,23 @@ def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, 
     return config
 
 
-def _score(input, out, fmt, quiet, **flags):
+def _score(input, out, fmt, quiet, store, **flags):
     from selectit.pipeline import score_file
 
     config = _config(**flags)
-    dataset, scores = score_file(input, out, config, schema=fmt, progress=not quiet)
+    dataset, scores = score_file(input, out, config, schema=fmt, progress=not quiet, store=store)
     for run in scores.runs:
-        mass = run.label_mass.mean()
+        mass = np.nanmean(run.label_mass)
         typer.echo(f"{run.name}: {len(dataset)} records x {len(scores.prompts)} prompts in {run.seconds:.1f}s "
                    f"({len(dataset) / run.seconds:.2f} rec/s, {run.tokens / run.seconds:.0f} tok/s); "
                    f"mean label mass {mass:.3f}; truncated {int(run.truncated.sum())}", err=True)
         if mass < 0.1:
             typer.echo(f"warning: {run.name} puts only {mass:.1%} of its next-token probability on the rating "
                        "labels; the template may not suit it (try --template chat)", err=True)
+    for run in scores.runs:
+        if run.errors:
+            typer.echo(f"warning: {run.name} failed on {len(run.errors)} prompt(s) (see 'errors' in scores.jsonl); "
+                       "run the same command again to retry them", err=True)
     unscored = int(np.isnan(scores.final).sum())
     if unscored:
         typer.echo(f"warning: {unscored} record(s) got no score (zero label mass); they are never selected", err=True)
@@ -142,9 +148,9 @@ def score(input: Input, out: Out, model: Models = None, backend: Backend = "hf",
           overlong: Overlong = "truncate", dtype: Dtype = "float32", device: Device = "auto",
           model_weights: Weights = None, fmt: Format = None, trust_remote_code: Trust = False,
           quiet: Quiet = False, layout: Layout = "prompt-first", batch_tokens: BatchTokens = None,
-          prefix_cache: PrefixCache = True) -> None:
+          prefix_cache: PrefixCache = True, store: Store = None) -> None:
     """Score every record of INPUT; write DIR/scores.jsonl and DIR/config.json."""
-    _score(input, out, fmt, quiet, model=model, backend=backend, prompts=prompts, num_prompts=num_prompts,
+    _score(input, out, fmt, quiet, store, model=model, backend=backend, prompts=prompts, num_prompts=num_prompts,
            scale=scale, alpha=alpha, mode=mode, template=template, batch_size=batch_size,
            max_length=max_length, overlong=overlong, dtype=dtype, device=device,
            model_weights=model_weights, trust_remote_code=trust_remote_code, layout=layout,
@@ -169,14 +175,14 @@ def run(input: Input, out: Out, fraction: Fraction = 0.2, top: Top = None, thres
         max_length: MaxLength = None, overlong: Overlong = "truncate", dtype: Dtype = "float32",
         device: Device = "auto", model_weights: Weights = None, fmt: Format = None,
         trust_remote_code: Trust = False, quiet: Quiet = False, layout: Layout = "prompt-first",
-        batch_tokens: BatchTokens = None, prefix_cache: PrefixCache = True) -> None:
+        batch_tokens: BatchTokens = None, prefix_cache: PrefixCache = True, store: Store = None) -> None:
     """Score INPUT and select from it in one go (default: the best 20%)."""
     if top is not None or threshold is not None:
         fraction = None
     from selectit.pipeline import choose
 
     choose(np.zeros(1), fraction=fraction, top=top, threshold=threshold)  # fail before scoring
-    _score(input, out, fmt, quiet, model=model, backend=backend, prompts=prompts, num_prompts=num_prompts,
+    _score(input, out, fmt, quiet, store, model=model, backend=backend, prompts=prompts, num_prompts=num_prompts,
            scale=scale, alpha=alpha, mode=mode, template=template, batch_size=batch_size,
            max_length=max_length, overlong=overlong, dtype=dtype, device=device,
            model_weights=model_weights, trust_remote_code=trust_remote_code, layout=layout,

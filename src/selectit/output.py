@@ -54,6 +54,10 @@ def _atomic_write(path: Path, write) -> None:
 def score_rows(scores: Scores) -> list[dict]:
     """The scores.jsonl objects, in input order."""
     rows = []
+    failed: dict[int, dict] = {}  # record -> {model: {prompt index: error}}
+    for r in scores.runs:
+        for (i, j), msg in r.errors.items():
+            failed.setdefault(i, {}).setdefault(r.name, {})[str(j)] = msg
     for i, rid in enumerate(scores.ids):
         rows.append({
             "id": rid,
@@ -64,6 +68,8 @@ def score_rows(scores: Scores) -> list[dict]:
             "label_probs": {r.name: _nums(r.probs[i]) for r in scores.runs},
             "truncated": {r.name: bool(r.truncated[i]) for r in scores.runs},
         })
+        if i in failed:  # prompt index -> why the model failed; those prompts count as having no score
+            rows[-1]["errors"] = failed[i]
     return rows
 
 
@@ -76,6 +82,7 @@ def resolved_config(scores: Scores, dataset: Dataset | None, seconds: float) -> 
             "label_ids": run.label_ids, "prompt_tokens": run.tokens, "seconds": round(run.seconds, 3),
             "truncated_records": int(run.truncated.sum()),
             "mean_label_mass": float(mass.mean()) if mass.size else None,
+            "failed_prompts": len(run.errors),
         })
     out = {
         "selectit_version": __version__,

@@ -13,15 +13,27 @@ from selectit.config import ScoringConfig
 from selectit.errors import ConfigError
 from selectit.output import file_sha256, read_run, write_run
 from selectit.scorer import Scores, score_records
+from selectit.store import ScoreStore
 from selectit.selection import select_fraction, select_threshold, select_top
 
 
+STORE = "store.sqlite"
+
+
 def score_file(input_path: str | Path, out_dir: str | Path, config: ScoringConfig, *,
-               schema: str | None = None, progress: bool = True) -> tuple[formats.Dataset, Scores]:
-    """Read ``input_path``, score every record, write ``out_dir``/scores.jsonl and config.json."""
+               schema: str | None = None, progress: bool = True, store: str | Path | None = None,
+               ) -> tuple[formats.Dataset, Scores]:
+    """Read ``input_path``, score every record, write ``out_dir``/scores.jsonl and config.json.
+
+    Label probabilities go to the score store (default ``out_dir``/store.sqlite) batch by batch, so
+    running the same command again after a kill continues where it stopped."""
     start = time.perf_counter()
     dataset = formats.read(input_path, schema=schema)
-    scores = score_records(dataset.records, config, progress=progress)
+    db = ScoreStore(store or Path(out_dir) / STORE)
+    try:
+        scores = score_records(dataset.records, config, progress=progress, store=db)
+    finally:
+        db.close()
     write_run(out_dir, scores, dataset, seconds=time.perf_counter() - start)
     return dataset, scores
 

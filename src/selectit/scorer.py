@@ -21,6 +21,7 @@ from selectit.labels import resolve_label_ids
 from selectit.plan import plan_batches
 from selectit.prompts import choose_prompts, labels_for_scale, rating_text, read_prompts
 from selectit.records import Record
+from selectit.store import ScoreStore, model_key, prompt_key, record_key
 from selectit.truncation import fit_prompt
 
 Progress = Callable[[float], None]
@@ -40,6 +41,7 @@ class ModelRun:
     truncated: np.ndarray  # (n,) bool: some prompt of this record was truncated
     tokens: int  # prompt tokens processed
     seconds: float
+    errors: dict = field(default_factory=dict)  # (record, prompt) -> why the model failed on it
 
 
 @dataclass
@@ -57,9 +59,15 @@ class Scores:
 
 def rate(
     backend: Backend, records: Sequence[Record], prompts: Sequence[str], labels: Sequence[str],
-    config: ScoringConfig, progress: Progress | None = None,
+    config: ScoringConfig, progress: Progress | None = None, store: ScoreStore | None = None,
 ) -> ModelRun:
-    """Run one model over every (record, prompt) pair and apply the token and sentence levels."""
+    """Run one model over every (record, prompt) pair and apply the token and sentence levels.
+
+    Identical (record, prompt) pairs are run once. With a ``store``, pairs already stored are not run
+    again and every computed batch is stored as one transaction, so a killed run resumes where it
+    stopped; the batch plan depends only on the data, so a resumed run computes every batch exactly
+    as an uninterrupted one would.
+    """
     start = time.perf_counter()
     probe = rating_text(prompts[0], records[0], config.layout)
     label_ids = resolve_label_ids(
@@ -67,37 +75,67 @@ def rate(
     )
     max_length = min(config.max_length or backend.max_length, backend.max_length)
     n, P = len(records), len(prompts)
-    items, truncated = [], np.zeros(n, dtype=bool)  # items[i * P + j]: record i, prompt j
+    pkeys = [prompt_key(p) for p in prompts]
+    rkeys = [record_key(r) for r in records]
+    slot: dict[tuple[str, str], int] = {}  # (prompt key, record key) -> item
+    item_of = np.empty((n, P), dtype=np.int64)
+    items, keys, cut, owner = [], [], [], []  # per item: token ids, key, truncated, (record, prompt)
     for i, record in enumerate(records):
-        for prompt in prompts:
-            ids, cut = fit_prompt(backend.encode, prompt, record, max_length, config.overlong, config.layout)
-            truncated[i] |= cut
-            items.append(ids)
+        for j, prompt in enumerate(prompts):
+            key = (pkeys[j], rkeys[i])
+            if key not in slot:
+                ids, was_cut = fit_prompt(backend.encode, prompt, record, max_length, config.overlong, config.layout)
+                slot[key] = len(items)
+                items.append(ids), keys.append(key), cut.append(was_cut), owner.append((i, j))
+            item_of[i, j] = slot[key]
     if config.layout == "record-first":  # a record's P prompts share the record's tokens
-        groups = [list(range(i * P, (i + 1) * P)) for i in range(n)]
+        by: dict = {}
+        for k, (i, _) in enumerate(owner):
+            by.setdefault(rkeys[i], []).append(k)
+        groups = list(by.values())
     else:  # every record's prompt j shares rating prompt j's tokens
-        groups = [list(range(j, n * P, P)) for j in range(P)]
+        groups = [[k for k, (_, j) in enumerate(owner) if j == jj] for jj in range(P)]
     batches = plan_batches(items, groups, batch_size=config.batch_size, batch_tokens=config.batch_tokens,
                            share_prefix=config.prefix_cache)
-    probs = np.empty((n * P, len(labels)))
+    mkey = model_key({**backend.fingerprint, "layout": config.layout, "max_length": max_length,
+                      "overlong": config.overlong, "label_ids": label_ids})
+    stored = store.load(mkey, keys) if store is not None else {}
+    probs = np.empty((len(items), len(labels)))
+    errors: dict[int, str] = {}
+    per_item = n / len(items)  # progress is counted in records
     for batch in batches:
-        probs[batch.rows] = _label_probs(backend, [items[k] for k in batch.rows], label_ids, batch.shared)
+        if all(keys[k] in stored for k in batch.rows):
+            for k in batch.rows:
+                probs[k] = stored[keys[k]][0]
+        else:
+            probs[batch.rows], failed = _label_probs(backend, [items[k] for k in batch.rows], label_ids, batch.shared)
+            errors.update({batch.rows[r]: msg for r, msg in failed.items()})
+            if store is not None:
+                store.put(mkey, [(*keys[k], probs[k], cut[k]) for r, k in enumerate(batch.rows) if r not in failed])
         if progress:
-            progress(len(batch.rows) / P)
-    probs = probs.reshape(n, P, len(labels))
-    token = reflection.token_scores(probs, mode=config.mode)
+            progress(len(batch.rows) * per_item)
+    grid = probs[item_of]  # (n, P, S)
+    token = reflection.token_scores(grid, mode=config.mode)
+    truncated = np.asarray(cut, dtype=bool)[item_of].any(axis=1)
     return ModelRun(
-        name=backend.name, num_parameters=int(backend.num_parameters), label_ids=label_ids, probs=probs,
-        label_mass=reflection.label_mass(probs), token=token,
+        name=backend.name, num_parameters=int(backend.num_parameters), label_ids=label_ids, probs=grid,
+        label_mass=reflection.label_mass(grid), token=token,
         sentence=reflection.sentence_scores(token, alpha=config.alpha), truncated=truncated,
         tokens=sum(len(x) for x in items), seconds=time.perf_counter() - start,
+        errors={(int(i), int(j)): errors[k] for (i, j), k in np.ndenumerate(item_of) if k in errors},
     )
 
 
-def _label_probs(backend: Backend, rows: list[list[int]], label_ids: list[int], shared: int) -> np.ndarray:
-    """backend.label_probs, splitting the batch in halves when it runs out of memory (never skipping)."""
+def _label_probs(backend: Backend, rows: list[list[int]], label_ids: list[int], shared: int
+                 ) -> tuple[np.ndarray, dict[int, str]]:
+    """backend.label_probs for one batch: (probs (B, S), {row: error}).
+
+    Out of memory: the batch is split in halves and retried, never skipped. Any other failure: the
+    rows are retried one by one, and a row that still fails gets NaN and its error, for that row alone
+    (the published scripts skipped it, shifting every later score onto the wrong record).
+    """
     try:
-        return backend.label_probs(rows, label_ids, shared)
+        return backend.label_probs(rows, label_ids, shared), {}
     except MemoryError:
         if len(rows) == 1:
             raise ConfigError(
@@ -105,8 +143,18 @@ def _label_probs(backend: Backend, rows: list[list[int]], label_ids: list[int], 
                 "use --dtype bfloat16, or a smaller model"
             ) from None
         half = len(rows) // 2
-        return np.concatenate([_label_probs(backend, rows[:half], label_ids, shared),
-                               _label_probs(backend, rows[half:], label_ids, shared)])
+        (a, ea), (b, eb) = (_label_probs(backend, rows[:half], label_ids, shared),
+                            _label_probs(backend, rows[half:], label_ids, shared))
+        return np.concatenate([a, b]), {**ea, **{half + r: m for r, m in eb.items()}}
+    except Exception as e:  # noqa: BLE001 - any backend failure is isolated to its rows
+        if len(rows) > 1:
+            out, errors = np.empty((len(rows), len(label_ids))), {}
+            for r, row in enumerate(rows):
+                out[r : r + 1], err = _label_probs(backend, [row], label_ids, shared)
+                if err:
+                    errors[r] = err[0]
+            return out, errors
+        return np.full((1, len(label_ids)), np.nan), {0: f"{type(e).__name__}: {e}"}
 
 
 def combine(runs: Sequence[ModelRun], config: ScoringConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -134,11 +182,12 @@ def _unique_names(runs: Sequence[ModelRun]) -> None:
 
 def score_records(
     records: Sequence[Record], config: ScoringConfig | None = None, *,
-    backends: Sequence[Backend] | None = None, progress: bool = True,
+    backends: Sequence[Backend] | None = None, progress: bool = True, store: ScoreStore | None = None,
 ) -> Scores:
     """Score ``records`` with every model of ``config`` (or the given, already loaded ``backends``).
 
     Models are loaded one at a time and released before the next, so memory holds one model.
+    ``store``: where label probabilities are kept and looked up (resume; see selectit.store).
     """
     config = config or ScoringConfig()
     if not records:
@@ -155,7 +204,7 @@ def score_records(
         )
         bar = _progress_bar(len(records), f"model {m + 1}/{len(specs)} {backend.name}") if progress else None
         try:
-            runs.append(rate(backend, records, prompts, labels, config, bar.update if bar else None))
+            runs.append(rate(backend, records, prompts, labels, config, bar.update if bar else None, store))
         finally:
             if bar:
                 bar.close()

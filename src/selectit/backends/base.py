@@ -14,11 +14,13 @@ class Backend(Protocol):
     name: shown in outputs (scores.jsonl keys by it).
     num_parameters: the model's parameter count, for the model-level weights.
     max_length: the longest prompt (in tokens) the model accepts.
+    fingerprint: what determines the model's outputs (identity, dtype, template); keys the score store.
     """
 
     name: str
     num_parameters: int
     max_length: int
+    fingerprint: dict
 
     def encode(self, text: str, suffix: str = "") -> list[int]:
         """Token ids of the rating ``text`` as the model reads it (template applied, BOS as the

@@ -21,6 +21,7 @@ class FakeBackend:
         self.num_parameters = num_parameters
         self.max_length = max_length
         self.template = template
+        self.fingerprint = {"backend": "fake", "name": name, "template": template}
 
     def encode(self, text: str, suffix: str = "") -> list[int]:
         if self.template == "chat":

@@ -21,7 +21,7 @@ DEFAULT_MAX_LENGTH = 4096
 
 class HFBackend:
     def __init__(self, model, tokenizer, *, name: str, template: str = "plain", max_length: int | None = None,
-                 prefix_cache: bool = True):
+                 prefix_cache: bool = True, source: str | None = None):
         import torch
 
         self.torch = torch
@@ -41,6 +41,9 @@ class HFBackend:
         self._keeps_last = "logits_to_keep" in inspect.signature(model.forward).parameters
         self.prefix_cache = prefix_cache
         self._prefix = None  # (prefix token ids, its KV cache for one row)
+        # What makes this model's output what it is, for the score store's keys.
+        self.fingerprint = {"backend": "hf", "name": name, "source": source, "dtype": str(model.dtype),
+                            "template": template, "num_parameters": self.num_parameters}
         self.tokens_computed = 0  # tokens actually run through the model (a shared prefix counts once)
 
     @classmethod
@@ -64,7 +67,7 @@ class HFBackend:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ConfigError(f"cannot load model {spec or source.name}: {first}") from None
         return cls(model.to(device), tokenizer, name=source.name, template=template, max_length=max_length,
-                   prefix_cache=prefix_cache)
+                   prefix_cache=prefix_cache, source=f"{source.path}::{source.gguf_file or ''}")
 
     def encode(self, text: str, suffix: str = "") -> list[int]:
         if self.template == "chat":

@@ -1,0 +1,92 @@
+"""The resumable score store: SQLite in WAL mode, keyed by content, never by position.
+
+Why SQLite: one file, in the standard library, atomic transactions (a batch is stored whole or not at
+all, even on SIGKILL or power loss), readers never block the writer (WAL), and a lookup by key is an
+index probe, so resuming a 5M-record run does not rescan files. Append-only files with renames would
+need our own compaction and index.
+
+A row holds the raw label probabilities of one (model, prompt, record):
+- model: a hash of everything that changes the model's output (model identity, dtype, template,
+  layout, max length, overlong policy, rating token ids): see ``model_key``;
+- prompt: a hash of the rating prompt's text (after ``{max}``);
+- record: a hash of what the model rates (instruction and response), so duplicates are scored once
+  and a record keeps its scores when the file is reordered or other records are added.
+The math (token, sentence, model level) is recomputed from these on every run: changing alpha, mode
+or selection never needs the model again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from selectit.records import Record
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS probs (
+    model TEXT NOT NULL, prompt TEXT NOT NULL, record TEXT NOT NULL,
+    probs BLOB NOT NULL, truncated INTEGER NOT NULL,
+    PRIMARY KEY (model, prompt, record)
+) WITHOUT ROWID
+"""
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()[:32]
+
+
+def record_key(record: Record) -> str:
+    return _hash(["record", record.instruction, record.response])
+
+
+def prompt_key(prompt: str) -> str:
+    return _hash(["prompt", prompt])
+
+
+def model_key(fingerprint: dict) -> str:
+    return _hash(["model", fingerprint])
+
+
+class ScoreStore:
+    """Label probabilities by (model, prompt, record) key. Open one per process."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a killed process
+        self.db.execute(SCHEMA)
+
+    def load(self, model: str, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[np.ndarray, bool]]:
+        """The stored (probs (S,), truncated) of the given (prompt, record) keys, where present."""
+        wanted = set(keys)
+        found = {}
+        for prompt, record, blob, truncated in self.db.execute(
+            "SELECT prompt, record, probs, truncated FROM probs WHERE model = ?", (model,)
+        ):
+            if (prompt, record) in wanted:
+                found[(prompt, record)] = (np.frombuffer(blob, dtype=np.float64).copy(), bool(truncated))
+        return found
+
+    def put(self, model: str, rows: Sequence[tuple[str, str, np.ndarray, bool]]) -> None:
+        """Store (prompt, record, probs, truncated) rows in one transaction: all or nothing."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany(
+                "INSERT OR REPLACE INTO probs VALUES (?, ?, ?, ?, ?)",
+                [(model, p, r, np.asarray(v, dtype=np.float64).tobytes(), int(t)) for p, r, v, t in rows],
+            )
+
+    def count(self, model: str | None = None) -> int:
+        if model is None:
+            return self.db.execute("SELECT COUNT(*) FROM probs").fetchone()[0]
+        return self.db.execute("SELECT COUNT(*) FROM probs WHERE model = ?", (model,)).fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()
