@@ -125,3 +125,13 @@ def test_truncation_keeps_the_template_and_flags(tiny_model, tiny_tokenizer, alp
     assert text.startswith(prompts[0]) and text.endswith("\nThe answer is: \n")
     with pytest.raises(ConfigError, match="max-length"):
         fit_prompt(backend.encode, prompts[0], long[0], 1500, "error")
+
+
+def test_pickle_weights_need_an_explicit_flag(tmp_path, tiny_model, tiny_tokenizer):
+    """Only safetensors/GGUF load by default: a PyTorch .bin checkpoint can run code when unpickled."""
+    tiny_model.config.save_pretrained(tmp_path)
+    tiny_tokenizer.save_pretrained(tmp_path)
+    torch.save(tiny_model.state_dict(), tmp_path / "pytorch_model.bin")
+    with pytest.raises(ConfigError, match="allow-pickle"):
+        HFBackend.load(str(tmp_path))
+    assert HFBackend.load(str(tmp_path), allow_pickle=True).num_parameters > 0

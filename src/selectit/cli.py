@@ -51,6 +51,9 @@ Format = Annotated[Optional[str], typer.Option("--format", help="alpaca, sharegp
 Trust = Annotated[bool, typer.Option("--trust-remote-code", help="Let model repositories run their own code.")]
 Store = Annotated[Optional[Path], typer.Option(
     "--store", help="Score store (SQLite) to resume from and add to (default: DIR/store.sqlite).")]
+SkipBad = Annotated[bool, typer.Option(
+    "--skip-bad", help="Leave out records that cannot be read; list them in DIR/rejects.jsonl.")]
+Pickle = Annotated[bool, typer.Option("--allow-pickle", help="Allow PyTorch .bin (pickle) weights.")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
 Fraction = Annotated[Optional[float], typer.Option(help="Keep this fraction of records, in (0, 1].")]
 Top = Annotated[Optional[int], typer.Option(help="Keep the N best records.")]
@@ -92,7 +95,8 @@ def _weights(text: str | None) -> tuple[float, ...] | None:
 
 
 def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, batch_size, max_length,
-            overlong, dtype, device, model_weights, trust_remote_code, layout, batch_tokens, prefix_cache):
+            overlong, dtype, device, model_weights, trust_remote_code, layout, batch_tokens, prefix_cache,
+            allow_pickle):
     from selectit.config import ScoringConfig
     from selectit.prompts import choose_prompts, read_prompts
 
@@ -101,17 +105,24 @@ def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, 
         num_prompts=num_prompts, scale=scale, alpha=alpha, mode=mode, template=template,
         batch_size=batch_size, max_length=max_length, overlong=overlong, dtype=dtype, device=device,
         model_weights=_weights(model_weights), trust_remote_code=trust_remote_code, layout=layout,
-        batch_tokens=batch_tokens, prefix_cache=prefix_cache,
+        batch_tokens=batch_tokens, prefix_cache=prefix_cache, allow_pickle=allow_pickle,
     )
     choose_prompts(read_prompts(config.prompts_file), config.num_prompts, config.scale)  # fail before loading
     return config
 
 
-def _score(input, out, fmt, quiet, store, **flags):
+def _score(input, out, fmt, quiet, store, skip_bad, **flags):
     from selectit.pipeline import score_file
 
     config = _config(**flags)
-    dataset, scores = score_file(input, out, config, schema=fmt, progress=not quiet, store=store)
+    dataset, scores = score_file(input, out, config, schema=fmt, progress=not quiet, store=store, skip_bad=skip_bad)
+    if dataset.rejects:
+        typer.echo(f"warning: left out {len(dataset.rejects)} bad record(s), listed in {Path(out) / 'rejects.jsonl'}",
+                   err=True)
+    ids = [r.id for r in dataset.records]
+    if len(set(map(repr, ids))) < len(ids):
+        typer.echo(f"warning: {len(ids) - len(set(map(repr, ids)))} duplicate id(s) in {input}; scores.jsonl "
+                   "keeps input order, so rows stay aligned with records", err=True)
     for run in scores.runs:
         mass = np.nanmean(run.label_mass)
         typer.echo(f"{run.name}: {len(dataset)} records x {len(scores.prompts)} prompts in {run.seconds:.1f}s "
@@ -148,13 +159,14 @@ def score(input: Input, out: Out, model: Models = None, backend: Backend = "hf",
           overlong: Overlong = "truncate", dtype: Dtype = "float32", device: Device = "auto",
           model_weights: Weights = None, fmt: Format = None, trust_remote_code: Trust = False,
           quiet: Quiet = False, layout: Layout = "prompt-first", batch_tokens: BatchTokens = None,
-          prefix_cache: PrefixCache = True, store: Store = None) -> None:
+          prefix_cache: PrefixCache = True, store: Store = None, skip_bad: SkipBad = False,
+          allow_pickle: Pickle = False) -> None:
     """Score every record of INPUT; write DIR/scores.jsonl and DIR/config.json."""
-    _score(input, out, fmt, quiet, store, model=model, backend=backend, prompts=prompts, num_prompts=num_prompts,
+    _score(input, out, fmt, quiet, store, skip_bad, model=model, backend=backend, prompts=prompts, num_prompts=num_prompts,
            scale=scale, alpha=alpha, mode=mode, template=template, batch_size=batch_size,
            max_length=max_length, overlong=overlong, dtype=dtype, device=device,
            model_weights=model_weights, trust_remote_code=trust_remote_code, layout=layout,
-           batch_tokens=batch_tokens, prefix_cache=prefix_cache)
+           batch_tokens=batch_tokens, prefix_cache=prefix_cache, allow_pickle=allow_pickle)
 
 
 @app.command()
@@ -175,18 +187,19 @@ def run(input: Input, out: Out, fraction: Fraction = 0.2, top: Top = None, thres
         max_length: MaxLength = None, overlong: Overlong = "truncate", dtype: Dtype = "float32",
         device: Device = "auto", model_weights: Weights = None, fmt: Format = None,
         trust_remote_code: Trust = False, quiet: Quiet = False, layout: Layout = "prompt-first",
-        batch_tokens: BatchTokens = None, prefix_cache: PrefixCache = True, store: Store = None) -> None:
+        batch_tokens: BatchTokens = None, prefix_cache: PrefixCache = True, store: Store = None,
+        skip_bad: SkipBad = False, allow_pickle: Pickle = False) -> None:
     """Score INPUT and select from it in one go (default: the best 20%)."""
     if top is not None or threshold is not None:
         fraction = None
     from selectit.pipeline import choose
 
     choose(np.zeros(1), fraction=fraction, top=top, threshold=threshold)  # fail before scoring
-    _score(input, out, fmt, quiet, store, model=model, backend=backend, prompts=prompts, num_prompts=num_prompts,
+    _score(input, out, fmt, quiet, store, skip_bad, model=model, backend=backend, prompts=prompts, num_prompts=num_prompts,
            scale=scale, alpha=alpha, mode=mode, template=template, batch_size=batch_size,
            max_length=max_length, overlong=overlong, dtype=dtype, device=device,
            model_weights=model_weights, trust_remote_code=trust_remote_code, layout=layout,
-           batch_tokens=batch_tokens, prefix_cache=prefix_cache)
+           batch_tokens=batch_tokens, prefix_cache=prefix_cache, allow_pickle=allow_pickle)
     _select(out, fraction, top, threshold, output, keep_order)
 
 

@@ -54,6 +54,9 @@ class ScoringConfig:
     """Override the model-level weights (one per model; normalised to sum 1)."""
     trust_remote_code: bool = False
     """Allow model repositories to run their own code when loading (off by default)."""
+    allow_pickle: bool = False
+    """Allow PyTorch pickle (.bin) weights, which can run code when loaded; by default only
+    safetensors and GGUF weights load."""
 
     def __post_init__(self) -> None:
         if not self.models:

@@ -98,6 +98,7 @@ def resolved_config(scores: Scores, dataset: Dataset | None, seconds: float) -> 
         out["input"] = {
             "path": str(dataset.path.resolve()), "sha256": file_sha256(dataset.path),
             "format": dataset.schema, "container": dataset.container, "records": len(dataset),
+            "rejected": len(dataset.rejects), "skip_bad": bool(dataset.rejects),
         }
     return out
 

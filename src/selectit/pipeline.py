@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +23,21 @@ from selectit.selection import select_fraction, select_threshold, select_top
 STORE = "store.sqlite"
 
 
+REJECTS = "rejects.jsonl"
+
+
 def score_file(input_path: str | Path, out_dir: str | Path, config: ScoringConfig, *,
                schema: str | None = None, progress: bool = True, store: str | Path | None = None,
-               ) -> tuple[formats.Dataset, Scores]:
+               skip_bad: bool = False) -> tuple[formats.Dataset, Scores]:
     """Read ``input_path``, score every record, write ``out_dir``/scores.jsonl and config.json.
 
     Label probabilities go to the score store (default ``out_dir``/store.sqlite) batch by batch, so
-    running the same command again after a kill continues where it stopped."""
+    running the same command again after a kill continues where it stopped. With ``skip_bad``, records
+    that cannot be read are left out and listed with their reason in ``out_dir``/rejects.jsonl."""
     start = time.perf_counter()
-    dataset = formats.read(input_path, schema=schema)
+    dataset = formats.read(input_path, schema=schema, skip_bad=skip_bad)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    write_rejects(Path(out_dir) / REJECTS, dataset.rejects)
     db = ScoreStore(store or Path(out_dir) / STORE)
     try:
         scores = score_records(dataset.records, config, progress=progress, store=db)
@@ -44,6 +53,17 @@ class Selection:
     scores: np.ndarray  # (n,) final scores of every record
     output: Path
     total: int
+
+
+def write_rejects(path: Path, rejects: list[formats.Reject]) -> None:
+    """One JSON object per left-out record: where, reason, text (its first 200 characters)."""
+    if not rejects:
+        path.unlink(missing_ok=True)
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(dataclasses.asdict(r), ensure_ascii=False) + "\n" for r in rejects),
+                   encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def choose(scores: np.ndarray, *, fraction: float | None = None, top: int | None = None,
@@ -80,7 +100,8 @@ def select_run(run_dir: str | Path, *, fraction: float | None = None, top: int |
         raise ConfigError(f"the scored input {src} is gone; cannot write the selection")
     if file_sha256(src) != info["sha256"]:
         raise ConfigError(f"the scored input {src} changed since scoring; score it again")
-    dataset = formats.read(src, schema=info["format"], container=info["container"])
+    dataset = formats.read(src, schema=info["format"], container=info["container"],
+                           skip_bad=info.get("skip_bad", False))
     if [r.id for r in dataset.records] != [row["id"] for row in rows]:
         raise ConfigError(f"{run_dir}/scores.jsonl does not match the records of {src}; score it again")
     if keep_order:

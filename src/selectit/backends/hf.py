@@ -48,8 +48,12 @@ class HFBackend:
 
     @classmethod
     def load(cls, spec: str | None, *, template: str = "plain", dtype: str = "float32", device: str = "auto",
-             max_length: int | None = None, trust_remote_code: bool = False, prefix_cache: bool = True) -> HFBackend:
-        """Load a hub id, a local folder, a GGUF file, or (spec None) the embedded model."""
+             max_length: int | None = None, trust_remote_code: bool = False, prefix_cache: bool = True,
+             allow_pickle: bool = False) -> HFBackend:
+        """Load a hub id, a local folder, a GGUF file, or (spec None) the embedded model.
+
+        Safe by default: no repository code runs unless ``trust_remote_code``; weights must be
+        safetensors or GGUF unless ``allow_pickle`` (PyTorch .bin files can run code when loaded)."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -58,14 +62,19 @@ class HFBackend:
         device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         source: ModelSource = resolve_model(spec)
         kwargs = {"trust_remote_code": trust_remote_code}
+        weights = {}
         if source.gguf_file:
             kwargs["gguf_file"] = source.gguf_file
+        elif not allow_pickle:
+            weights["use_safetensors"] = True
         try:
             tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(source.path, dtype=getattr(torch, dtype), **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(source.path, dtype=getattr(torch, dtype), **kwargs, **weights)
         except (OSError, ValueError, KeyError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ConfigError(f"cannot load model {spec or source.name}: {first}") from None
+            hint = "" if allow_pickle or source.gguf_file else (
+                " (only safetensors/GGUF weights load by default; --allow-pickle loads PyTorch .bin files)")
+            raise ConfigError(f"cannot load model {spec or source.name}: {first}{hint}") from None
         return cls(model.to(device), tokenizer, name=source.name, template=template, max_length=max_length,
                    prefix_cache=prefix_cache, source=f"{source.path}::{source.gguf_file or ''}")
 

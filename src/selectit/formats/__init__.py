@@ -8,7 +8,7 @@ the input's own format, each record unchanged.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from selectit.formats import alpaca, conversation
@@ -19,14 +19,25 @@ SCHEMAS = ("alpaca", "sharegpt", "messages")
 MAX_REPORTED = 5
 
 
+@dataclass(frozen=True)
+class Reject:
+    """An input record that could not be used: where it is, why, and (the start of) its text."""
+
+    where: str
+    reason: str
+    text: str | None = None
+
+
 @dataclass
 class Dataset:
-    """Records read from one file, with what is needed to write a subset back in the same format."""
+    """Records read from one file, with what is needed to write a subset back in the same format.
+    rejects: records left out with --skip-bad (empty otherwise)."""
 
     path: Path
     container: str
     schema: str
     records: list[Record]
+    rejects: list[Reject] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -51,7 +62,8 @@ def _parse(obj: dict, schema: str) -> tuple[str, str]:
     return conversation.parse(obj, schema)
 
 
-def read(path: str | Path, *, schema: str | None = None, container: str | None = None) -> Dataset:
+def read(path: str | Path, *, schema: str | None = None, container: str | None = None,
+         skip_bad: bool = False) -> Dataset:
     """Read every record of ``path`` (see :func:`parse_records` for how bad records are reported)."""
     path = Path(path)
     if not path.exists():
@@ -63,35 +75,43 @@ def read(path: str | Path, *, schema: str | None = None, container: str | None =
     if container is not None and container not in CONTAINERS:
         raise DataError(f"unknown container {container!r}; expected one of {', '.join(CONTAINERS)}")
     container = container or detect_container(path)
-    schema, records = parse_records(read_container(path, container), schema=schema, source=str(path))
-    return Dataset(path=path, container=container, schema=schema, records=records)
+    schema, records, rejects = parse_records(read_container(path, container), schema=schema, source=str(path),
+                                             skip_bad=skip_bad)
+    return Dataset(path=path, container=container, schema=schema, records=records, rejects=rejects)
 
 
 def parse_records(
-    items: Iterable[tuple[dict, str | None, str]], *, schema: str | None = None, source: str = "input"
-) -> tuple[str, list[Record]]:
-    """Turn (object, original text, where) triples into Records; returns (schema, records).
+    items: Iterable[tuple[dict | None, str | None, str, str | None]], *, schema: str | None = None,
+    source: str = "input", skip_bad: bool = False,
+) -> tuple[str, list[Record], list[Reject]]:
+    """Turn (object, original text, where, problem) items into Records: (schema, records, rejects).
 
-    Raises DataError naming the bad records (up to five) and how many there are in all, so one run
-    shows every problem instead of one per run."""
+    A record's default id is its 0-based position in the input, bad records included, so ids never
+    shift. Without ``skip_bad``, bad records raise one DataError naming up to five of them and how
+    many there are in all (one run shows every problem); with it they are returned as rejects."""
     records: list[Record] = []
-    problems: list[str] = []
-    for index, (obj, text, where) in enumerate(items):
-        schema = schema or detect_schema(obj)
-        try:
-            instruction, response = _parse(obj, schema)
-        except ValueError as e:
-            problems.append(f"record {index} ({where}) {e}")
+    rejects: list[Reject] = []
+    for index, (obj, text, where, problem) in enumerate(items):
+        if obj is not None:
+            try:
+                schema = schema or detect_schema(obj)
+                instruction, response = _parse(obj, schema)
+            except (ValueError, DataError) as e:
+                problem = str(e)
+        if problem is not None:
+            rejects.append(Reject(where=f"record {index} ({where})", reason=problem, text=(text or "")[:200]))
             continue
         rid = obj["id"] if "id" in obj else index
         records.append(Record(id=rid, instruction=instruction, response=response, raw=obj, raw_text=text))
-    if problems:
-        shown = "; ".join(problems[:MAX_REPORTED])
-        more = f" (and {len(problems) - MAX_REPORTED} more)" if len(problems) > MAX_REPORTED else ""
-        raise DataError(f"{source}: {len(problems)} bad record(s) as {schema}: {shown}{more}")
+    if rejects and not skip_bad:
+        shown = "; ".join(f"{r.where} {r.reason}" for r in rejects[:MAX_REPORTED])
+        more = f" (and {len(rejects) - MAX_REPORTED} more)" if len(rejects) > MAX_REPORTED else ""
+        raise DataError(f"{source}: {len(rejects)} bad record(s){f' as {schema}' if schema else ''}: {shown}{more}"
+                        "; fix them or pass --skip-bad to leave them out")
     if not records:
-        raise DataError(f"{source}: no records; the dataset is empty")
-    return schema, records
+        raise DataError(f"{source}: no usable records; the dataset is empty" if not rejects else
+                        f"{source}: every record is bad ({len(rejects)}), e.g. {rejects[0].where} {rejects[0].reason}")
+    return schema, records, rejects
 
 
 def from_dicts(objs: Iterable[dict], *, schema: str | None = None) -> list[Record]:
@@ -100,7 +120,7 @@ def from_dicts(objs: Iterable[dict], *, schema: str | None = None) -> list[Recor
     for i, obj in enumerate(objs):
         if not isinstance(obj, dict):
             raise DataError(f"record {i} is a {type(obj).__name__}, expected a dict")
-        items.append((obj, None, f"item {i}"))
+        items.append((obj, None, f"item {i}", None))
     return parse_records(items, schema=schema)[1]
 
 

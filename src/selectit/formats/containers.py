@@ -29,8 +29,14 @@ def detect_container(path: Path) -> str:
     raise DataError(f"{path}: unknown format (expected a JSON array or JSON Lines file: .json, .jsonl)")
 
 
-def read_container(path: Path, container: str) -> Iterator[tuple[dict, str | None, str]]:
-    """Yield (object, original text or None, where) for each record; where is e.g. 'line 3'."""
+Item = tuple[dict | None, str | None, str, str | None]
+
+
+def read_container(path: Path, container: str) -> Iterator[Item]:
+    """Yield (object, original text, where, problem) per record; where is e.g. 'line 3'.
+
+    A JSON Lines line that is not UTF-8 or not a JSON object is yielded with object None and the
+    problem, so the caller can stop or skip it; a JSON array that cannot be parsed fails whole."""
     if container == "jsonl":
         yield from _read_jsonl(path)
     elif container == "json":
@@ -46,20 +52,29 @@ def _decode(path: Path) -> str:
         raise DataError(f"{path}: not UTF-8 text (byte {e.start}); re-encode the file as UTF-8") from None
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[dict, str | None, str]]:
-    for lineno, line in enumerate(_decode(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: line {lineno} is not valid JSON ({e.msg}, column {e.colno})") from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{path}: line {lineno} is a JSON {type(obj).__name__}, expected an object")
-        yield obj, line, f"line {lineno}"
+def _read_jsonl(path: Path) -> Iterator[Item]:
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            where = f"line {lineno}"
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                yield None, raw[:200].decode("utf-8", "replace"), where, f"is not UTF-8 (byte {e.start})"
+                continue
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield None, line, where, f"is not valid JSON ({e.msg}, column {e.colno})"
+                continue
+            if not isinstance(obj, dict):
+                yield None, line, where, f"is a JSON {type(obj).__name__}, expected an object"
+                continue
+            yield obj, line, where, None
 
 
-def _read_json_array(path: Path) -> Iterator[tuple[dict, str | None, str]]:
+def _read_json_array(path: Path) -> Iterator[Item]:
     try:
         data = json.loads(_decode(path))
     except json.JSONDecodeError as e:
@@ -68,8 +83,9 @@ def _read_json_array(path: Path) -> Iterator[tuple[dict, str | None, str]]:
         raise DataError(f"{path}: expected a JSON array of records, got a JSON {type(data).__name__}")
     for i, obj in enumerate(data):
         if not isinstance(obj, dict):
-            raise DataError(f"{path}: element {i} is a JSON {type(obj).__name__}, expected an object")
-        yield obj, None, f"element {i}"
+            yield None, json.dumps(obj)[:200], f"element {i}", f"is a JSON {type(obj).__name__}, expected an object"
+            continue
+        yield obj, None, f"element {i}", None
 
 
 def write_container(items: Sequence[tuple[dict, str | None]], path: Path, container: str) -> None:
