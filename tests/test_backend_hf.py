@@ -135,3 +135,16 @@ def test_pickle_weights_need_an_explicit_flag(tmp_path, tiny_model, tiny_tokeniz
     with pytest.raises(ConfigError, match="allow-pickle"):
         HFBackend.load(str(tmp_path))
     assert HFBackend.load(str(tmp_path), allow_pickle=True).num_parameters > 0
+
+
+def test_bfloat16_runs_the_head_in_float32(tiny_model_dir, alpaca_records):
+    f32 = HFBackend.load(str(tiny_model_dir))
+    b16 = HFBackend.load(str(tiny_model_dir), dtype="bfloat16")
+    assert b16.num_parameters == f32.num_parameters  # weights count once, as in float32
+    assert b16.model.get_output_embeddings().weight.dtype == torch.float32
+    assert next(b16.model.model.parameters()).dtype == torch.bfloat16
+    records = formats.from_dicts(alpaca_records[:3])
+    prompts = choose_prompts(read_prompts(), 2, 5)
+    a = rate(f32, records, prompts, LABELS, ScoringConfig())
+    b = rate(b16, records, prompts, LABELS, ScoringConfig(dtype="bfloat16"))
+    assert np.isfinite(b.probs).all() and np.abs(a.probs - b.probs).max() < 0.01

@@ -75,55 +75,83 @@ def rate(
     )
     max_length = min(config.max_length or backend.max_length, backend.max_length)
     n, P = len(records), len(prompts)
-    pkeys = [prompt_key(p) for p in prompts]
     rkeys = [record_key(r) for r in records]
-    slot: dict[tuple[str, str], int] = {}  # (prompt key, record key) -> item
-    item_of = np.empty((n, P), dtype=np.int64)
-    items, keys, cut, owner = [], [], [], []  # per item: token ids, key, truncated, (record, prompt)
-    for i, record in enumerate(records):
-        for j, prompt in enumerate(prompts):
-            key = (pkeys[j], rkeys[i])
-            if key not in slot:
-                ids, was_cut = fit_prompt(backend.encode, prompt, record, max_length, config.overlong, config.layout)
-                slot[key] = len(items)
-                items.append(ids), keys.append(key), cut.append(was_cut), owner.append((i, j))
-            item_of[i, j] = slot[key]
-    if config.layout == "record-first":  # a record's P prompts share the record's tokens
-        by: dict = {}
-        for k, (i, _) in enumerate(owner):
-            by.setdefault(rkeys[i], []).append(k)
-        groups = list(by.values())
-    else:  # every record's prompt j shares rating prompt j's tokens
-        groups = [[k for k, (_, j) in enumerate(owner) if j == jj] for jj in range(P)]
-    batches = plan_batches(items, groups, batch_size=config.batch_size, batch_tokens=config.batch_tokens,
+    items = _Items.build(backend, records, rkeys, prompts, config, max_length)
+    groups = _groups(items, rkeys, P, config.layout)
+    keys, cut = items.keys, items.cut
+    batches = plan_batches(items.ids, groups, batch_size=config.batch_size, batch_tokens=config.batch_tokens,
                            share_prefix=config.prefix_cache)
     mkey = model_key({**backend.fingerprint, "layout": config.layout, "max_length": max_length,
                       "overlong": config.overlong, "label_ids": label_ids})
     stored = store.load(mkey, keys) if store is not None else {}
-    probs = np.empty((len(items), len(labels)))
+    probs = np.empty((len(items.ids), len(labels)))
     errors: dict[int, str] = {}
-    per_item = n / len(items)  # progress is counted in records
+    per_item = n / len(items.ids)  # progress is counted in records
     for batch in batches:
         if all(keys[k] in stored for k in batch.rows):
             for k in batch.rows:
                 probs[k] = stored[keys[k]][0]
         else:
-            probs[batch.rows], failed = _label_probs(backend, [items[k] for k in batch.rows], label_ids, batch.shared)
+            rows = [items.ids[k] for k in batch.rows]
+            probs[batch.rows], failed = _label_probs(backend, rows, label_ids, batch.shared)
             errors.update({batch.rows[r]: msg for r, msg in failed.items()})
             if store is not None:
                 store.put(mkey, [(*keys[k], probs[k], cut[k]) for r, k in enumerate(batch.rows) if r not in failed])
         if progress:
             progress(len(batch.rows) * per_item)
-    grid = probs[item_of]  # (n, P, S)
+    grid = probs[items.of]  # (n, P, S)
     token = reflection.token_scores(grid, mode=config.mode)
-    truncated = np.asarray(cut, dtype=bool)[item_of].any(axis=1)
+    truncated = np.asarray(cut, dtype=bool)[items.of].any(axis=1)
     return ModelRun(
         name=backend.name, num_parameters=int(backend.num_parameters), label_ids=label_ids, probs=grid,
         label_mass=reflection.label_mass(grid), token=token,
         sentence=reflection.sentence_scores(token, alpha=config.alpha), truncated=truncated,
-        tokens=sum(len(x) for x in items), seconds=time.perf_counter() - start,
-        errors={(int(i), int(j)): errors[k] for (i, j), k in np.ndenumerate(item_of) if k in errors},
+        tokens=sum(len(x) for x in items.ids), seconds=time.perf_counter() - start,
+        errors={(int(i), int(j)): errors[k] for (i, j), k in np.ndenumerate(items.of) if k in errors} if errors else {},
     )
+
+
+@dataclass
+class _Items:
+    """The distinct (record, prompt) pairs to run, tokenized once. Duplicated records map to one item.
+
+    ids[k]: token ids; keys[k]: (prompt key, record key); cut[k]: truncated; owner[k]: the first
+    (record, prompt) it came from; of: (n, P) item of each record and prompt."""
+
+    ids: list[list[int]]
+    keys: list[tuple[str, str]]
+    cut: list[bool]
+    owner: list[tuple[int, int]]
+    of: np.ndarray
+
+    @classmethod
+    def build(cls, backend: Backend, records: Sequence[Record], rkeys: Sequence[str], prompts: Sequence[str],
+              config: ScoringConfig, max_length: int) -> _Items:
+        pkeys = [prompt_key(p) for p in prompts]
+        items = cls(ids=[], keys=[], cut=[], owner=[], of=np.empty((len(records), len(prompts)), dtype=np.int64))
+        slot: dict[tuple[str, str], int] = {}
+        for i, (record, rkey) in enumerate(zip(records, rkeys)):
+            for j, prompt in enumerate(prompts):
+                key = (pkeys[j], rkey)
+                if key not in slot:
+                    ids, cut = fit_prompt(backend.encode, prompt, record, max_length, config.overlong, config.layout)
+                    slot[key] = len(items.ids)
+                    items.ids.append(ids)
+                    items.keys.append(key)
+                    items.cut.append(cut)
+                    items.owner.append((i, j))
+                items.of[i, j] = slot[key]
+        return items
+
+
+def _groups(items: _Items, rkeys: Sequence[str], P: int, layout: str) -> list[list[int]]:
+    """Items that share a token prefix: one group per record (record-first) or per prompt."""
+    if layout == "record-first":
+        by: dict[str, list[int]] = {}
+        for k, (i, _) in enumerate(items.owner):
+            by.setdefault(rkeys[i], []).append(k)
+        return list(by.values())
+    return [[k for k, (_, j) in enumerate(items.owner) if j == jj] for jj in range(P)]
 
 
 def _label_probs(backend: Backend, rows: list[list[int]], label_ids: list[int], shared: int

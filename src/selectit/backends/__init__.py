@@ -8,11 +8,11 @@ from __future__ import annotations
 from selectit.backends.base import Backend
 from selectit.errors import ConfigError
 
-BACKENDS = ("hf", "fake")
+BACKENDS = ("hf", "llamacpp", "fake")
 
 
 def load_backend(name: str, model: str | None, **options) -> Backend:
-    """Load ``model`` with backend ``name`` ('hf' or 'fake'). ``options`` go to the backend's loader."""
+    """Load ``model`` with backend ``name`` ('hf', 'llamacpp' or 'fake'). ``options`` go to the loader."""
     if name == "hf":
         from selectit.backends.hf import HFBackend
 
@@ -21,7 +21,12 @@ def load_backend(name: str, model: str | None, **options) -> Backend:
         from selectit.backends.fake import FakeBackend
 
         return FakeBackend(name=model or "fake", template=options.get("template", "plain"))
-    if name in ("llamacpp", "vllm"):
+    if name == "llamacpp":
+        from selectit.backends.llamacpp import LlamaCppBackend
+
+        return LlamaCppBackend.load(model, template=options.get("template", "plain"),
+                                    max_length=options.get("max_length") or 4096)
+    if name == "vllm":
         raise ConfigError(f"backend {name!r} is not available yet in this version; use --backend hf")
     raise ConfigError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
 

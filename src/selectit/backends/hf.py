@@ -21,7 +21,7 @@ DEFAULT_MAX_LENGTH = 4096
 
 class HFBackend:
     def __init__(self, model, tokenizer, *, name: str, template: str = "plain", max_length: int | None = None,
-                 prefix_cache: bool = True, source: str | None = None):
+                 prefix_cache: bool = True, source: str | None = None, num_parameters: int | None = None):
         import torch
 
         self.torch = torch
@@ -32,7 +32,7 @@ class HFBackend:
         if template == "chat" and not getattr(tokenizer, "chat_template", None):
             raise ConfigError(f"model {name} has no chat template; use --template plain")
         # Counted once per tensor, so tied input/output embeddings count once.
-        self.num_parameters = sum(p.numel() for p in model.parameters())
+        self.num_parameters = num_parameters or sum(p.numel() for p in model.parameters())
         limit = getattr(model.config, "max_position_embeddings", None) or DEFAULT_MAX_LENGTH
         self.max_length = min(max_length or limit, limit)
         self.device = next(model.parameters()).device
@@ -75,8 +75,12 @@ class HFBackend:
             hint = "" if allow_pickle or source.gguf_file else (
                 " (only safetensors/GGUF weights load by default; --allow-pickle loads PyTorch .bin files)")
             raise ConfigError(f"cannot load model {spec or source.name}: {first}{hint}") from None
+        num_parameters = sum(p.numel() for p in model.parameters())  # before the head gets its own copy
+        if dtype != "float32":
+            _float32_head(model)
         return cls(model.to(device), tokenizer, name=source.name, template=template, max_length=max_length,
-                   prefix_cache=prefix_cache, source=f"{source.path}::{source.gguf_file or ''}")
+                   prefix_cache=prefix_cache, source=f"{source.path}::{source.gguf_file or ''}",
+                   num_parameters=num_parameters)
 
     def encode(self, text: str, suffix: str = "") -> list[int]:
         if self.template == "chat":
@@ -146,3 +150,31 @@ class HFBackend:
             if "can't allocate memory" in str(e) or "out of memory" in str(e):
                 raise MemoryError(str(e)) from e
             raise
+
+
+def _float32_head(model) -> None:
+    """Run the output head in float32 when the model runs in bfloat16/float16.
+
+    Logits of size ~20 carry only ~0.1 of absolute precision in bfloat16, and exp() turns that into
+    ~10% errors in the rating probabilities; the head is a small share of the compute (one position
+    per prompt), so computing it in float32 buys most of the accuracy back for little. The head gets its
+    own float32 copy of the weight (tied input embeddings stay in the low precision).
+    """
+    import torch
+
+    head = model.get_output_embeddings()
+    if head is None or not hasattr(head, "weight"):
+        return
+
+    class Float32Head(torch.nn.Module):
+        def __init__(self, linear):
+            super().__init__()
+            self.weight = torch.nn.Parameter(linear.weight.detach().float().clone(), requires_grad=False)
+            bias = getattr(linear, "bias", None)
+            self.bias = None if bias is None else torch.nn.Parameter(bias.detach().float().clone(), requires_grad=False)
+
+        def forward(self, x):
+            return torch.nn.functional.linear(x.float(), self.weight, self.bias)
+
+    model.set_output_embeddings(Float32Head(head))
+

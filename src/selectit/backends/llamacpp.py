@@ -1,0 +1,83 @@
+"""llama.cpp backend (``llama-cpp-python``): scores GGUF models in their quantised form on CPU.
+
+One prompt at a time (the Python binding runs one sequence); consecutive prompts that share a prefix
+reuse llama.cpp's KV cache for it, so the plan's grouping (all records of one rating prompt together)
+computes each rating prompt once. Label probabilities come from the logits of the last position,
+normalised over the whole vocabulary in float64.
+Install: ``pip install selectit[llamacpp]`` (builds llama.cpp; a few minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from selectit.errors import ConfigError
+from selectit.models import resolve_model
+from selectit.prompts import chat_parts
+
+
+class LlamaCppBackend:
+    def __init__(self, llm, *, name: str, path: str, template: str = "plain", max_length: int | None = None):
+        self.llm = llm
+        self.name = name
+        self.template = template
+        self.num_parameters = int(llm._model.n_params())
+        self.max_length = min(max_length or llm.n_ctx(), llm.n_ctx())
+        self.fingerprint = {"backend": "llamacpp", "name": name, "path": path, "size": os.path.getsize(path),
+                            "template": template}
+        self.tokens_computed = 0
+        if template == "chat" and not self.llm.metadata.get("tokenizer.chat_template"):
+            raise ConfigError(f"model {name} has no chat template; use --template plain")
+
+    @classmethod
+    def load(cls, spec: str | None, *, template: str = "plain", max_length: int | None = 4096,
+             threads: int | None = None, **_ignored) -> LlamaCppBackend:
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise ConfigError("the llamacpp backend needs llama-cpp-python: pip install 'selectit[llamacpp]'") from None
+        source = resolve_model(spec)
+        if not source.gguf_file:
+            raise ConfigError(f"the llamacpp backend needs a .gguf file, got {spec!r}")
+        path = os.path.join(source.path, source.gguf_file)
+        llm = Llama(model_path=path, n_ctx=max_length or 4096, n_batch=512, logits_all=False, verbose=False,
+                    n_threads=threads or os.cpu_count())
+        return cls(llm, name=source.name, path=path, template=template, max_length=max_length)
+
+    def encode(self, text: str, suffix: str = "") -> list[int]:
+        if self.template == "chat":
+            from jinja2 import Template
+
+            user, reply = chat_parts(text)
+            rendered = Template(self.llm.metadata["tokenizer.chat_template"]).render(
+                messages=[{"role": "user", "content": user}], add_generation_prompt=True)
+            return self.llm.tokenize((rendered + reply + suffix).encode("utf-8"), add_bos=False, special=True)
+        return self.llm.tokenize((text + suffix).encode("utf-8"), add_bos=self._adds_bos(), special=False)
+
+    def _adds_bos(self) -> bool:
+        return self.llm.metadata.get("tokenizer.ggml.add_bos_token", "true") == "true"
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.llm.detokenize(list(ids)).decode("utf-8", errors="replace")
+
+    def label_probs(self, batch: Sequence[Sequence[int]], label_ids: Sequence[int], shared: int = 0) -> np.ndarray:
+        out = np.empty((len(batch), len(label_ids)))
+        n_vocab = self.llm.n_vocab()
+        for r, ids in enumerate(batch):
+            ids = list(ids)
+            keep = 0  # reuse the KV cache for the prefix this prompt shares with the last one
+            limit = min(self.llm.n_tokens, len(ids) - 1)
+            past = self.llm.input_ids
+            while keep < limit and past[keep] == ids[keep]:
+                keep += 1
+            self.llm.n_tokens = keep
+            self.llm.eval(ids[keep:])
+            self.tokens_computed += len(ids) - keep
+            logits = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(n_vocab,)).astype(np.float64)
+            logits -= logits.max()
+            logp = logits - np.log(np.exp(logits).sum())
+            out[r] = np.exp(logp[list(label_ids)])
+        return out

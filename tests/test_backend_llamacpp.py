@@ -1,0 +1,45 @@
+"""The llama.cpp backend on the embedded GGUF, as shipped (quantised Q4_1)."""
+
+import numpy as np
+import pytest
+
+from selectit import formats
+from selectit.config import ScoringConfig
+from selectit.prompts import choose_prompts, labels_for_scale, rating_text, read_prompts
+from selectit.scorer import rate
+
+pytest.importorskip("llama_cpp")
+pytestmark = pytest.mark.embedded
+
+
+@pytest.fixture(scope="module")
+def llamacpp_backend():
+    from selectit.backends.llamacpp import LlamaCppBackend
+
+    return LlamaCppBackend.load(None, max_length=2048)
+
+
+def test_label_probs_match_a_fresh_evaluation(llamacpp_backend, alpaca_records):
+    """Prefix reuse across prompts gives what a cold evaluation of each prompt gives."""
+    b = llamacpp_backend
+    records = formats.from_dicts(alpaca_records[:3])
+    prompts = choose_prompts(read_prompts(), 3, 5)
+    run = rate(b, records, prompts, labels_for_scale(5), ScoringConfig())
+    assert run.label_ids == [b.llm.tokenize(str(k).encode(), add_bos=False)[0] for k in range(1, 6)]
+    assert b.num_parameters == 134_515_008
+    for i, j in [(0, 0), (2, 1), (1, 2)]:
+        b.llm.reset()  # nothing to reuse
+        cold = b.label_probs([b.encode(rating_text(prompts[j], records[i]))], run.label_ids)[0]
+        np.testing.assert_allclose(run.probs[i, j], cold, rtol=1e-4, atol=1e-6)
+    assert 0.05 < run.label_mass.mean() < 0.95
+
+
+def test_close_to_the_hf_backend(llamacpp_backend, embedded_backend, alpaca_records):
+    """Same weights (HF dequantises the same GGUF); llama.cpp also quantises activations, so the
+    probabilities differ a little; the rating each prompt favours mostly agrees."""
+    records = formats.from_dicts(alpaca_records[:4])
+    prompts = choose_prompts(read_prompts(), 2, 5)
+    a = rate(llamacpp_backend, records, prompts, labels_for_scale(5), ScoringConfig())
+    b = rate(embedded_backend, records, prompts, labels_for_scale(5), ScoringConfig())
+    assert np.abs(a.label_mass - b.label_mass).max() < 0.2
+    assert (a.probs.argmax(-1) == b.probs.argmax(-1)).mean() >= 0.75
