@@ -16,7 +16,7 @@ class ScoringConfig:
     models: tuple[str | None, ...] = (None,)
     """Models to rate with (hub id, local folder or .gguf file); None is the embedded SmolLM2-135M."""
     backend: str = "hf"
-    """Backend name: 'hf' (transformers) or 'fake' (deterministic, for tests and docs)."""
+    """Backend name: 'hf' (transformers), 'llamacpp' (GGUF as shipped) or 'fake' (deterministic, for tests)."""
     prompts_file: str | None = None
     """File with one rating prompt per line; None uses the packaged default prompts."""
     num_prompts: int = 5
