@@ -22,8 +22,8 @@ def naive_label_probs(model, tokenizer, text, label_ids):
     return torch.softmax(logits, dim=-1)[label_ids].numpy()
 
 
-def _naive_run(model, tokenizer, records, prompts, label_ids):
-    return np.array([[naive_label_probs(model, tokenizer, rating_text(p, r), label_ids) for p in prompts]
+def _naive_run(model, tokenizer, records, prompts, label_ids, layout="prompt-first"):
+    return np.array([[naive_label_probs(model, tokenizer, rating_text(p, r, layout), label_ids) for p in prompts]
                      for r in records])
 
 
@@ -79,14 +79,9 @@ def test_record_first_layout_shares_the_record(tiny_model, tiny_tokenizer, alpac
     backend = HFBackend(tiny_model, tiny_tokenizer, name="tiny")
     prompts = choose_prompts(read_prompts(), 5, 5)
     run = rate(backend, records, prompts, LABELS, ScoringConfig(layout="record-first"))
-    naive = _naive_run_layout(tiny_model, tiny_tokenizer, records, prompts, run.label_ids, "record-first")
+    naive = _naive_run(tiny_model, tiny_tokenizer, records, prompts, run.label_ids, "record-first")
     assert np.abs(run.probs - naive).max() <= 1e-5
     assert rating_text(prompts[0], records[0], "record-first").startswith("Instruction:")
-
-
-def _naive_run_layout(model, tokenizer, records, prompts, label_ids, layout):
-    return np.array([[naive_label_probs(model, tokenizer, rating_text(p, r, layout), label_ids) for p in prompts]
-                     for r in records])
 
 
 @pytest.mark.embedded

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import numpy as np
-
 import typer
 
 from selectit.errors import USER_ERRORS, ConfigError

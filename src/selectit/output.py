@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
 from selectit import __version__
+from selectit.atomic import atomic_write
 from selectit.errors import ConfigError
 from selectit.formats import Dataset
 from selectit.scorer import Scores
@@ -42,13 +42,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        write(f)
-    os.replace(tmp, path)
 
 
 def score_rows(scores: Scores) -> list[dict]:
@@ -108,9 +101,9 @@ def write_run(out_dir: str | Path, scores: Scores, dataset: Dataset | None = Non
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = score_rows(scores)
-    _atomic_write(out / SCORES, lambda f: f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    atomic_write(out / SCORES, lambda f: f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     cfg = resolved_config(scores, dataset, seconds)
-    _atomic_write(out / CONFIG, lambda f: json.dump(cfg, f, indent=2, ensure_ascii=False))
+    atomic_write(out / CONFIG, lambda f: json.dump(cfg, f, indent=2, ensure_ascii=False))
     return out
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,13 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from selectit import formats
+from selectit.atomic import atomic_write
 from selectit.config import ScoringConfig
 from selectit.errors import ConfigError
 from selectit.output import file_sha256, read_run, write_run
 from selectit.scorer import Scores, score_records
-from selectit.store import ScoreStore
 from selectit.selection import select_fraction, select_threshold, select_top
-
+from selectit.store import ScoreStore
 
 STORE = "store.sqlite"
 
@@ -60,10 +59,8 @@ def write_rejects(path: Path, rejects: list[formats.Reject]) -> None:
     if not rejects:
         path.unlink(missing_ok=True)
         return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(dataclasses.asdict(r), ensure_ascii=False) + "\n" for r in rejects),
-                   encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.writelines(json.dumps(dataclasses.asdict(r), ensure_ascii=False) + "\n"
+                                              for r in rejects))
 
 
 def choose(scores: np.ndarray, *, fraction: float | None = None, top: int | None = None,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from selectit.atomic import atomic_write
 from selectit.records import DataError
 
 CONTAINERS = ("json", "jsonl")
@@ -90,18 +90,16 @@ def _read_json_array(path: Path) -> Iterator[Item]:
 
 def write_container(items: Sequence[tuple[dict, str | None]], path: Path, container: str) -> None:
     """Write (object, original text) pairs; JSON Lines copies the original line when there is one.
+    Written atomically, so a killed run never leaves half a file."""
+    if container not in CONTAINERS:
+        raise DataError(f"unknown container {container!r}; expected one of {CONTAINERS}")
 
-    Written to a temporary file first and renamed, so a killed run never leaves half a file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    def write(f):
         if container == "jsonl":
             for obj, text in items:
                 f.write((text if text is not None else json.dumps(obj, ensure_ascii=False)) + "\n")
-        elif container == "json":
+        else:
             json.dump([obj for obj, _ in items], f, ensure_ascii=False, indent=2)
             f.write("\n")
-        else:
-            raise DataError(f"unknown container {container!r}; expected one of {CONTAINERS}")
-    os.replace(tmp, path)
+
+    atomic_write(path, write)
