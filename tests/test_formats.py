@@ -80,28 +80,24 @@ def test_bad_records_name_the_record_and_reason(obj, reason):
     assert "record" in str(e.value)
 
 
-def test_file_errors(tmp_path):
+@pytest.mark.parametrize("name,content,match", [
+    ("empty.json", b"[]", "empty"),
+    ("data.json", json.dumps([{"question": "a", "answer": "b"}]).encode(), "cannot tell the record format"),
+    ("bad.jsonl", b'{"instruction": "a", "output": "b"}\n{oops\n', "line 2"),
+    ("latin.jsonl", b'{"instruction": "caf\xe9", "output": "b"}\n', "UTF-8"),
+    ("data.txt", b"hello", "unknown format"),
+])
+def test_file_errors(tmp_path, name, content, match):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=match):
+        formats.read(path)
+
+
+def test_missing_file_and_unknown_format_flag(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         formats.read(tmp_path / "missing.json")
-    empty = tmp_path / "empty.json"
-    empty.write_text("[]")
-    with pytest.raises(DataError, match="empty"):
-        formats.read(empty)
-    weird = tmp_path / "data.json"
-    weird.write_text(json.dumps([{"question": "a", "answer": "b"}]))
-    with pytest.raises(DataError, match="cannot tell the record format"):
-        formats.read(weird)
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"instruction": "a", "output": "b"}\n{oops\n')
-    with pytest.raises(DataError, match="line 2"):
-        formats.read(bad)
-    latin = tmp_path / "latin.jsonl"
-    latin.write_bytes(b'{"instruction": "caf\xe9", "output": "b"}\n')
-    with pytest.raises(DataError, match="UTF-8"):
-        formats.read(latin)
-    txt = tmp_path / "data.txt"
-    txt.write_text("hello")
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps([{"instruction": "a", "output": "b"}]))
     with pytest.raises(DataError, match="unknown format"):
-        formats.read(txt)
-    with pytest.raises(DataError, match="unknown format"):
-        formats.read(weird, schema="csv")
+        formats.read(path, schema="csv")

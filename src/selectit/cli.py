@@ -111,17 +111,23 @@ def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, 
     return config
 
 
-def _score(input, out, fmt, quiet, store, skip_bad, **flags):
+_CONFIG_FLAGS = ("model", "backend", "prompts", "num_prompts", "scale", "alpha", "mode", "template", "batch_size",
+                 "max_length", "overlong", "dtype", "device", "model_weights", "trust_remote_code", "layout",
+                 "batch_tokens", "prefix_cache", "allow_pickle")
+
+
+def _score(input, out, fmt, quiet, store, skip_bad, **args):
+    """Score with the flags of `score` or `run` (``args``: the command's own arguments)."""
     from selectit.pipeline import score_file
 
-    config = _config(**flags)
+    config = _config(**{name: args[name] for name in _CONFIG_FLAGS})
     dataset, scores = score_file(input, out, config, schema=fmt, progress=not quiet, store=store, skip_bad=skip_bad)
     if dataset.rejects:
         typer.echo(f"warning: left out {len(dataset.rejects)} bad record(s), listed in {Path(out) / 'rejects.jsonl'}",
                    err=True)
-    ids = [r.id for r in dataset.records]
-    if len(set(map(repr, ids))) < len(ids):
-        typer.echo(f"warning: {len(ids) - len(set(map(repr, ids)))} duplicate id(s) in {input}; scores.jsonl "
+    duplicates = len(dataset.records) - len({repr(r.id) for r in dataset.records})
+    if duplicates:
+        typer.echo(f"warning: {duplicates} duplicate id(s) in {input}; scores.jsonl "
                    "keeps input order, so rows stay aligned with records", err=True)
     for run in scores.runs:
         mass = np.nanmean(run.label_mass)
@@ -162,11 +168,7 @@ def score(input: Input, out: Out, model: Models = None, backend: Backend = "hf",
           prefix_cache: PrefixCache = True, store: Store = None, skip_bad: SkipBad = False,
           allow_pickle: Pickle = False) -> None:
     """Score every record of INPUT; write DIR/scores.jsonl and DIR/config.json."""
-    _score(input, out, fmt, quiet, store, skip_bad, model=model, backend=backend, prompts=prompts, num_prompts=num_prompts,
-           scale=scale, alpha=alpha, mode=mode, template=template, batch_size=batch_size,
-           max_length=max_length, overlong=overlong, dtype=dtype, device=device,
-           model_weights=model_weights, trust_remote_code=trust_remote_code, layout=layout,
-           batch_tokens=batch_tokens, prefix_cache=prefix_cache, allow_pickle=allow_pickle)
+    _score(**locals())
 
 
 @app.command()
@@ -195,11 +197,10 @@ def run(input: Input, out: Out, fraction: Fraction = 0.2, top: Top = None, thres
     from selectit.pipeline import choose
 
     choose(np.zeros(1), fraction=fraction, top=top, threshold=threshold)  # fail before scoring
-    _score(input, out, fmt, quiet, store, skip_bad, model=model, backend=backend, prompts=prompts, num_prompts=num_prompts,
-           scale=scale, alpha=alpha, mode=mode, template=template, batch_size=batch_size,
-           max_length=max_length, overlong=overlong, dtype=dtype, device=device,
-           model_weights=model_weights, trust_remote_code=trust_remote_code, layout=layout,
-           batch_tokens=batch_tokens, prefix_cache=prefix_cache, allow_pickle=allow_pickle)
+    flags = dict(locals())
+    for name in ("fraction", "top", "threshold", "output", "keep_order", "choose"):
+        flags.pop(name)
+    _score(**flags)
     _select(out, fraction, top, threshold, output, keep_order)
 
 

@@ -20,8 +20,6 @@ from selectit.selection import select_fraction, select_threshold, select_top
 from selectit.store import ScoreStore
 
 STORE = "store.sqlite"
-
-
 REJECTS = "rejects.jsonl"
 
 

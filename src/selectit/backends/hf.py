@@ -38,7 +38,9 @@ class HFBackend:
         self.device = next(model.parameters()).device
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = pad if pad is not None else 0
-        self._keeps_last = "logits_to_keep" in inspect.signature(model.forward).parameters
+        # Output head at the last position only, where the model supports it.
+        keeps_last = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self._last_only = {"logits_to_keep": 1} if keeps_last else {}
         self.prefix_cache = prefix_cache
         self._prefix = None  # (prefix token ids, its KV cache for one row)
         # What makes this model's output what it is, for the score store's keys.
@@ -110,7 +112,7 @@ class HFBackend:
             mask[i, shared + width - len(ids):] = 1
         # (B, T): each real token's position counts only real tokens before it, prefix included.
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
-        kwargs = {"logits_to_keep": 1} if self._keeps_last else {}
+        kwargs = dict(self._last_only)
         if shared:
             kwargs.update(past_key_values=self._prefix_kv(batch[0][:shared], len(batch)), use_cache=True)
         else:
@@ -132,7 +134,7 @@ class HFBackend:
         if self._prefix is None or self._prefix[0] != key:
             ids = torch.as_tensor([list(prefix)], dtype=torch.long, device=self.device)
             with torch.inference_mode():
-                out = self._forward(input_ids=ids, use_cache=True, **({"logits_to_keep": 1} if self._keeps_last else {}))
+                out = self._forward(input_ids=ids, use_cache=True, **self._last_only)
             self._prefix = (key, out.past_key_values)
             self.tokens_computed += len(key)
         cache = copy.deepcopy(self._prefix[1])
