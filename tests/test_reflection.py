@@ -96,3 +96,36 @@ def test_batched_shapes():
         for j in range(3):
             assert t[i, j] == pytest.approx(R.token_scores(probs[i, j]))
     assert ((t >= 0) & (t <= 5)).all()
+
+
+def test_expected_rating_by_hand():
+    # p' = [.1, .1, .2, .4, .2]: 0.1 + 0.2 + 0.6 + 1.6 + 1.0 = 3.5; the mass does not matter.
+    assert R.expected_scores(np.array([0.1, 0.1, 0.2, 0.4, 0.2])) == pytest.approx(3.5)
+    assert R.expected_scores(np.array([0.05, 0.05, 0.1, 0.2, 0.1])) == pytest.approx(3.5)
+    assert R.expected_scores(np.array([0, 0, 0, 0, 0.3])) == pytest.approx(5.0)
+    assert np.isnan(R.expected_scores(np.zeros(5)))
+
+
+def test_calibration_divides_out_the_content_free_bias():
+    # The model says "5" half the time whatever it reads: c = [.125]*4 + [.5].
+    c = np.array([[0.125, 0.125, 0.125, 0.125, 0.5]])  # (P=1, S=5)
+    biased = np.array([[[0.1, 0.1, 0.1, 0.1, 0.4]]])  # (n=1, P=1, S): exactly the bias
+    np.testing.assert_allclose(R.calibrate(biased, c), np.full((1, 1, 5), 0.2))  # -> uniform
+    # By hand: p' = [.4, .1, .1, .1, .3]; p'/c = [3.2, .8, .8, .8, .6], sum 6.2.
+    p = np.array([[[0.4, 0.1, 0.1, 0.1, 0.3]]])
+    np.testing.assert_allclose(R.calibrate(p, c)[0, 0], np.array([3.2, 0.8, 0.8, 0.8, 0.6]) / 6.2)
+    # Scale-free on both sides; zero mass stays NaN.
+    np.testing.assert_allclose(R.calibrate(p * 0.3, c * 7), R.calibrate(p, c))
+    assert np.isnan(R.calibrate(np.zeros((1, 1, 5)), c)).all()
+
+
+def test_mass_weighted_sentence_score_by_hand():
+    t = np.array([[1.0, 3.0, np.nan]])
+    w = np.array([[3.0, 1.0, 5.0]])  # the NaN prompt's weight is ignored
+    mean = (3 * 1 + 1 * 3) / 4  # 1.5
+    std = np.sqrt((3 * 0.25 + 1 * 2.25) / 4)  # sqrt(0.75)
+    assert R.sentence_scores(t, alpha=0.2, weights=w) == pytest.approx(mean / (1 + 0.2 * std))
+    # Equal weights give the paper's formula; all-zero weights give NaN.
+    t2 = np.array([[1.0, 2.0, 4.0], [0.5, 0.5, 3.0]])
+    np.testing.assert_allclose(R.sentence_scores(t2, weights=np.ones((2, 3))), R.sentence_scores(t2))
+    assert np.isnan(R.sentence_scores(np.array([[1.0, 2.0]]), weights=np.zeros((1, 2))))[0]

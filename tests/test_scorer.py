@@ -64,3 +64,27 @@ def test_chat_template_puts_more_mass_on_labels(embedded_backend, alpaca_records
     inchat = selectit.score(alpaca_records[:2], backends=[chat], num_prompts=2, template="chat")
     assert inchat.runs[0].label_mass.mean() > plain.runs[0].label_mass.mean()
     assert inchat.runs[0].label_mass.mean() > 0.8
+
+
+def test_rating_options_change_only_the_math(alpaca_records):
+    """--rating, --calibrate and --prompt-weights reuse the same label probabilities; calibration adds
+    the content-free inputs once per prompt, not per record."""
+    from selectit.scorer import levels
+
+    records = alpaca_records[:10]
+    base = selectit.score(records, backends=[FakeBackend()])
+    for opts in (dict(rating="expected"), dict(calibrate=True), dict(prompt_weights="mass"),
+                 dict(calibrate=True, rating="expected", prompt_weights="mass")):
+        s = selectit.score(records, backends=[FakeBackend()], **opts)
+        run = s.runs[0]
+        np.testing.assert_array_equal(run.probs, base.runs[0].probs)
+        assert (run.content_free is not None) == bool(opts.get("calibrate"))
+        token, sentence = levels(run.probs, run.content_free, s.config)
+        np.testing.assert_array_equal(run.sentence, sentence)
+        assert not np.array_equal(s.final, base.final)
+    cal = selectit.score(records, backends=[FakeBackend()], calibrate=True).runs[0]
+    assert cal.content_free.shape == (5, 5)
+    with pytest.raises(ConfigError, match="--rating"):
+        selectit.score(records, backends=[FakeBackend()], rating="mean")
+    with pytest.raises(ConfigError, match="--prompt-weights"):
+        selectit.score(records, backends=[FakeBackend()], prompt_weights="x")

@@ -35,6 +35,11 @@ Scale = Annotated[int, typer.Option(help="S: ratings 1..S (2-9).")]
 Alpha = Annotated[float, typer.Option(help="Penalty on the prompts' disagreement (std).")]
 Mode = Annotated[str, typer.Option(help="paper (published formulas) or reference (the authors' scripts).")]
 Template = Annotated[str, typer.Option(help="plain (published template) or chat (model's chat template).")]
+Rating = Annotated[str, typer.Option(help="Token level: argmax (the paper) or expected (expected rating).")]
+Calibrate = Annotated[bool, typer.Option(
+    "--calibrate/--no-calibrate", help="Divide out the model's rating bias on content-free inputs (Zhao et al. 2021).")]
+PromptWeights = Annotated[str, typer.Option(
+    help="Sentence level: equal (the paper) or mass (prompts weighted by their label mass).")]
 BatchSize = Annotated[int, typer.Option(help="Most prompts per forward pass.")]
 BatchTokens = Annotated[Optional[int], typer.Option(
     help="Most padded tokens per forward pass; batches then adapt to prompt length.")]
@@ -96,7 +101,7 @@ def _weights(text: str | None) -> tuple[float, ...] | None:
 
 def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, batch_size, max_length,
             overlong, dtype, device, model_weights, trust_remote_code, layout, batch_tokens, prefix_cache,
-            allow_pickle):
+            allow_pickle, rating, calibrate, prompt_weights):
     from selectit.config import ScoringConfig
     from selectit.prompts import choose_prompts, read_prompts
 
@@ -105,7 +110,8 @@ def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, 
         num_prompts=num_prompts, scale=scale, alpha=alpha, mode=mode, template=template,
         batch_size=batch_size, max_length=max_length, overlong=overlong, dtype=dtype, device=device,
         model_weights=_weights(model_weights), trust_remote_code=trust_remote_code, layout=layout,
-        batch_tokens=batch_tokens, prefix_cache=prefix_cache, allow_pickle=allow_pickle,
+        batch_tokens=batch_tokens, prefix_cache=prefix_cache, allow_pickle=allow_pickle, rating=rating,
+        calibrate=calibrate, prompt_weights=prompt_weights,
     )
     choose_prompts(read_prompts(config.prompts_file), config.num_prompts, config.scale)  # fail before loading
     return config
@@ -113,7 +119,7 @@ def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, 
 
 _CONFIG_FLAGS = ("model", "backend", "prompts", "num_prompts", "scale", "alpha", "mode", "template", "batch_size",
                  "max_length", "overlong", "dtype", "device", "model_weights", "trust_remote_code", "layout",
-                 "batch_tokens", "prefix_cache", "allow_pickle")
+                 "batch_tokens", "prefix_cache", "allow_pickle", "rating", "calibrate", "prompt_weights")
 
 
 def _score(input, out, fmt, quiet, store, skip_bad, **args):
@@ -166,7 +172,8 @@ def score(input: Input, out: Out, model: Models = None, backend: Backend = "hf",
           model_weights: Weights = None, fmt: Format = None, trust_remote_code: Trust = False,
           quiet: Quiet = False, layout: Layout = "prompt-first", batch_tokens: BatchTokens = None,
           prefix_cache: PrefixCache = True, store: Store = None, skip_bad: SkipBad = False,
-          allow_pickle: Pickle = False) -> None:
+          allow_pickle: Pickle = False, rating: Rating = "argmax", calibrate: Calibrate = False,
+          prompt_weights: PromptWeights = "equal") -> None:
     """Score every record of INPUT; write DIR/scores.jsonl and DIR/config.json."""
     _score(**locals())
 
@@ -190,7 +197,8 @@ def run(input: Input, out: Out, fraction: Fraction = 0.2, top: Top = None, thres
         device: Device = "auto", model_weights: Weights = None, fmt: Format = None,
         trust_remote_code: Trust = False, quiet: Quiet = False, layout: Layout = "prompt-first",
         batch_tokens: BatchTokens = None, prefix_cache: PrefixCache = True, store: Store = None,
-        skip_bad: SkipBad = False, allow_pickle: Pickle = False) -> None:
+        skip_bad: SkipBad = False, allow_pickle: Pickle = False, rating: Rating = "argmax",
+        calibrate: Calibrate = False, prompt_weights: PromptWeights = "equal") -> None:
     """Score INPUT and select from it in one go (default: the best 20%)."""
     if top is not None or threshold is not None:
         fraction = None

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 from selectit.errors import ConfigError
 from selectit.prompts import LAYOUTS, TEMPLATES, labels_for_scale
-from selectit.reflection import MODES
+from selectit.reflection import MODES, PROMPT_WEIGHTS, RATINGS
 
 OVERLONG = ("truncate", "error")
 
@@ -30,6 +30,16 @@ class ScoringConfig:
     and their hard-coded 7/20, 13/20, 70/90 model weights)."""
     template: str = "plain"
     """'plain': the published template, byte for byte; 'chat': the model's chat template around it."""
+    rating: str = "argmax"
+    """Token level: 'argmax' (the paper: the top rating weighted by its margin over the others) or
+    'expected' (the expected rating sum_k k p'_k, in [1, S])."""
+    calibrate: bool = False
+    """Divide each prompt's rating distribution by the model's distribution on content-free inputs
+    ("N/A", "[MASK]", "...": Zhao et al., ICML 2021), removing its bias towards some ratings.
+    Costs 3 extra prompts per rating prompt per model, not per record."""
+    prompt_weights: str = "equal"
+    """Sentence level: 'equal' (the paper) or 'mass' (each prompt's token score weighted by the label
+    mass the model put on the ratings for that record, in the mean and the std)."""
     layout: str = "prompt-first"
     """'prompt-first': the published order (rating prompt, then the record). 'record-first': the record,
     then the rating prompt, so one record's P prompts share its tokens (P times less record compute;
@@ -65,6 +75,10 @@ class ScoringConfig:
             raise ConfigError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.template not in TEMPLATES:
             raise ConfigError(f"--template must be one of {', '.join(TEMPLATES)}, got {self.template!r}")
+        if self.rating not in RATINGS:
+            raise ConfigError(f"--rating must be one of {', '.join(RATINGS)}, got {self.rating!r}")
+        if self.prompt_weights not in PROMPT_WEIGHTS:
+            raise ConfigError(f"--prompt-weights must be one of {', '.join(PROMPT_WEIGHTS)}, got {self.prompt_weights!r}")
         if self.layout not in LAYOUTS:
             raise ConfigError(f"--layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
         if self.batch_tokens is not None and self.batch_tokens < 1:

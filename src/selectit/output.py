@@ -76,6 +76,7 @@ def resolved_config(scores: Scores, dataset: Dataset | None, seconds: float) -> 
             "truncated_records": int(run.truncated.sum()),
             "mean_label_mass": float(mass.mean()) if mass.size else None,
             "failed_prompts": len(run.errors),
+            "content_free_probs": None if run.content_free is None else run.content_free.tolist(),
         })
     out = {
         "selectit_version": __version__,

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 
 MODES = ("paper", "reference")
+RATINGS = ("argmax", "expected")
+PROMPT_WEIGHTS = ("equal", "mass")
 
 # The published model_level.py hard-codes these for its three models (7B, 13B, 70B);
 # by the paper's own rule they would be 7/90, 13/90, 70/90.
@@ -71,17 +73,51 @@ def token_scores(probs: np.ndarray, *, mode: str = "paper") -> np.ndarray:
     return np.where(valid, (base + 1) * spread, np.nan)
 
 
-def sentence_scores(token: np.ndarray, *, alpha: float = 0.2) -> np.ndarray:
+def expected_scores(probs: np.ndarray) -> np.ndarray:
+    """Expected rating sum_k k * p'_k (p' = p / sum p), in [1, S]: every label's probability counts,
+    not only the winner's. probs: (..., S). Returns (...); NaN where the mass is zero or not finite."""
+    q = normalise(probs, mode="paper")
+    return q @ np.arange(1, q.shape[-1] + 1, dtype=np.float64)
+
+
+def calibrate(probs: np.ndarray, content_free: np.ndarray) -> np.ndarray:
+    """Contextual calibration (Zhao et al., "Calibrate Before Use", ICML 2021), per prompt.
+
+    The model's label distribution on content-free inputs (e.g. "N/A") shows its bias towards some
+    ratings whatever the record; dividing by it (q_k ∝ p_k / c_k, c = that distribution normalised)
+    removes the bias. probs: (n, P, S) raw; content_free: (P, S) raw (averaged over the content-free
+    inputs). Returns (n, P, S) calibrated distributions that sum to 1 (NaN where either side has no mass).
+    """
+    p = normalise(probs)
+    c = normalise(content_free)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = p / np.where(c > 0, c, np.nan)[None]
+        return w / w.sum(axis=-1, keepdims=True)
+
+
+def sentence_scores(token: np.ndarray, *, alpha: float = 0.2, weights: np.ndarray | None = None) -> np.ndarray:
     """Sentence-level score over the P prompts (SPEC 1.3): mean / (1 + alpha * std), ddof = 0.
 
     token: (n, P). Prompts whose token score is NaN (no label mass) are left out of that record's
-    mean and std; a record with no valid prompt gets NaN. Returns (n,).
+    mean and std; a record with no valid prompt gets NaN. ``weights`` (n, P), optional: a weighted
+    mean and std instead (e.g. the label mass, so prompts the model did not answer with a rating count
+    less). Returns (n,).
     """
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0, got {alpha}")
     t = np.asarray(token, dtype=np.float64)
     if t.ndim != 2:
         raise ValueError(f"token scores must have shape (n, P), got {t.shape}")
+    if weights is not None:
+        w = np.where(np.isfinite(t), np.asarray(weights, dtype=np.float64), 0.0)
+        if w.shape != t.shape:
+            raise ValueError(f"prompt weights {w.shape} do not match token scores {t.shape}")
+        total = w.sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            filled = np.where(w > 0, t, 0.0)
+            mean = (w * filled).sum(axis=1) / total
+            std = np.sqrt((w * (filled - mean[:, None]) ** 2).sum(axis=1) / total)
+        return np.where(total > 0, mean / (1 + alpha * std), np.nan)
     out = np.full(t.shape[0], np.nan)
     ok = np.isfinite(t)
     full = ok.all(axis=1)

@@ -25,6 +25,8 @@ from selectit.store import ScoreStore, model_key, prompt_key, record_key
 from selectit.truncation import fit_prompt
 
 Progress = Callable[[float], None]
+# Content-free inputs for calibration (Zhao et al. 2021 use "N/A", "[MASK]" and "").
+CONTENT_FREE = tuple(Record(id=f"content-free:{x}", instruction=x, response=x, raw={}) for x in ("N/A", "[MASK]", "..."))
 
 
 @dataclass
@@ -39,6 +41,7 @@ class ModelRun:
     token: np.ndarray  # (n, P) token-level scores
     sentence: np.ndarray  # (n,) sentence-level scores
     truncated: np.ndarray  # (n,) bool: some prompt of this record was truncated
+    content_free: np.ndarray | None  # (P, S) mean label probabilities on content-free inputs (calibrate)
     tokens: int  # prompt tokens processed
     seconds: float
     errors: dict = field(default_factory=dict)  # (record, prompt) -> why the model failed on it
@@ -75,6 +78,8 @@ def rate(
     )
     max_length = min(config.max_length or backend.max_length, backend.max_length)
     n, P = len(records), len(prompts)
+    if config.calibrate:  # the content-free inputs ride along with the records, scored the same way
+        records = [*records, *CONTENT_FREE]
     rkeys = [record_key(r) for r in records]
     items = _Items.build(backend, records, rkeys, prompts, config, max_length)
     groups = _groups(items, rkeys, P, config.layout)
@@ -99,16 +104,31 @@ def rate(
                 store.put(mkey, [(*keys[k], probs[k], cut[k]) for r, k in enumerate(batch.rows) if r not in failed])
         if progress:
             progress(len(batch.rows) * per_item)
-    grid = probs[items.of]  # (n, P, S)
-    token = reflection.token_scores(grid, mode=config.mode)
-    truncated = np.asarray(cut, dtype=bool)[items.of].any(axis=1)
+    grid = probs[items.of]  # (n [+ content-free], P, S)
+    content_free = grid[n:].mean(axis=0) if config.calibrate else None  # (P, S)
+    grid = grid[:n]
+    token, sentence = levels(grid, content_free, config)
+    truncated = np.asarray(cut, dtype=bool)[items.of[:n]].any(axis=1)
     return ModelRun(
         name=backend.name, num_parameters=int(backend.num_parameters), label_ids=label_ids, probs=grid,
-        label_mass=reflection.label_mass(grid), token=token,
-        sentence=reflection.sentence_scores(token, alpha=config.alpha), truncated=truncated,
-        tokens=sum(len(x) for x in items.ids), seconds=time.perf_counter() - start,
-        errors={(int(i), int(j)): errors[k] for (i, j), k in np.ndenumerate(items.of) if k in errors} if errors else {},
+        label_mass=reflection.label_mass(grid), token=token, sentence=sentence, truncated=truncated,
+        content_free=content_free, tokens=sum(len(x) for x in items.ids), seconds=time.perf_counter() - start,
+        errors={(int(i), int(j)): errors[k] for (i, j), k in np.ndenumerate(items.of[:n]) if k in errors}
+        if errors else {},
     )
+
+
+def levels(probs: np.ndarray, content_free: np.ndarray | None, config: ScoringConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Token and sentence level of one model as ``config`` asks: (token (n, P), sentence (n,)).
+
+    probs: (n, P, S) raw label probabilities; content_free: (P, S), needed when config.calibrate."""
+    dist = reflection.calibrate(probs, content_free) if config.calibrate else probs
+    if config.rating == "expected":
+        token = reflection.expected_scores(dist)
+    else:
+        token = reflection.token_scores(dist, mode=config.mode)
+    weights = reflection.label_mass(probs) if config.prompt_weights == "mass" else None
+    return token, reflection.sentence_scores(token, alpha=config.alpha, weights=weights)
 
 
 @dataclass

@@ -1,0 +1,122 @@
+"""Does the score tell a good answer from a damaged one? (issue 8)
+
+Takes real records (Alpaca and the human-written seed tasks), makes damaged copies of each (see
+bench/damage.py: swap, truncate, shuffle, wrong_language, ignore_constraint), scores originals and
+copies together with every scoring variant, and prints the pairwise accuracy
+P(score(original) > score(damaged copy)) per damage kind and overall (ties count one half), with a
+random-score line as the floor.
+
+Variants that need their own forward passes (template, prompt set) are scored once each through the
+public API (``selectit.score``); the others (calibration, expected rating, label-mass weighting) are
+the tool's own options applied to the same label probabilities (``selectit.scorer.levels``), so
+every row is exactly what ``selectit score`` with those flags computes.
+
+    python bench/discrimination.py --alpaca 10 --seed-tasks 10          # ~10 min on 2 idle cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from damage import KINDS, damaged_copies, load_originals  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+PUBLISHED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "selectit_rating_prompts.txt"
+
+# name -> (forward configuration, post-hoc options). Post-hoc options only change the math.
+FORWARD = {
+    "published/plain": dict(template="plain", prompts_file=str(PUBLISHED)),
+    "published/chat": dict(template="chat", prompts_file=str(PUBLISHED)),
+    "ours/chat": dict(template="chat"),
+}
+VARIANTS = [
+    ("paper (published prompts, plain template)", "published/plain", {}),
+    ("paper + expected rating", "published/plain", dict(rating="expected")),
+    ("paper + calibration", "published/plain", dict(calibrate=True)),
+    ("chat template", "published/chat", {}),
+    ("chat + our prompts", "ours/chat", {}),
+    ("chat + our prompts + expected", "ours/chat", dict(rating="expected")),
+    ("chat + our prompts + calibration", "ours/chat", dict(calibrate=True)),
+    ("chat + our prompts + calibration + expected", "ours/chat", dict(calibrate=True, rating="expected")),
+    ("chat + our prompts + mass weights", "ours/chat", dict(prompt_weights="mass")),
+    ("chat + ours + calibration + expected + mass", "ours/chat",
+     dict(calibrate=True, rating="expected", prompt_weights="mass")),
+]
+
+
+def pairwise_accuracy(scores: dict[str, float], records: list[dict]) -> dict[str, float]:
+    """P(score(original) > score(its damaged copy)) per kind and overall; ties count 1/2, a NaN
+    score loses (an unscored record is never selected)."""
+    def beats(a: float, b: float) -> float:
+        a, b = (-np.inf if np.isnan(x) else x for x in (a, b))
+        return 1.0 if a > b else 0.5 if a == b else 0.0
+
+    per = {k: [] for k in KINDS}
+    for r in records:
+        if "kind" in r:
+            per[r["kind"]].append(beats(scores[r["of"]], scores[r["id"]]))
+    out = {k: float(np.mean(v)) for k, v in per.items()}
+    out["overall"] = float(np.mean([x for v in per.values() for x in v]))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--alpaca", type=int, default=10, help="originals from alpaca_5000.json")
+    ap.add_argument("--seed-tasks", type=int, default=10, help="originals from the human-written seed tasks")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache", type=Path, default=Path("bench/.discrimination"), help="label probabilities per forward config")
+    ap.add_argument("--json", type=Path, help="also write the table as JSON")
+    args = ap.parse_args()
+
+    import selectit
+    from selectit.config import ScoringConfig
+    from selectit.scorer import levels
+
+    originals = load_originals(DATA / "alpaca_5000.json", DATA / "alpaca_seed_tasks.jsonl", args.alpaca,
+                               args.seed_tasks, seed=args.seed)
+    records = originals + damaged_copies(originals, seed=args.seed)
+    data = [{"instruction": r["instruction"], "output": r["response"]} for r in records]
+    print(f"{len(originals)} originals ({args.alpaca} Alpaca, {args.seed_tasks} seed tasks) x {len(KINDS)} damage "
+          f"kinds = {len(records)} records", flush=True)
+
+    runs = {}
+    for name, opts in FORWARD.items():
+        t = time.perf_counter()
+        config = ScoringConfig(calibrate=True, **opts)  # content-free probs come along (3 extra inputs)
+        store = args.cache / f"{args.alpaca}-{args.seed_tasks}-{args.seed}.sqlite"
+        store.parent.mkdir(parents=True, exist_ok=True)
+        scores = selectit.score(data, config, store=str(store))
+        runs[name] = (config, scores.runs[0])
+        print(f"  {name}: {time.perf_counter() - t:.0f}s, mean label mass {np.nanmean(scores.runs[0].label_mass):.3f}",
+              flush=True)
+
+    rng = np.random.default_rng(args.seed)
+    table = [("random scores (floor)", pairwise_accuracy(
+        {r["id"]: float(x) for r, x in zip(records, rng.random(len(records)))}, records), 0)]
+    for label, forward, post in VARIANTS:
+        config, run = runs[forward]
+        cfg = replace(config, **{"calibrate": False, **post})
+        _, sentence = levels(run.probs, run.content_free, cfg)
+        extra = 3 if cfg.calibrate else 0
+        table.append((label, pairwise_accuracy({r["id"]: float(s) for r, s in zip(records, sentence)}, records), extra))
+
+    head = f"{'variant':46s} {'overall':>7s} " + " ".join(f"{k[:10]:>10s}" for k in KINDS)
+    print("\npairwise accuracy P(score(original) > score(damaged)), ties 1/2")
+    print(head)
+    for label, acc, _ in table:
+        print(f"{label:46s} {acc['overall']:7.3f} " + " ".join(f"{acc[k]:10.3f}" for k in KINDS))
+    if args.json:
+        args.json.write_text(json.dumps([{"variant": lab, **acc} for lab, acc, _ in table], indent=1))
+
+
+if __name__ == "__main__":
+    main()
