@@ -121,6 +121,14 @@ def test_overlap():
     assert both == 0 and math.isnan(jac)
 
 
+def test_histogram_counts_finite_values_in_equal_bins():
+    edges, counts = stats.histogram(np.array([0.0, 0.5, 1.0, 1.0, np.nan]), bins=2)
+    assert edges.tolist() == [0.0, 0.5, 1.0] and counts.tolist() == [1, 3]  # the last bin includes its right edge
+    edges, counts = stats.histogram(np.array([2.0, 2.0]), bins=4)  # one value: a range around it
+    assert counts.sum() == 2 and edges[0] < 2.0 < edges[-1]
+    assert stats.histogram(np.array([0.2, 5.0]), edges=np.array([0.0, 1.0]))[1].tolist() == [1]
+
+
 def test_script_json_cannot_close_the_script_element():
     text = page.script_json({"t": "</script><script>alert(1)</script><!--"})
     assert "<" not in text and json.loads(text) == {"t": "</script><script>alert(1)</script><!--"}
@@ -171,7 +179,7 @@ def test_report_follows_the_last_selection_and_flags(runs, tmp_path):
     res = selectit("report", a, "--output", tmp_path / "r.html")
     assert res.returncode == 0, res.stderr
     html = (tmp_path / "r.html").read_text()
-    assert "best 7 records (top)" in html and sum(r[3] for r in _embedded_rows(html)["rows"]) == 7
+    assert "the best 7 records (--top 7)" in html and sum(r[3] for r in _embedded_rows(html)["rows"]) == 7
     res = selectit("report", a, "--output", tmp_path / "r2.html", "--fraction", "0.5")
     assert sum(r[3] for r in _embedded_rows((tmp_path / "r2.html").read_text())["rows"]) == N // 2
 

@@ -117,7 +117,7 @@ def prompts_section(run: RunView, d: _Derived) -> str:
         rows.append(cells)
     head = ["", "rating prompt"] + [h for m in run.models for h in (f"mean label mass: {m}", f"mean token score: {m}")]
     nums = set(range(2, len(head)))
-    return page.table(head, rows, numeric=nums, raw=set(range(len(head))))
+    return page.table(head, rows, numeric=nums, raw=set(range(len(head))), wide={1})
 
 
 def distributions(run: RunView, d: _Derived, fig: _Figures) -> str:
@@ -156,7 +156,7 @@ def selected_vs_all(run: RunView, d: _Derived, fig: _Figures) -> str:
                  "a digit in the instruction. Task type: the instruction's first word (questions grouped). "
                  "Lengths: whitespace-separated words.</p>")
     return (page.table(["", "all", "selected", "not selected"], rows, numeric={1, 2, 3}) + calc_rule +
-            '<div class="grid2">' + fig(figures.type_mix_bars(stats.type_mix(d.types, d.sel))) +
+            '<div class="grid2">' + fig(figures.type_mix_bars(stats.type_mix(d.types, d.sel, top=20))) +
             fig(figures.score_vs_length(run.score, d.rlen.astype(np.float64), d.sel, hover)) + "</div>")
 
 
@@ -188,7 +188,8 @@ def top_bottom(run: RunView, d: _Derived) -> str:
     explain = ('<p class="muted">Per prompt: the token-level score (one line per model) and, in blue, the rating the '
                "model chose (argmax of the label probabilities).</p>")
     raw = set(range(len(head)))
-    tbl = lambda idx: page.table(head, rows(idx), numeric={0, 2, *range(3, 3 + P + 1)}, raw=raw)  # noqa: E731
+    tbl = lambda idx: page.table(head, rows(idx), numeric={0, 2, *range(3, 3 + P + 1)}, raw=raw,  # noqa: E731
+                                 wide={len(head) - 2, len(head) - 1})
     return (explain + f"<h3>Top {min(TOP_BOTTOM, len(scored))}</h3>" + tbl(scored[:TOP_BOTTOM]) +
             f"<h3>Bottom {min(TOP_BOTTOM, len(scored))}</h3>" + tbl(scored[::-1][:TOP_BOTTOM]))
 
@@ -213,7 +214,8 @@ def all_records(run: RunView, d: _Derived) -> str:
     text = [1, 9, 10, 11] if d.has_text else [1]
     return ('<p class="muted">Click a column to sort; the search matches the id, task type and the first '
             f"{SNIPPET} characters of instruction and response. Selected rows have a blue edge.</p>" +
-            page.records_table(columns, rows, text=text, numeric=numeric, selected_col=3))
+            page.records_table(columns, rows, text=text, numeric=numeric, wide=[10, 11] if d.has_text else [],
+                               selected_col=3))
 
 
 def _num(x, digits: int = 6):

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from selectit.report.stats import histogram
+
 ALL, SELECTED, REST = "#9aa5b1", "#2b6cb0", "#cbd2d9"
 SCATTER_POINTS = 3000  # score-vs-length shows at most this many records (a fixed-seed sample), to keep the page light
 
@@ -20,9 +22,10 @@ def _go():
 
 
 def _layout(fig, title: str, x: str, y: str, height: int = 320):
-    fig.update_layout(title=dict(text=title, x=0.01, font=dict(size=14)), template="plotly_white", height=height,
-                      margin=dict(l=55, r=15, t=45, b=45), xaxis_title=x, yaxis_title=y,
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
+    fig.update_layout(title=dict(text=title, x=0.01, y=0.98, yanchor="top", font=dict(size=14)),
+                      template="plotly_white", height=height, margin=dict(l=55, r=15, t=70, b=45),
+                      xaxis_title=x, yaxis_title=y,
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1.0),
                       font=dict(family="system-ui, -apple-system, Segoe UI, Roboto, sans-serif", size=12))
     return fig
 
@@ -32,13 +35,22 @@ def _finite(x: np.ndarray) -> np.ndarray:
     return x[np.isfinite(x)]
 
 
+def _bars(fig, edges: np.ndarray, counts: np.ndarray, **kw):
+    """A histogram already binned by ``stats.histogram``, as bars (the page holds counts, not values)."""
+    centers = (edges[:-1] + edges[1:]) / 2
+    fig.add_bar(x=np.round(centers, 6).tolist(), y=counts.tolist(), width=float(edges[1] - edges[0]),
+                customdata=np.round(np.c_[edges[:-1], edges[1:]], 4).tolist(),
+                hovertemplate="%{customdata[0]} to %{customdata[1]}: %{y}<extra>%{fullData.name}</extra>", **kw)
+
+
 def score_histogram(score: np.ndarray, selected: np.ndarray):
     """Final scores, not selected vs selected, stacked. score: (n,), selected: (n,) bool."""
     go = _go()
     fig = go.Figure()
-    fig.add_histogram(x=_finite(score[~selected]), name="not selected", marker_color=REST, nbinsx=50)
-    fig.add_histogram(x=_finite(score[selected]), name="selected", marker_color=SELECTED, nbinsx=50)
-    fig.update_layout(barmode="stack")
+    edges, _ = histogram(score, 50)
+    _bars(fig, edges, histogram(score[~selected], edges=edges)[1], name="not selected", marker_color=REST)
+    _bars(fig, edges, histogram(score[selected], edges=edges)[1], name="selected", marker_color=SELECTED)
+    fig.update_layout(barmode="stack", bargap=0)
     return _layout(fig, "Final score", "score", "records")
 
 
@@ -49,8 +61,10 @@ def level_histograms(levels: dict[str, np.ndarray]):
     names = list(levels)
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.06)
     for i, name in enumerate(names, start=1):
-        fig.add_histogram(x=_finite(levels[name]), nbinsx=40, marker_color=ALL if i < len(names) else SELECTED,
-                          showlegend=False, row=1, col=i)
+        edges, counts = histogram(levels[name], 40)
+        _bars(fig, edges, counts, name=name, marker_color=ALL if i < len(names) else SELECTED, showlegend=False,
+              row=1, col=i)
+    fig.update_layout(bargap=0)
     fig.update_annotations(font_size=12)
     return _layout(fig, "Each level of the score (SPEC 1.2-1.4)", "", "records")
 
@@ -59,11 +73,12 @@ def mass_histogram(record_mass: dict[str, np.ndarray], threshold: float):
     """Label mass per record (mean over prompts), one trace per model, with the low-mass line."""
     go = _go()
     fig = go.Figure()
+    edges = np.linspace(0.0, 1.0, 51)
     for name, m in record_mass.items():
-        fig.add_histogram(x=_finite(m), name=name, nbinsx=50, opacity=0.75)
+        _bars(fig, edges, histogram(m, edges=edges)[1], name=name, opacity=0.75)
     fig.add_vline(x=threshold, line_dash="dash", line_color="#c53030", annotation_text=f"low: {threshold:g}",
                   annotation_position="top right")
-    fig.update_layout(barmode="overlay", xaxis_range=[0, 1])
+    fig.update_layout(barmode="overlay", bargap=0, xaxis_range=[0, 1])
     return _layout(fig, "Label mass per record (probability on the ratings, mean over prompts)", "label mass",
                    "records")
 
@@ -85,11 +100,11 @@ def std_histogram(stds: dict[str, np.ndarray]):
     """The prompts' disagreement per record (std of token scores over prompts), per model."""
     go = _go()
     fig = go.Figure()
+    edges, _ = histogram(np.concatenate([_finite(s) for s in stds.values()]) if stds else np.zeros(0), 50)
     for name, s in stds.items():
-        fig.add_histogram(x=_finite(s), name=name, nbinsx=50, opacity=0.75)
-    fig.update_layout(barmode="overlay")
-    return _layout(fig, "Disagreement between prompts (std of token scores; the sentence level divides by "
-                   "1 + alpha * std)", "std", "records")
+        _bars(fig, edges, histogram(s, edges=edges)[1], name=name, opacity=0.75)
+    fig.update_layout(barmode="overlay", bargap=0)
+    return _layout(fig, "Prompt disagreement per record (std of token scores)", "std over prompts", "records")
 
 
 def rating_bars(prompt_labels: Sequence[str], counts: np.ndarray, labels: Sequence[str], model: str):
@@ -99,7 +114,7 @@ def rating_bars(prompt_labels: Sequence[str], counts: np.ndarray, labels: Sequen
     for k, label in enumerate(labels):
         fig.add_bar(x=list(prompt_labels), y=counts[:, k].tolist(), name=f"rating {label}")
     fig.update_layout(barmode="stack")
-    return _layout(fig, f"The model's rating (argmax) per prompt: {model}", "prompt", "records")
+    return _layout(fig, f"Rating chosen (argmax) per prompt: {model}", "prompt", "records")
 
 
 def score_vs_length(score: np.ndarray, length: np.ndarray, selected: np.ndarray, hover: Sequence[str]):

@@ -91,16 +91,16 @@ def _selection(path, score, fraction, top, threshold, choose, name) -> tuple[np.
             record = json.loads(saved.read_text(encoding="utf-8"))
             indices = np.asarray(record.get("indices", []), dtype=np.int64)
             if indices.size == 0 or (indices.min() >= 0 and indices.max() < len(score)):
-                return indices, f"{_policy_words(**record.get('policy', {}))} (from {name})"
+                return indices, f"{_policy_words(**record.get('policy', {}))}, as the last `selectit select` chose"
         fraction = DEFAULT_FRACTION
     return choose(score, fraction=fraction, top=top, threshold=threshold), _policy_words(fraction=fraction, top=top, threshold=threshold)
 
 
 def _policy_words(fraction=None, top=None, threshold=None) -> str:
     if fraction is not None:
-        return f"best {fraction:g} of records (fraction)"
+        return f"the best {100 * fraction:g}% of records (--fraction {fraction:g})"
     if top is not None:
-        return f"best {top} records (top)"
+        return f"the best {top} records (--top {top})"
     if threshold is not None:
-        return f"records scoring at least {threshold:g} (threshold)"
+        return f"records scoring at least {threshold:g} (--threshold {threshold:g})"
     return "unknown policy"

@@ -31,7 +31,8 @@ table { border-collapse:collapse; width:100%; font-size:13px; }
 th, td { text-align:left; padding:5px 8px; border-bottom:1px solid var(--line); vertical-align:top; }
 th { background:#f0f4f8; font-weight:600; white-space:nowrap; }
 td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
-td.text { max-width:420px; overflow-wrap:anywhere; }
+td { white-space:nowrap; }
+td.text { white-space:normal; min-width:260px; max-width:480px; overflow-wrap:anywhere; }
 .muted { color:var(--muted); }
 .warn { color:var(--warn); }
 .note { background:#fffbea; border:1px solid #f7d070; border-radius:6px; padding:8px 12px; margin:8px 0; }
@@ -93,7 +94,7 @@ TABLE_JS = """
         var v = r[c];
         if (c === data.selectedCol) v = v ? "yes" : "";
         else if (typeof v === "number" && !Number.isInteger(v)) v = v.toFixed(4);
-        cell(tr, v, numCols.indexOf(c) !== -1 ? "num" : (textCols.indexOf(c) !== -1 && c > 1 ? "text" : ""));
+        cell(tr, v, numCols.indexOf(c) !== -1 ? "num" : (data.wide.indexOf(c) !== -1 ? "text" : ""));
       });
       frag.appendChild(tr);
     });
@@ -137,10 +138,12 @@ def cards(items: list[tuple[str, str]]) -> str:
     ) + "</div>"
 
 
-def table(head: list[str], rows: list[list], numeric: set[int] = frozenset(), raw: set[int] = frozenset()) -> str:
-    """An HTML table; cells are escaped unless their column is in ``raw`` (already HTML)."""
+def table(head: list[str], rows: list[list], numeric: set[int] = frozenset(), raw: set[int] = frozenset(),
+          wide: set[int] = frozenset()) -> str:
+    """An HTML table; cells are escaped unless their column is in ``raw`` (already HTML); ``wide``
+    columns hold running text."""
     def cls(i):
-        return ' class="num"' if i in numeric else ""
+        return ' class="num"' if i in numeric else ' class="text"' if i in wide else ""
 
     out = ["<table><thead><tr>", "".join(f"<th{cls(i)}>{esc(h)}</th>" for i, h in enumerate(head)), "</tr></thead><tbody>"]
     for r in rows:
@@ -150,9 +153,11 @@ def table(head: list[str], rows: list[list], numeric: set[int] = frozenset(), ra
 
 
 def records_table(columns: list[str], rows: list[list], *, text: list[int], numeric: list[int],
-                  selected_col: int) -> str:
-    """The all-records table: its controls, an empty table the script fills, and the rows as JSON."""
-    data = {"columns": columns, "rows": rows, "text": text, "numeric": numeric, "selectedCol": selected_col}
+                  wide: list[int], selected_col: int) -> str:
+    """The all-records table: its controls, an empty table the script fills, and the rows as JSON.
+    text: columns the search looks in; numeric: sorted as numbers; wide: running text."""
+    data = {"columns": columns, "rows": rows, "text": text, "numeric": numeric, "wide": wide,
+            "selectedCol": selected_col}
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
     return (
         '<div id="records-controls"><input id="records-search" type="search" '

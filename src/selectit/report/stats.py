@@ -161,3 +161,17 @@ def overlap(a: Sequence, b: Sequence) -> tuple[int, float]:
     union = len(sa | sb)
     both = len(sa & sb)
     return both, (both / union if union else float("nan"))
+
+
+def histogram(values: np.ndarray, bins: int = 40, edges: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of the finite values in ``bins`` equal bins over their range (or the given ``edges``), so a
+    plot embeds bins+1 numbers instead of every value. values: any shape -> (edges (B+1,), counts (B,))."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if edges is None:
+        lo, hi = (float(v.min()), float(v.max())) if v.size else (0.0, 1.0)
+        if hi <= lo:
+            lo, hi = lo - 0.5, hi + 0.5
+        edges = np.linspace(lo, hi, bins + 1)
+    counts, _ = np.histogram(v, bins=edges)
+    return edges, counts
