@@ -29,10 +29,10 @@ h3 { font-size:14px; margin:14px 0 8px; }
 .fig { min-width:0; }
 table { border-collapse:collapse; width:100%; font-size:13px; }
 th, td { text-align:left; padding:5px 8px; border-bottom:1px solid var(--line); vertical-align:top; }
-th { background:#f0f4f8; font-weight:600; white-space:nowrap; }
+th { background:#f0f4f8; font-weight:600; }
 td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
 td { white-space:nowrap; }
-td.text { white-space:normal; min-width:260px; max-width:480px; overflow-wrap:anywhere; }
+td.text { white-space:normal; min-width:220px; max-width:480px; overflow-wrap:anywhere; }
 .muted { color:var(--muted); }
 .warn { color:var(--warn); }
 .note { background:#fffbea; border:1px solid #f7d070; border-radius:6px; padding:8px 12px; margin:8px 0; }
