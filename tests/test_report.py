@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -208,6 +209,34 @@ def test_report_without_the_input_still_shows_scores(runs, tmp_path):
     html = (tmp_path / "r.html").read_text()
     assert "is gone" in html and "not shown" in html
     assert len(_embedded_rows(html)["rows"]) == N
+
+
+def test_report_of_unscored_and_failed_records(runs, tmp_path):
+    """Records with no score (zero mass everywhere, or every prompt failed) rank last, are never selected,
+    are flagged low-mass and counted; the page still renders."""
+    _, _, a, _ = runs
+    run = tmp_path / "run"
+    shutil.copytree(a, run)
+    (run / "selection.json").unlink(missing_ok=True)
+    rows = [json.loads(line) for line in (run / "scores.jsonl").read_text().splitlines()]
+    model = next(iter(rows[0]["token_scores"]))
+    for i in (0, 1):
+        rows[i]["score"] = None
+        rows[i]["token_scores"][model] = [None] * 3
+        rows[i]["sentence_scores"][model] = None
+        rows[i]["label_mass"][model] = [0.0] * 3 if i == 0 else [None] * 3
+        rows[i]["label_probs"][model] = [[0.0] * 5] * 3 if i == 0 else [[None] * 5] * 3
+    rows[1]["errors"] = {model: {"0": "boom", "1": "boom", "2": "boom"}}
+    (run / "scores.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = selectit("report", run, "--fraction", "1.0")
+    assert res.returncode == 0, res.stderr
+    html = (run / "report.html").read_text()
+    table = {r[1]: r for r in _embedded_rows(html)["rows"]}
+    assert table["0"][0] > N - 2 and table["1"][0] > N - 2  # ranked last
+    assert table["0"][2] is None and table["0"][3] == 0 and table["1"][3] == 0  # no score, never selected
+    assert sum(r[3] for r in table.values()) == N - 2
+    assert re.search(r'<div class="v">3</div><div class="k">failed prompts', html)
+    assert re.search(r'<div class="v">2</div><div class="k">low label mass', html)
 
 
 def test_report_of_a_non_run_is_one_line(tmp_path):

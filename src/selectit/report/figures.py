@@ -47,7 +47,7 @@ def score_histogram(score: np.ndarray, selected: np.ndarray):
     """Final scores, not selected vs selected, stacked. score: (n,), selected: (n,) bool."""
     go = _go()
     fig = go.Figure()
-    edges, _ = histogram(score, 50)
+    edges, _ = histogram(score)
     _bars(fig, edges, histogram(score[~selected], edges=edges)[1], name="not selected", marker_color=REST)
     _bars(fig, edges, histogram(score[selected], edges=edges)[1], name="selected", marker_color=SELECTED)
     fig.update_layout(barmode="stack", bargap=0)
@@ -61,7 +61,7 @@ def level_histograms(levels: dict[str, np.ndarray]):
     names = list(levels)
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.06)
     for i, name in enumerate(names, start=1):
-        edges, counts = histogram(levels[name], 40)
+        edges, counts = histogram(levels[name])
         _bars(fig, edges, counts, name=name, marker_color=ALL if i < len(names) else SELECTED, showlegend=False,
               row=1, col=i)
     fig.update_layout(bargap=0)
@@ -100,7 +100,7 @@ def std_histogram(stds: dict[str, np.ndarray]):
     """The prompts' disagreement per record (std of token scores over prompts), per model."""
     go = _go()
     fig = go.Figure()
-    edges, _ = histogram(np.concatenate([_finite(s) for s in stds.values()]) if stds else np.zeros(0), 50)
+    edges, _ = histogram(np.concatenate([_finite(s) for s in stds.values()]) if stds else np.zeros(0))
     for name, s in stds.items():
         _bars(fig, edges, histogram(s, edges=edges)[1], name=name, opacity=0.75)
     fig.update_layout(barmode="overlay", bargap=0)

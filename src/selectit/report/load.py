@@ -10,6 +10,7 @@ import numpy as np
 
 from selectit.errors import USER_ERRORS
 from selectit.output import read_run
+from selectit.pipeline import SELECTION, choose, scored_input
 
 DEFAULT_FRACTION = 0.2
 
@@ -55,8 +56,6 @@ def load_run(run_dir: str | Path, *, fraction: float | None = None, top: int | N
     """Read ``run_dir``. The selection: the given policy; else the last `selectit select` on this run
     (DIR/selection.json); else the best ``DEFAULT_FRACTION``. A missing or changed input is not an error:
     the report then says why and shows scores without texts."""
-    from selectit.pipeline import SELECTION, choose, scored_input
-
     path = Path(run_dir)
     cfg, rows = read_run(path)
     models = [m["name"] for m in cfg.get("models", [])] or (sorted(rows[0]["token_scores"]) if rows else [])
@@ -74,7 +73,7 @@ def load_run(run_dir: str | Path, *, fraction: float | None = None, top: int | N
     for m in models:  # a run with no rows still needs 2-d arrays
         view.token[m] = view.token[m].reshape(len(rows), -1)
         view.mass[m] = view.mass[m].reshape(len(rows), -1)
-    view.selected, view.policy = _selection(path, score, fraction, top, threshold, choose, SELECTION)
+    view.selected, view.policy = _selection(path, score, fraction, top, threshold)
     try:
         dataset = scored_input(path, cfg, rows, "the report shows scores without the records' text")
         view.instructions = [r.instruction for r in dataset.records]
@@ -84,9 +83,10 @@ def load_run(run_dir: str | Path, *, fraction: float | None = None, top: int | N
     return view
 
 
-def _selection(path, score, fraction, top, threshold, choose, name) -> tuple[np.ndarray, str]:
+def _selection(path: Path, score: np.ndarray, fraction, top, threshold) -> tuple[np.ndarray, str]:
+    """(input positions selected, the policy in words)."""
     if fraction is None and top is None and threshold is None:
-        saved = path / name
+        saved = path / SELECTION
         if saved.is_file():
             record = json.loads(saved.read_text(encoding="utf-8"))
             indices = np.asarray(record.get("indices", []), dtype=np.int64)

@@ -6,6 +6,7 @@ with no probability on any rating label).
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from collections import Counter
@@ -163,12 +164,15 @@ def overlap(a: Sequence, b: Sequence) -> tuple[int, float]:
     return both, (both / union if union else float("nan"))
 
 
-def histogram(values: np.ndarray, bins: int = 40, edges: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Counts of the finite values in ``bins`` equal bins over their range (or the given ``edges``), so a
-    plot embeds bins+1 numbers instead of every value. values: any shape -> (edges (B+1,), counts (B,))."""
+def histogram(values: np.ndarray, bins: int | None = None, edges: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of the finite values in equal bins over their range (or the given ``edges``), so a plot
+    embeds B+1 numbers instead of every value. ``bins`` defaults to sqrt(count), kept within 10..50.
+    values: any shape -> (edges (B+1,), counts (B,))."""
     v = np.asarray(values, dtype=np.float64).ravel()
     v = v[np.isfinite(v)]
     if edges is None:
+        bins = bins or min(50, max(10, math.ceil(math.sqrt(v.size))))
         lo, hi = (float(v.min()), float(v.max())) if v.size else (0.0, 1.0)
         if hi <= lo:
             lo, hi = lo - 0.5, hi + 0.5
