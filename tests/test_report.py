@@ -175,15 +175,22 @@ def test_run_writes_a_self_contained_report(runs):
     assert [r[2] for r in by_rank] == pytest.approx(sorted(scores, reverse=True), abs=1e-6)
 
 
-def test_report_follows_the_last_selection_and_flags(runs, tmp_path):
-    _, _, a, _ = runs
-    assert selectit("select", a, "--top", "7", "--output", tmp_path / "sel.json").returncode == 0
-    res = selectit("report", a, "--output", tmp_path / "r.html")
+def test_report_follows_the_last_selection(runs, tmp_path):
+    _, data, a, _ = runs
+    run = tmp_path / "run"
+    shutil.copytree(a, run)
+    assert selectit("select", run, "--top", "7", "--output", tmp_path / "sel.json").returncode == 0
+    res = selectit("report", run, "--output", tmp_path / "r.html")
     assert res.returncode == 0, res.stderr
     html = (tmp_path / "r.html").read_text()
     assert "the best 7 records (--top 7)" in html and sum(r[3] for r in _embedded_rows(html)["rows"]) == 7
-    res = selectit("report", a, "--output", tmp_path / "r2.html", "--fraction", "0.5")
+    res = selectit("report", run, "--output", tmp_path / "r2.html", "--fraction", "0.5")
     assert sum(r[3] for r in _embedded_rows((tmp_path / "r2.html").read_text())["rows"]) == N // 2
+    # Scoring again makes the old selection stale: it is dropped and the report falls back to 20%.
+    assert selectit("score", data, "--out", run, "--backend", "fake", "--num-prompts", "2", "--quiet").returncode == 0
+    assert not (run / "selection.json").exists()
+    assert selectit("report", run).returncode == 0
+    assert sum(r[3] for r in _embedded_rows((run / "report.html").read_text())["rows"]) == N // 5
 
 
 def test_report_compares_runs(runs, tmp_path):

@@ -42,6 +42,7 @@ def score_file(input_path: str | Path, out_dir: str | Path, config: ScoringConfi
     finally:
         db.close()
     write_run(out_dir, scores, dataset, seconds=time.perf_counter() - start)
+    (Path(out_dir) / SELECTION).unlink(missing_ok=True)  # made from the old scores
     return dataset, scores
 
 
