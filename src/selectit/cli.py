@@ -3,7 +3,8 @@
     selectit score INPUT --out DIR [--model M ...] [--backend hf] [--prompts FILE] [--num-prompts P]
                    [--alpha A] [--batch-size B] [--max-length L] ...
     selectit select DIR (--fraction F | --top N | --threshold T) [--output FILE]
-    selectit run INPUT --out DIR [--fraction F] ...
+    selectit run INPUT --out DIR [--fraction F] ... [--no-report]
+    selectit report DIR [DIR2 ...] [--output FILE] [--fraction F | --top N | --threshold T]
 
 Bad input or configuration: a one-line reason on stderr and exit code 2.
 """
@@ -65,6 +66,7 @@ Top = Annotated[Optional[int], typer.Option(help="Keep the N best records.")]
 Threshold = Annotated[Optional[float], typer.Option(help="Keep records scoring at least T.")]
 Output = Annotated[Optional[Path], typer.Option("--output", help="Selected records (default: DIR/selected.<ext>).")]
 KeepOrder = Annotated[bool, typer.Option("--keep-order", help="Write the selection in input order, not best first.")]
+Report = Annotated[bool, typer.Option("--report/--no-report", help="Write DIR/report.html at the end.")]
 
 
 def _user_errors(fn):
@@ -198,18 +200,43 @@ def run(input: Input, out: Out, fraction: Fraction = 0.2, top: Top = None, thres
         trust_remote_code: Trust = False, quiet: Quiet = False, layout: Layout = "prompt-first",
         batch_tokens: BatchTokens = None, prefix_cache: PrefixCache = True, store: Store = None,
         skip_bad: SkipBad = False, allow_pickle: Pickle = False, rating: Rating = "argmax",
-        calibrate: Calibrate = False, prompt_weights: PromptWeights = "equal") -> None:
-    """Score INPUT and select from it in one go (default: the best 20%)."""
+        calibrate: Calibrate = False, prompt_weights: PromptWeights = "equal", report: Report = True) -> None:
+    """Score INPUT and select from it in one go (default: the best 20%); write DIR/report.html."""
     if top is not None or threshold is not None:
         fraction = None
     from selectit.pipeline import choose
 
     choose(np.zeros(1), fraction=fraction, top=top, threshold=threshold)  # fail before scoring
     flags = dict(locals())
-    for name in ("fraction", "top", "threshold", "output", "keep_order", "choose"):
+    for name in ("fraction", "top", "threshold", "output", "keep_order", "choose", "report"):
         flags.pop(name)
     _score(**flags)
     _select(out, fraction, top, threshold, output, keep_order)
+    if report:
+        _report([out], None, None, None, None)
+
+
+def _report(run_dirs, output, fraction, top, threshold):
+    import time
+
+    from selectit.report import write_report
+
+    start = time.perf_counter()
+    path = write_report(run_dirs, output=output, fraction=fraction, top=top, threshold=threshold)
+    typer.echo(f"report: {path} ({path.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - start:.1f}s)", err=True)
+
+
+@app.command()
+@_user_errors
+def report(run_dirs: Annotated[list[Path], typer.Argument(help="Run directories; the first is described in full, "
+                                                                "several are compared.")],
+           output: Annotated[Optional[Path], typer.Option("--output", help="Report file (default: DIR/report.html).")]
+           = None,
+           fraction: Annotated[Optional[float], typer.Option(help="Show this selection instead of the run's last "
+                                                             "(default: the last `select`, else 0.2).")] = None,
+           top: Top = None, threshold: Threshold = None) -> None:
+    """Write an HTML report of scored runs: one self-contained page that opens offline."""
+    _report(run_dirs, output, fraction, top, threshold)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from selectit.store import ScoreStore
 
 STORE = "store.sqlite"
 REJECTS = "rejects.jsonl"
+SELECTION = "selection.json"  # the last selection made from this run: policy, output, input positions
 
 
 def score_file(input_path: str | Path, out_dir: str | Path, config: ScoringConfig, *,
@@ -41,6 +42,7 @@ def score_file(input_path: str | Path, out_dir: str | Path, config: ScoringConfi
     finally:
         db.close()
     write_run(out_dir, scores, dataset, seconds=time.perf_counter() - start)
+    (Path(out_dir) / SELECTION).unlink(missing_ok=True)  # made from the old scores
     return dataset, scores
 
 
@@ -87,23 +89,35 @@ def select_run(run_dir: str | Path, *, fraction: float | None = None, top: int |
     cfg, rows = read_run(run_dir)
     scores = np.array([np.nan if r["score"] is None else r["score"] for r in rows], dtype=np.float64)
     chosen = choose(scores, fraction=fraction, top=top, threshold=threshold)
+    dataset = scored_input(run_dir, cfg, rows, "cannot write the selection")
+    src = dataset.path
+    if keep_order:
+        chosen = np.sort(chosen)
+    out = Path(output) if output else Path(run_dir) / f"selected{_suffix(src, dataset.container)}"
+    formats.write(dataset, chosen.tolist(), out)
+    policy = {"fraction": fraction, "top": top, "threshold": threshold}
+    record = {"policy": {k: v for k, v in policy.items() if v is not None}, "output": str(out),
+              "indices": chosen.tolist()}
+    atomic_write(Path(run_dir) / SELECTION, lambda f: json.dump(record, f))
+    return Selection(indices=chosen, scores=scores, output=out, total=len(rows))
+
+
+def scored_input(run_dir: str | Path, cfg: dict, rows: list[dict], why: str) -> formats.Dataset:
+    """Read the input a run scored again, after checking it is still the same file (sha256) and that its
+    records match scores.jsonl; ``why`` ends the error message (what cannot be done without it)."""
     info = cfg.get("input")
     if info is None:
-        raise ConfigError(f"{run_dir}/config.json does not name its input file; cannot write the selection")
+        raise ConfigError(f"{run_dir}/config.json does not name its input file; {why}")
     src = Path(info["path"])
     if not src.is_file():
-        raise ConfigError(f"the scored input {src} is gone; cannot write the selection")
+        raise ConfigError(f"the scored input {src} is gone; {why}")
     if file_sha256(src) != info["sha256"]:
         raise ConfigError(f"the scored input {src} changed since scoring; score it again")
     dataset = formats.read(src, schema=info["format"], container=info["container"],
                            skip_bad=info.get("skip_bad", False))
     if [r.id for r in dataset.records] != [row["id"] for row in rows]:
         raise ConfigError(f"{run_dir}/scores.jsonl does not match the records of {src}; score it again")
-    if keep_order:
-        chosen = np.sort(chosen)
-    out = Path(output) if output else Path(run_dir) / f"selected{_suffix(src, dataset.container)}"
-    formats.write(dataset, chosen.tolist(), out)
-    return Selection(indices=chosen, scores=scores, output=out, total=len(rows))
+    return dataset
 
 
 def _suffix(src: Path, container: str) -> str:

@@ -1,0 +1,106 @@
+"""Read a run directory into arrays for the report: scores, the selection and (when still there) the texts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from selectit.errors import USER_ERRORS
+from selectit.output import read_run
+from selectit.pipeline import SELECTION, choose, scored_input
+
+DEFAULT_FRACTION = 0.2
+
+
+@dataclass
+class RunView:
+    """One scored run. n records, P prompts, S ratings, per model name."""
+
+    path: Path
+    config: dict  # config.json as written
+    ids: list
+    score: np.ndarray  # (n,) final score, NaN when unscored
+    token: dict[str, np.ndarray]  # model -> (n, P)
+    sentence: dict[str, np.ndarray]  # model -> (n,)
+    mass: dict[str, np.ndarray]  # model -> (n, P)
+    probs: dict[str, np.ndarray]  # model -> (n, P, S)
+    truncated: np.ndarray  # (n,) bool: some model truncated this record
+    failed: np.ndarray  # (n,) int: prompts some model failed on
+    selected: np.ndarray  # input positions of the selection, best first
+    policy: str  # how the selection was made, in words
+    instructions: list[str] | None = None  # None when the input could not be read again
+    responses: list[str] | None = None
+    input_problem: str | None = None  # why the texts are missing
+    models: list[str] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    @property
+    def selected_mask(self) -> np.ndarray:
+        mask = np.zeros(self.n, dtype=bool)
+        mask[self.selected] = True
+        return mask
+
+
+def _floats(rows: list[dict], key: str, model: str) -> np.ndarray:
+    return np.array([np.nan if r[key].get(model) is None else r[key][model] for r in rows], dtype=np.float64)
+
+
+def load_run(run_dir: str | Path, *, fraction: float | None = None, top: int | None = None,
+             threshold: float | None = None) -> RunView:
+    """Read ``run_dir``. The selection: the given policy; else the last `selectit select` on this run
+    (DIR/selection.json); else the best ``DEFAULT_FRACTION``. A missing or changed input is not an error:
+    the report then says why and shows scores without texts."""
+    path = Path(run_dir)
+    cfg, rows = read_run(path)
+    models = [m["name"] for m in cfg.get("models", [])] or (sorted(rows[0]["token_scores"]) if rows else [])
+    score = np.array([np.nan if r["score"] is None else r["score"] for r in rows], dtype=np.float64)
+    view = RunView(
+        path=path, config=cfg, ids=[r["id"] for r in rows], score=score, models=models,
+        token={m: _floats(rows, "token_scores", m) for m in models},
+        sentence={m: _floats(rows, "sentence_scores", m) for m in models},
+        mass={m: _floats(rows, "label_mass", m) for m in models},
+        probs={m: _floats(rows, "label_probs", m) for m in models if all("label_probs" in r for r in rows)},
+        truncated=np.array([any(r.get("truncated", {}).values()) for r in rows], dtype=bool),
+        failed=np.array([sum(len(e) for e in r.get("errors", {}).values()) for r in rows], dtype=np.int64),
+        selected=np.zeros(0, dtype=np.int64), policy="",
+    )
+    for m in models:  # a run with no rows still needs 2-d arrays
+        view.token[m] = view.token[m].reshape(len(rows), -1)
+        view.mass[m] = view.mass[m].reshape(len(rows), -1)
+    view.selected, view.policy = _selection(path, score, fraction, top, threshold)
+    try:
+        dataset = scored_input(path, cfg, rows, "the report shows scores without the records' text")
+        view.instructions = [r.instruction for r in dataset.records]
+        view.responses = [r.response for r in dataset.records]
+    except USER_ERRORS as e:
+        view.input_problem = str(e)
+    return view
+
+
+def _selection(path: Path, score: np.ndarray, fraction, top, threshold) -> tuple[np.ndarray, str]:
+    """(input positions selected, the policy in words)."""
+    if fraction is None and top is None and threshold is None:
+        saved = path / SELECTION
+        if saved.is_file():
+            record = json.loads(saved.read_text(encoding="utf-8"))
+            indices = np.asarray(record.get("indices", []), dtype=np.int64)
+            if indices.size == 0 or (indices.min() >= 0 and indices.max() < len(score)):
+                return indices, f"{_policy_words(**record.get('policy', {}))}, as the last `selectit select` chose"
+        fraction = DEFAULT_FRACTION
+    return choose(score, fraction=fraction, top=top, threshold=threshold), _policy_words(fraction=fraction, top=top, threshold=threshold)
+
+
+def _policy_words(fraction=None, top=None, threshold=None) -> str:
+    if fraction is not None:
+        return f"the best {100 * fraction:g}% of records (--fraction {fraction:g})"
+    if top is not None:
+        return f"the best {top} records (--top {top})"
+    if threshold is not None:
+        return f"records scoring at least {threshold:g} (--threshold {threshold:g})"
+    return "unknown policy"
