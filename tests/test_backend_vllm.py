@@ -149,7 +149,7 @@ class StandInLLM:
 
 def stand_in_backend(tiny_tokenizer, exact: bool, topk: int = DEFAULT_TOPK):
     llm = StandInLLM(len(tiny_tokenizer), exact)
-    backend = VLLMBackend(llm, tiny_tokenizer, name="tiny", max_length=256, num_parameters=1000, source="/m",
+    backend = VLLMBackend(llm, tiny_tokenizer, name="tiny", max_length=8192, num_parameters=1000, source="/m",
                           dtype="bfloat16", exact=exact, topk=topk, sampling_params=dict)
     return backend, llm
 
@@ -192,6 +192,38 @@ def test_scorer_runs_end_to_end_on_the_stand_in_engine(tiny_tokenizer, alpaca_re
         assert len({tuple(x[:20]) for x in ids}) == 1
 
 
+class NaNForOnePrompt(StandInLLM):
+    """Answers NaN (as a broken kernel might) for the one prompt ``bad``."""
+
+    def __init__(self, vocab, bad):
+        super().__init__(vocab, exact=True)
+        self.bad = list(bad)
+
+    def generate(self, prompts, params, use_tqdm=True):
+        outs = super().generate(prompts, params, use_tqdm)
+        for p, o in zip(prompts, outs):
+            if p["prompt_token_ids"] == self.bad:
+                o.outputs[0].logprobs[0] = {t: Logprob(float("nan")) for t in o.outputs[0].logprobs[0]}
+        return outs
+
+
+def test_a_nan_answer_fails_its_row_alone_through_the_scorer(tiny_tokenizer, alpaca_records):
+    from selectit import formats
+    from selectit.prompts import choose_prompts, rating_text, read_prompts
+
+    records = alpaca_records[:4]
+    backend, _ = stand_in_backend(tiny_tokenizer, exact=True)
+    good = selectit.score(records, backends=[backend], num_prompts=2, batch_size=16).runs[0]
+    prompt = choose_prompts(read_prompts(None), 2, 5)[1]
+    backend.llm = NaNForOnePrompt(len(tiny_tokenizer), backend.encode(rating_text(prompt, formats.from_dicts(records)[2])))
+    run = selectit.score(records, backends=[backend], num_prompts=2, batch_size=16).runs[0]
+    assert list(run.errors) == [(2, 1)] and "NaN" in run.errors[(2, 1)]
+    assert np.isnan(run.probs[2, 1]).all()
+    rest = np.ones((4, 2), dtype=bool)
+    rest[2, 1] = False
+    np.testing.assert_array_equal(run.probs[rest], good.probs[rest])
+
+
 def test_count_parameters_reads_safetensors_headers(tiny_model_dir, tiny_model):
     assert count_parameters(tiny_model_dir) == sum(p.numel() for p in tiny_model.parameters())
 
@@ -218,3 +250,31 @@ def test_missing_vllm_is_one_line_through_the_cli(tmp_path):
     assert res.returncode == 2
     assert res.stderr.strip() == ("selectit: error: the vllm backend needs vLLM (and a GPU): "
                                   "pip install 'selectit[vllm]'")
+
+
+def load_gpu_check():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_compares_runs_against_its_tolerance():
+    gc = load_gpu_check()
+    # ranks of [1, 2, 2, 3] are [0, 1.5, 1.5, 3]; against [3, 1, 2, 4]: Pearson of the ranks by hand
+    a, b = np.array([1.0, 2, 2, 3]), np.array([3.0, 1, 2, 4])
+    ra, rb = np.array([0, 1.5, 1.5, 3]), np.array([2.0, 0, 1, 3])
+    assert gc.spearman(a, b) == pytest.approx(np.corrcoef(ra, rb)[0, 1])
+    rng = np.random.default_rng(0)
+    ref = {"probs": rng.random((20, 2, 5)) / 5, "token": rng.random((20, 2)), "final": rng.random(20) * 4}
+    close = {k: v + 1e-4 for k, v in ref.items()}
+    assert gc.compare(ref, close, "float32")["passed"]
+    far = {**close, "probs": ref["probs"] + 0.01}
+    assert gc.compare(ref, far, "float32")["failed"] == ["max_prob"]
+    assert gc.compare(ref, far, "bfloat16")["passed"]
+    shuffled = {**ref, "final": ref["final"][::-1]}
+    assert "spearman" in gc.compare(ref, shuffled, "bfloat16")["failed"]
