@@ -224,6 +224,61 @@ def test_a_nan_answer_fails_its_row_alone_through_the_scorer(tiny_tokenizer, alp
     np.testing.assert_array_equal(run.probs[rest], good.probs[rest])
 
 
+def fake_vllm(monkeypatch, *, token_ids=True, fail=None):
+    """A ``vllm`` module with stand-ins for ``LLM`` (records its keyword arguments) and
+    ``SamplingParams`` (a msgspec Struct in vLLM 0.33: its fields are in ``__struct_fields__``)."""
+    created = []
+
+    class SamplingParams:
+        __struct_fields__ = ("max_tokens", "temperature", "logprobs", "detokenize") + (
+            ("logprob_token_ids",) if token_ids else ())
+
+    class LLM:
+        def __init__(self, **kwargs):
+            if fail is not None:
+                raise fail
+            created.append(kwargs)
+            self.llm_engine = SimpleNamespace(model_config=SimpleNamespace(max_model_len=kwargs.get("max_model_len",
+                                                                                                     2048)))
+
+    monkeypatch.setitem(sys.modules, "vllm", SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
+    return created
+
+
+def test_load_builds_the_engine_with_prefix_caching_and_tensor_parallelism(monkeypatch, tiny_model_dir, tiny_model):
+    created = fake_vllm(monkeypatch)
+    backend = load_backend("vllm", str(tiny_model_dir), dtype="bfloat16", tensor_parallel_size=2, max_length=512)
+    assert created == [{"model": str(tiny_model_dir), "dtype": "bfloat16", "trust_remote_code": False,
+                        "enable_prefix_caching": True, "tensor_parallel_size": 2, "max_model_len": 512,
+                        "load_format": "safetensors"}]
+    assert backend.exact and backend.max_length == 512
+    assert backend.num_parameters == sum(p.numel() for p in tiny_model.parameters())
+    assert backend.fingerprint["label_logprobs"] == "token_ids" and backend.fingerprint["dtype"] == "bfloat16"
+    assert backend.encode("Rate: 1") == load_backend("hf", str(tiny_model_dir)).encode("Rate: 1")
+
+
+def test_load_on_a_vllm_without_logprob_token_ids_asks_for_top_k(monkeypatch, tiny_model_dir):
+    created = fake_vllm(monkeypatch, token_ids=False)
+    backend = load_backend("vllm", str(tiny_model_dir), prefix_cache=False)
+    assert not backend.exact and created[0]["max_logprobs"] == DEFAULT_TOPK
+    assert created[0]["enable_prefix_caching"] is False
+    assert backend.fingerprint["label_logprobs"] == f"top{DEFAULT_TOPK}-bound"
+
+
+def test_load_errors_are_one_line_user_errors(monkeypatch, tiny_model_dir, tmp_path):
+    fake_vllm(monkeypatch, fail=ValueError("World size (4) is larger than the number of available GPUs (1).\nmore"))
+    with pytest.raises(ConfigError, match=r"with vLLM: World size \(4\) .*GPUs \(1\)\.$"):
+        load_backend("vllm", str(tiny_model_dir), tensor_parallel_size=4)
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    with pytest.raises(ConfigError, match="not GGUF files"):
+        load_backend("vllm", str(gguf))
+    with pytest.raises(ConfigError, match="CUDA_VISIBLE_DEVICES"):
+        load_backend("vllm", str(tiny_model_dir), device="cpu")
+    with pytest.raises(ConfigError, match="--dtype must be one of"):
+        load_backend("vllm", str(tiny_model_dir), dtype="int8")
+
+
 def test_count_parameters_reads_safetensors_headers(tiny_model_dir, tiny_model):
     assert count_parameters(tiny_model_dir) == sum(p.numel() for p in tiny_model.parameters())
 

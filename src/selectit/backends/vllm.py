@@ -199,8 +199,12 @@ class VLLMBackend:
         kwargs = engine_kwargs(source.path, dtype=dtype, max_length=max_length, trust_remote_code=trust_remote_code,
                                prefix_cache=prefix_cache, allow_pickle=allow_pickle,
                                tensor_parallel_size=tensor_parallel_size, topk=None if exact else topk)
-        tokenizer = AutoTokenizer.from_pretrained(source.path, trust_remote_code=trust_remote_code)
-        llm = LLM(**kwargs)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source.path, trust_remote_code=trust_remote_code)
+            llm = LLM(**kwargs)
+        except (OSError, ValueError, KeyError) as e:  # missing files, bad config, more GPUs asked than seen
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"cannot load model {spec} with vLLM: {first}") from None
         return cls(llm, tokenizer, name=source.name, template=template,
                    max_length=int(llm.llm_engine.model_config.max_model_len),
                    num_parameters=count_parameters(_local_folder(source.path)), source=source.path, dtype=dtype,
