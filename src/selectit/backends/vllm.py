@@ -166,7 +166,9 @@ class VLLMBackend:
         self.max_length = max_length
         self.exact = exact
         self.topk = topk
-        self._params = sampling_params  # vllm.SamplingParams (injectable for tests)
+        if sampling_params is None:
+            from vllm import SamplingParams as sampling_params
+        self._params = sampling_params  # vllm.SamplingParams (a stand-in in tests)
         self.fingerprint = {"backend": "vllm", "name": name, "source": source, "dtype": dtype, "template": template,
                             "num_parameters": num_parameters,
                             "label_logprobs": "token_ids" if exact else f"top{topk}-bound"}
