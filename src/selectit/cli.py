@@ -28,8 +28,8 @@ Models = Annotated[Optional[list[str]], typer.Option(
     "--model", help="Model: hub id, local folder or .gguf file; repeat (or comma-separate) for several. "
     "Default: the embedded SmolLM2-135M-Instruct.")]
 Backend = Annotated[str, typer.Option(
-    help="Backend: hf (transformers), llamacpp (GGUF as shipped; pip install selectit[llamacpp]), "
-    "vllm (GPUs; pip install selectit[vllm]) or fake (deterministic, for tests).")]
+    help="Backend: hf (transformers), llamacpp (GGUF as shipped; pip install selectit\\[llamacpp]), "
+    "vllm (GPUs; pip install selectit\\[vllm]) or fake (deterministic, for tests).")]
 Prompts = Annotated[Optional[Path], typer.Option("--prompts", help="Rating prompts file, one per line.")]
 NumPrompts = Annotated[int, typer.Option(help="P: how many rating prompts to use.")]
 Scale = Annotated[int, typer.Option(help="S: ratings 1..S (2-9).")]
