@@ -29,7 +29,8 @@ Models = Annotated[Optional[list[str]], typer.Option(
     "--model", help="Model: hub id, local folder or .gguf file; repeat (or comma-separate) for several. "
     "Default: the embedded SmolLM2-135M-Instruct.")]
 Backend = Annotated[str, typer.Option(
-    help="Backend: hf (transformers), llamacpp (GGUF as shipped; pip install selectit[llamacpp]) or fake (deterministic, for tests).")]
+    help="Backend: hf (transformers), llamacpp (GGUF as shipped; pip install selectit\\[llamacpp]), "
+    "vllm (GPUs; pip install selectit\\[vllm]) or fake (deterministic, for tests).")]
 Prompts = Annotated[Optional[Path], typer.Option("--prompts", help="Rating prompts file, one per line.")]
 NumPrompts = Annotated[int, typer.Option(help="P: how many rating prompts to use.")]
 Scale = Annotated[int, typer.Option(help="S: ratings 1..S (2-9).")]
@@ -51,6 +52,7 @@ MaxLength = Annotated[Optional[int], typer.Option(help="Longest prompt in tokens
 Overlong = Annotated[str, typer.Option(help="Prompts over --max-length: truncate (flagged) or error.")]
 Dtype = Annotated[str, typer.Option(help="float32 (exact), bfloat16 or float16.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")]
+TensorParallel = Annotated[int, typer.Option(help="GPUs to split one model over (--backend vllm).")]
 Weights = Annotated[Optional[str], typer.Option(
     "--model-weights", help="Comma-separated weight per model (default: parameter counts).")]
 Format = Annotated[Optional[str], typer.Option("--format", help="alpaca, sharegpt or messages (default: detected).")]
@@ -103,7 +105,7 @@ def _weights(text: str | None) -> tuple[float, ...] | None:
 
 def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, batch_size, max_length,
             overlong, dtype, device, model_weights, trust_remote_code, layout, batch_tokens, prefix_cache,
-            allow_pickle, rating, calibrate, prompt_weights):
+            allow_pickle, rating, calibrate, prompt_weights, tensor_parallel_size):
     from selectit.config import ScoringConfig
     from selectit.prompts import choose_prompts, read_prompts
 
@@ -113,7 +115,7 @@ def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, 
         batch_size=batch_size, max_length=max_length, overlong=overlong, dtype=dtype, device=device,
         model_weights=_weights(model_weights), trust_remote_code=trust_remote_code, layout=layout,
         batch_tokens=batch_tokens, prefix_cache=prefix_cache, allow_pickle=allow_pickle, rating=rating,
-        calibrate=calibrate, prompt_weights=prompt_weights,
+        calibrate=calibrate, prompt_weights=prompt_weights, tensor_parallel_size=tensor_parallel_size,
     )
     choose_prompts(read_prompts(config.prompts_file), config.num_prompts, config.scale)  # fail before loading
     return config
@@ -121,7 +123,8 @@ def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, 
 
 _CONFIG_FLAGS = ("model", "backend", "prompts", "num_prompts", "scale", "alpha", "mode", "template", "batch_size",
                  "max_length", "overlong", "dtype", "device", "model_weights", "trust_remote_code", "layout",
-                 "batch_tokens", "prefix_cache", "allow_pickle", "rating", "calibrate", "prompt_weights")
+                 "batch_tokens", "prefix_cache", "allow_pickle", "rating", "calibrate", "prompt_weights",
+                 "tensor_parallel_size")
 
 
 def _score(input, out, fmt, quiet, store, skip_bad, **args):
@@ -175,7 +178,7 @@ def score(input: Input, out: Out, model: Models = None, backend: Backend = "hf",
           quiet: Quiet = False, layout: Layout = "prompt-first", batch_tokens: BatchTokens = None,
           prefix_cache: PrefixCache = True, store: Store = None, skip_bad: SkipBad = False,
           allow_pickle: Pickle = False, rating: Rating = "argmax", calibrate: Calibrate = False,
-          prompt_weights: PromptWeights = "equal") -> None:
+          prompt_weights: PromptWeights = "equal", tensor_parallel_size: TensorParallel = 1) -> None:
     """Score every record of INPUT; write DIR/scores.jsonl and DIR/config.json."""
     _score(**locals())
 
@@ -200,7 +203,8 @@ def run(input: Input, out: Out, fraction: Fraction = 0.2, top: Top = None, thres
         trust_remote_code: Trust = False, quiet: Quiet = False, layout: Layout = "prompt-first",
         batch_tokens: BatchTokens = None, prefix_cache: PrefixCache = True, store: Store = None,
         skip_bad: SkipBad = False, allow_pickle: Pickle = False, rating: Rating = "argmax",
-        calibrate: Calibrate = False, prompt_weights: PromptWeights = "equal", report: Report = True) -> None:
+        calibrate: Calibrate = False, prompt_weights: PromptWeights = "equal", report: Report = True,
+        tensor_parallel_size: TensorParallel = 1) -> None:
     """Score INPUT and select from it in one go (default: the best 20%); write DIR/report.html."""
     if top is not None or threshold is not None:
         fraction = None

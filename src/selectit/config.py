@@ -16,7 +16,8 @@ class ScoringConfig:
     models: tuple[str | None, ...] = (None,)
     """Models to rate with (hub id, local folder or .gguf file); None is the embedded SmolLM2-135M."""
     backend: str = "hf"
-    """Backend name: 'hf' (transformers), 'llamacpp' (GGUF as shipped) or 'fake' (deterministic, for tests)."""
+    """Backend name: 'hf' (transformers), 'llamacpp' (GGUF as shipped), 'vllm' (vLLM on GPUs) or 'fake'
+    (deterministic, for tests)."""
     prompts_file: str | None = None
     """File with one rating prompt per line; None uses the packaged default prompts."""
     num_prompts: int = 5
@@ -60,6 +61,8 @@ class ScoringConfig:
     """Model weights and activations: float32 (exact), bfloat16 or float16."""
     device: str = "auto"
     """'auto' (cuda when available), 'cpu', 'cuda', 'cuda:1', ..."""
+    tensor_parallel_size: int = 1
+    """GPUs that one model is split over (vllm backend only), for models that do not fit one GPU."""
     model_weights: tuple[float, ...] | None = None
     """Override the model-level weights (one per model; normalised to sum 1)."""
     trust_remote_code: bool = False
@@ -92,6 +95,8 @@ class ScoringConfig:
             raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.max_length is not None and self.max_length < 16:
             raise ConfigError(f"--max-length must be >= 16 tokens, got {self.max_length}")
+        if self.tensor_parallel_size < 1:
+            raise ConfigError(f"--tensor-parallel-size must be >= 1, got {self.tensor_parallel_size}")
         if self.num_prompts < 1:
             raise ConfigError(f"--num-prompts must be >= 1, got {self.num_prompts}")
         if self.model_weights is not None:

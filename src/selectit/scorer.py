@@ -249,6 +249,7 @@ def score_records(
             config.backend, spec, template=config.template, dtype=config.dtype, device=config.device,
             max_length=config.max_length, trust_remote_code=config.trust_remote_code,
             prefix_cache=config.prefix_cache, allow_pickle=config.allow_pickle,
+            tensor_parallel_size=config.tensor_parallel_size,
         )
         bar = _progress_bar(len(records), f"model {m + 1}/{len(specs)} {backend.name}") if progress else None
         try:

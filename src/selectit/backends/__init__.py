@@ -8,11 +8,18 @@ from __future__ import annotations
 from selectit.backends.base import Backend
 from selectit.errors import ConfigError
 
-BACKENDS = ("hf", "llamacpp", "fake")
+BACKENDS = ("hf", "llamacpp", "vllm", "fake")
 
 
 def load_backend(name: str, model: str | None, **options) -> Backend:
-    """Load ``model`` with backend ``name`` ('hf', 'llamacpp' or 'fake'). ``options`` go to the loader."""
+    """Load ``model`` with backend ``name`` ('hf', 'llamacpp', 'vllm' or 'fake'). ``options`` go to the loader."""
+    tensor_parallel_size = options.pop("tensor_parallel_size", 1)
+    if name == "vllm":
+        from selectit.backends.vllm import VLLMBackend
+
+        return VLLMBackend.load(model, tensor_parallel_size=tensor_parallel_size, **options)
+    if tensor_parallel_size != 1 and name in BACKENDS:
+        raise ConfigError(f"--tensor-parallel-size needs --backend vllm (got --backend {name})")
     if name == "hf":
         from selectit.backends.hf import HFBackend
 
@@ -26,8 +33,6 @@ def load_backend(name: str, model: str | None, **options) -> Backend:
 
         return LlamaCppBackend.load(model, template=options.get("template", "plain"),
                                     max_length=options.get("max_length") or 4096)
-    if name == "vllm":
-        raise ConfigError(f"backend {name!r} is not available yet in this version; use --backend hf")
     raise ConfigError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
 
 

@@ -85,13 +85,7 @@ class HFBackend:
                    num_parameters=num_parameters)
 
     def encode(self, text: str, suffix: str = "") -> list[int]:
-        if self.template == "chat":
-            user, reply = chat_parts(text)
-            rendered = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
-            )
-            return self.tokenizer(rendered + reply + suffix, add_special_tokens=False)["input_ids"]
-        return self.tokenizer(text + suffix)["input_ids"]
+        return encode_text(self.tokenizer, self.template, text, suffix)
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids))
@@ -152,6 +146,18 @@ class HFBackend:
             if "can't allocate memory" in str(e) or "out of memory" in str(e):
                 raise MemoryError(str(e)) from e
             raise
+
+
+def encode_text(tokenizer, template: str, text: str, suffix: str = "") -> list[int]:
+    """Token ids of a rating text with a transformers tokenizer (shared by the backends that read
+    transformers tokenizers, so they all see the same ids)."""
+    if template == "chat":
+        user, reply = chat_parts(text)
+        rendered = tokenizer.apply_chat_template(
+            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+        )
+        return tokenizer(rendered + reply + suffix, add_special_tokens=False)["input_ids"]
+    return tokenizer(text + suffix)["input_ids"]
 
 
 def _float32_head(model) -> None:
