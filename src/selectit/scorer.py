@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -117,7 +118,7 @@ def score_items(backend: Backend, setup: ModelSetup, records: Sequence[Record], 
             for k in batch.rows:
                 probs[k] = stored[keys[k]][0]
         else:
-            rows = [items.ids[k] for k in batch.rows]
+            rows = [items.ids[k].tolist() for k in batch.rows]
             probs[batch.rows], failed = _label_probs(backend, rows, setup.label_ids, batch.shared)
             errors.update({batch.rows[r]: msg for r, msg in failed.items()})
             if store is not None:
@@ -161,10 +162,10 @@ def rate(
 class _Items:
     """The distinct (record, prompt) pairs to run, tokenized once. Duplicated records map to one item.
 
-    ids[k]: token ids; keys[k]: (prompt key, record key); cut[k]: truncated; owner[k]: the first
+    ids[k]: token ids (compact arrays); keys[k]: (prompt key, record key); cut[k]: truncated; owner[k]: the first
     (record, prompt) it came from; of: (n, P) item of each record and prompt."""
 
-    ids: list[list[int]]
+    ids: list[array]
     keys: list[tuple[str, str]]
     cut: list[bool]
     owner: list[tuple[int, int]]
@@ -182,7 +183,7 @@ class _Items:
                 if key not in slot:
                     ids, cut = fit_prompt(backend.encode, prompt, record, max_length, config.overlong, config.layout)
                     slot[key] = len(items.ids)
-                    items.ids.append(ids)
+                    items.ids.append(array("i", ids))  # 4 bytes a token, not an 8-byte pointer to an int object
                     items.keys.append(key)
                     items.cut.append(cut)
                     items.owner.append((i, j))
