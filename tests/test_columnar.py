@@ -166,3 +166,22 @@ def test_streamed_selection_matches_in_memory_write(tmp_path, keep_order):
         expect = tmp_path / f"expect.{container}"
         formats.write(formats.read(src), sel.indices.tolist(), expect)
         assert sel.output.read_bytes() == expect.read_bytes()
+
+
+def test_cli_parquet_run_with_chunks_and_container_override(tmp_path):
+    import subprocess
+    import sys
+
+    data = _demo(12)
+    src = _save(data, tmp_path / "data.bin", "parquet")  # an unknown suffix: --container says what it is
+    res = subprocess.run([sys.executable, "-m", "selectit", "run", src, "--out", tmp_path / "run", "--backend", "fake",
+                          "--container", "parquet", "--chunk-size", "5", "--top", "3", "--quiet"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "selected 3 of 12" in res.stderr
+    assert len(_rows(tmp_path / "run" / "selected.parquet", "parquet")) == 3
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["config"]["chunk_size"] == 5 and cfg["input"]["container"] == "parquet"
+    res = subprocess.run([sys.executable, "-m", "selectit", "score", src, "--out", tmp_path / "x", "--backend", "fake",
+                          "--chunk-size", "0"], capture_output=True, text=True)
+    assert res.returncode == 2 and "--chunk-size must be >= 1" in res.stderr

@@ -106,3 +106,10 @@ def test_a_killed_worker_is_restarted_and_the_run_completes(tmp_path, local_ray,
     assert not errors, errors
     assert killed is not None, "the run ended before a worker could be killed"
     assert (tmp_path / "ray" / "scores.jsonl").read_bytes() == (tmp_path / "local" / "scores.jsonl").read_bytes()
+
+
+@pytest.mark.embedded
+def test_ray_equals_local_on_the_embedded_model(tmp_path, local_ray):
+    config = ScoringConfig(num_prompts=2, batch_size=2, chunk_size=2)
+    _, local, distributed = _both(tmp_path, _data(tmp_path, 4), config)
+    assert local == distributed and len(local.splitlines()) == 4

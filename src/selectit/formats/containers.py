@@ -7,6 +7,7 @@ resumes there without rereading what came before (how shards of a large file are
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -45,7 +46,7 @@ def detect_container(path: Path) -> str:
 
 
 Item = tuple[dict | None, str | None, str, str | None]
-Cursor = tuple[int, int, int]  # (item index, byte offset, line number); offset and line: JSON Lines only
+Cursor = tuple[int, int, int]  # (item index, byte offset, line number); offset and line: JSON and JSON Lines
 START: Cursor = (0, 0, 1)
 
 
@@ -53,20 +54,19 @@ def read_container(path: Path, container: str) -> Iterator[Item]:
     """Yield (object, original text, where, problem) per record; where is e.g. 'line 3'.
 
     A JSON Lines line that is not UTF-8 or not a JSON object is yielded with object None and the
-    problem, so the caller can stop or skip it; a JSON array that cannot be parsed fails whole."""
+    problem, so the caller can stop or skip it; a JSON array that is not valid JSON fails whole (at
+    the first error)."""
     return (item for _, item in read_positioned(path, container))
 
 
 def read_positioned(path: Path, container: str, start: Cursor = START) -> Iterator[tuple[Cursor, Item]]:
     """(cursor, item) from ``start`` on. JSON Lines seeks to the cursor's byte offset; columnar
-    containers skip whole Arrow batches; a JSON array is parsed whole (JSON has no record boundaries
-    to seek to: use JSON Lines or parquet for files that do not fit in memory)."""
+    containers skip whole Arrow batches; a JSON array is parsed element by element and seeks to the
+    cursor's byte offset too."""
     if container == "jsonl":
         yield from _read_jsonl(path, start)
     elif container == "json":
-        for index, item in enumerate(_read_json_array(path)):
-            if index >= start[0]:
-                yield (index, 0, 0), item
+        yield from _read_json_array(path, start)
     elif container in COLUMNAR:
         from selectit.formats.columnar import read_columnar
 
@@ -74,13 +74,6 @@ def read_positioned(path: Path, container: str, start: Cursor = START) -> Iterat
             yield (index, 0, 0), item
     else:
         raise DataError(f"unknown container {container!r}; expected one of {', '.join(CONTAINERS)}")
-
-
-def _decode(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text (byte {e.start}); re-encode the file as UTF-8") from None
 
 
 def _read_jsonl(path: Path, start: Cursor) -> Iterator[tuple[Cursor, Item]]:
@@ -110,18 +103,116 @@ def _read_jsonl(path: Path, start: Cursor) -> Iterator[tuple[Cursor, Item]]:
             yield cursor, (obj, line, where, None)
 
 
-def _read_json_array(path: Path) -> Iterator[Item]:
-    try:
-        data = json.loads(_decode(path))
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON ({e.msg}, line {e.lineno} column {e.colno})") from None
-    if not isinstance(data, list):
-        raise DataError(f"{path}: expected a JSON array of records, got a JSON {type(data).__name__}")
-    for i, obj in enumerate(data):
-        if not isinstance(obj, dict):
-            yield None, json.dumps(obj)[:200], f"element {i}", f"is a JSON {type(obj).__name__}, expected an object"
-            continue
-        yield obj, None, f"element {i}", None
+class _JsonArray:
+    """A JSON array read element by element from 1 MiB blocks: memory holds one block and one element.
+    Tracks the byte offset and line of the read position, so a later read can seek to an element."""
+
+    BLOCK = 1 << 20
+
+    def __init__(self, path: Path, f, start: Cursor):
+        self.path, self.f = path, f
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+        self.buf, self.pos, self.col0 = "", 0, 0  # col0: column of buf[0] (buf is cut at block edges)
+        _, self.offset, self.line = start  # byte offset and line of buf[pos]
+        self.read_bytes, self.eof = start[1], False
+        f.seek(start[1])
+
+    def refill(self) -> bool:
+        if self.eof:
+            return False
+        block = self.f.read(self.BLOCK)
+        self.eof = not block
+        try:
+            text = self.decoder.decode(block, final=self.eof)
+        except UnicodeDecodeError as e:
+            raise DataError(f"{self.path}: not UTF-8 text (byte {self.read_bytes + e.start}); "
+                            "re-encode the file as UTF-8") from None
+        self.read_bytes += len(block)
+        if not text:
+            return not self.eof  # nothing new: keep the buffer (and the positions into it) as it is
+        cut = self.buf[: self.pos]
+        newline = cut.rfind("\n")
+        self.col0 = self.pos - newline - 1 if newline >= 0 else self.col0 + self.pos
+        self.buf, self.pos = self.buf[self.pos :] + text, 0
+        return True
+
+    def advance(self, end: int) -> None:
+        part = self.buf[self.pos : end]
+        self.line += part.count("\n")
+        self.offset += len(part.encode("utf-8"))
+        self.pos = end
+
+    def peek(self) -> str:
+        """The next non-blank character ('' at the end of the file)."""
+        while True:
+            while self.pos < len(self.buf) and self.buf[self.pos] in " \t\r\n":
+                self.advance(self.pos + 1)
+            if self.pos < len(self.buf):
+                return self.buf[self.pos]
+            if not self.refill():
+                return ""
+
+    def fail(self, msg: str, at: int) -> DataError:
+        line = self.line + self.buf.count("\n", self.pos, at)
+        newline = self.buf.rfind("\n", 0, at)
+        col = at - newline if newline >= 0 else self.col0 + at + 1
+        return DataError(f"{self.path}: not valid JSON ({msg}, line {line} column {col})")
+
+    def value(self):
+        """Decode the value at the read position (reading more blocks while it is cut off)."""
+        while True:
+            try:
+                obj, end = _DECODER.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError as e:
+                if self.refill():
+                    continue
+                raise self.fail(e.msg, e.pos) from None
+            if end >= len(self.buf) and self.refill():  # a number may go on in the next block
+                continue
+            self.advance(end)
+            return obj
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _read_json_array(path: Path, start: Cursor) -> Iterator[tuple[Cursor, Item]]:
+    with path.open("rb") as f:
+        r = _JsonArray(path, f, start)
+        index = start[0]
+        if start[1] == 0:
+            c = r.peek()
+            if c != "[":
+                if c == "":
+                    raise r.fail("Expecting value", r.pos)
+                data = r.value()
+                raise DataError(f"{path}: expected a JSON array of records, got a JSON {type(data).__name__}")
+            r.advance(r.pos + 1)
+            if r.peek() == "]":
+                r.advance(r.pos + 1)
+                if r.peek() != "":
+                    raise r.fail("Extra data", r.pos)
+                return
+        while True:
+            if r.peek() == "":
+                raise r.fail("Expecting value", r.pos)
+            cursor = (index, r.offset, r.line)
+            obj, where = r.value(), f"element {index}"
+            if isinstance(obj, dict):
+                yield cursor, (obj, None, where, None)
+            else:
+                yield cursor, (None, json.dumps(obj)[:200], where, f"is a JSON {type(obj).__name__}, expected an object")
+            index += 1
+            c = r.peek()
+            if c == ",":
+                r.advance(r.pos + 1)
+            elif c == "]":
+                r.advance(r.pos + 1)
+                if r.peek() != "":
+                    raise r.fail("Extra data", r.pos)
+                return
+            else:
+                raise r.fail("Expecting ',' delimiter" if c else "Expecting ',' or ']'", r.pos)
 
 
 def write_container(items: Iterable[tuple[dict, str | None]], path: Path, container: str, *,
