@@ -52,7 +52,7 @@ Format = Annotated[Optional[str], typer.Option("--format", help="alpaca, sharegp
 Container = Annotated[Optional[str], typer.Option(
     "--container", help="json, jsonl, parquet, csv or hf (a datasets folder) (default: from the name).")]
 ChunkSize = Annotated[int, typer.Option(help="Records read and scored together (memory holds one chunk).")]
-Runner = Annotated[str, typer.Option(help="local (this process) or ray (Ray Data; pip install selectit[ray]).")]
+Runner = Annotated[str, typer.Option(help="local (this process) or ray (Ray Data; pip install selectit\\[ray]).")]
 RayAddress = Annotated[Optional[str], typer.Option(help="Ray cluster to join (default: start a local one).")]
 Workers = Annotated[Optional[int], typer.Option(help="Ray scorer actors, one model each (default 2).")]
 Trust = Annotated[bool, typer.Option("--trust-remote-code", help="Let model repositories run their own code.")]

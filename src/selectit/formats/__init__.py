@@ -188,7 +188,17 @@ class Source:
         return out
 
     def chunks(self) -> Iterator[list[Record]]:
-        return (self.chunk(k) for k in range(len(self.starts)))
+        """Every chunk in order, in one pass over the file (chunk(k) seeks; CSV can only skip rows)."""
+        current, out = 0, []
+        for (index, _, _), item in read_positioned(self.path, self.container, START):
+            if index // self.chunk_size != current:
+                yield out
+                current, out = index // self.chunk_size, []
+            _, got = _parse_item(index, item, self.schema)
+            if isinstance(got, Record):
+                out.append(got)
+        if self.starts:
+            yield out
 
     def records(self) -> Iterator[Record]:
         for chunk in self.chunks():
