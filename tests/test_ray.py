@@ -59,14 +59,24 @@ def test_ray_user_errors_and_flags(tmp_path, local_ray):
         score_file(data, tmp_path / "x", ScoringConfig(backend="fake"), progress=False, workers=2)
 
 
+def _descends_from_us(pid):
+    while pid > 1:
+        if pid == os.getpid():
+            return True
+        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return False
+
+
 def _workers():
-    """PIDs of this machine's Ray scorer actors (Ray names their processes ray::MapWorker(...))."""
+    """PIDs of the Ray scorer actors this test's Ray instance started (Ray names their processes
+    ray::MapWorker(...); only descendants of this process, never another Ray on the machine)."""
     pids = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and (proc / "cmdline").read_bytes().startswith(b"ray::MapWorker"):
+            if (proc.name.isdigit() and (proc / "cmdline").read_bytes().startswith(b"ray::MapWorker")
+                    and _descends_from_us(int(proc.name))):
                 pids.append(int(proc.name))
-        except OSError:
+        except (OSError, ValueError, IndexError):
             pass
     return pids
 
