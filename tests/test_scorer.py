@@ -88,3 +88,22 @@ def test_rating_options_change_only_the_math(alpaca_records):
         selectit.score(records, backends=[FakeBackend()], rating="mean")
     with pytest.raises(ConfigError, match="--prompt-weights"):
         selectit.score(records, backends=[FakeBackend()], prompt_weights="x")
+
+
+def test_calibrated_file_scoring_matches_the_api_chunk_by_chunk(alpaca_records, tmp_path):
+    """A file scored in chunks carries the content-free inputs in every chunk; the store runs them
+    once and the scores equal those of the in-memory API."""
+    import json
+
+    from selectit.config import ScoringConfig
+    from selectit.output import read_run
+    from selectit.pipeline import score_file
+
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps(alpaca_records[:10]))
+    config = ScoringConfig(backend="fake", calibrate=True, rating="expected", chunk_size=3)
+    score_file(data, tmp_path / "run", config, progress=False)
+    cfg, rows = read_run(tmp_path / "run")
+    api = selectit.score(alpaca_records[:10], backends=[FakeBackend()], calibrate=True, rating="expected")
+    np.testing.assert_allclose([r["score"] for r in rows], api.final, rtol=1e-12)
+    np.testing.assert_allclose(cfg["models"][0]["content_free_probs"], api.runs[0].content_free)

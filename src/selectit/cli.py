@@ -23,7 +23,8 @@ from selectit.errors import USER_ERRORS, ConfigError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Select instruction-tuning data with the model's own uncertainty (SelectIT).")
 
-Input = Annotated[Path, typer.Argument(help="Dataset: Alpaca, ShareGPT or messages; .json or .jsonl.")]
+Input = Annotated[Path, typer.Argument(
+    help="Dataset: Alpaca, ShareGPT or messages; .json, .jsonl, .parquet, .csv or a datasets save_to_disk folder.")]
 Out = Annotated[Path, typer.Option("--out", help="Run directory for scores.jsonl and config.json.")]
 Models = Annotated[Optional[list[str]], typer.Option(
     "--model", help="Model: hub id, local folder or .gguf file; repeat (or comma-separate) for several. "
@@ -56,6 +57,12 @@ TensorParallel = Annotated[int, typer.Option(help="GPUs to split one model over 
 Weights = Annotated[Optional[str], typer.Option(
     "--model-weights", help="Comma-separated weight per model (default: parameter counts).")]
 Format = Annotated[Optional[str], typer.Option("--format", help="alpaca, sharegpt or messages (default: detected).")]
+Container = Annotated[Optional[str], typer.Option(
+    "--container", help="json, jsonl, parquet, csv or hf (a datasets folder) (default: from the name).")]
+ChunkSize = Annotated[int, typer.Option(help="Records read and scored together (memory holds one chunk).")]
+Runner = Annotated[str, typer.Option(help="local (this process) or ray (Ray Data; pip install selectit\\[ray]).")]
+RayAddress = Annotated[Optional[str], typer.Option(help="Ray cluster to join (default: start a local one).")]
+Workers = Annotated[Optional[int], typer.Option(help="Ray scorer actors, one model each (default 2).")]
 Trust = Annotated[bool, typer.Option("--trust-remote-code", help="Let model repositories run their own code.")]
 Store = Annotated[Optional[Path], typer.Option(
     "--store", help="Score store (SQLite) to resume from and add to (default: DIR/store.sqlite).")]
@@ -105,7 +112,7 @@ def _weights(text: str | None) -> tuple[float, ...] | None:
 
 def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, batch_size, max_length,
             overlong, dtype, device, model_weights, trust_remote_code, layout, batch_tokens, prefix_cache,
-            allow_pickle, rating, calibrate, prompt_weights, tensor_parallel_size):
+            allow_pickle, rating, calibrate, prompt_weights, tensor_parallel_size, chunk_size):
     from selectit.config import ScoringConfig
     from selectit.prompts import choose_prompts, read_prompts
 
@@ -116,6 +123,7 @@ def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, 
         model_weights=_weights(model_weights), trust_remote_code=trust_remote_code, layout=layout,
         batch_tokens=batch_tokens, prefix_cache=prefix_cache, allow_pickle=allow_pickle, rating=rating,
         calibrate=calibrate, prompt_weights=prompt_weights, tensor_parallel_size=tensor_parallel_size,
+        chunk_size=chunk_size,
     )
     choose_prompts(read_prompts(config.prompts_file), config.num_prompts, config.scale)  # fail before loading
     return config
@@ -124,35 +132,37 @@ def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, 
 _CONFIG_FLAGS = ("model", "backend", "prompts", "num_prompts", "scale", "alpha", "mode", "template", "batch_size",
                  "max_length", "overlong", "dtype", "device", "model_weights", "trust_remote_code", "layout",
                  "batch_tokens", "prefix_cache", "allow_pickle", "rating", "calibrate", "prompt_weights",
-                 "tensor_parallel_size")
+                 "tensor_parallel_size", "chunk_size")
 
 
-def _score(input, out, fmt, quiet, store, skip_bad, **args):
+def _score(input, out, fmt, quiet, store, skip_bad, container, runner, ray_address, workers, **args):
     """Score with the flags of `score` or `run` (``args``: the command's own arguments)."""
     from selectit.pipeline import score_file
 
     config = _config(**{name: args[name] for name in _CONFIG_FLAGS})
-    dataset, scores = score_file(input, out, config, schema=fmt, progress=not quiet, store=store, skip_bad=skip_bad)
+    scored = score_file(input, out, config, schema=fmt, container=container, progress=not quiet, store=store,
+                        skip_bad=skip_bad, runner=runner, ray_address=ray_address, workers=workers)
+    dataset = scored.source
     if dataset.rejects:
         typer.echo(f"warning: left out {len(dataset.rejects)} bad record(s), listed in {Path(out) / 'rejects.jsonl'}",
                    err=True)
-    duplicates = len(dataset.records) - len({repr(r.id) for r in dataset.records})
-    if duplicates:
-        typer.echo(f"warning: {duplicates} duplicate id(s) in {input}; scores.jsonl "
+    if dataset.duplicate_ids:
+        typer.echo(f"warning: {dataset.duplicate_ids} duplicate id(s) in {input}; scores.jsonl "
                    "keeps input order, so rows stay aligned with records", err=True)
-    for run in scores.runs:
-        mass = np.nanmean(run.label_mass)
-        typer.echo(f"{run.name}: {len(dataset)} records x {len(scores.prompts)} prompts in {run.seconds:.1f}s "
-                   f"({len(dataset) / run.seconds:.2f} rec/s, {run.tokens / run.seconds:.0f} tok/s); "
-                   f"mean label mass {mass:.3f}; truncated {int(run.truncated.sum())}", err=True)
+    for run in scored.totals.models:
+        mass = np.nan if run["mean_label_mass"] is None else run["mean_label_mass"]
+        seconds = max(run["seconds"], 1e-9)
+        typer.echo(f"{run['name']}: {len(dataset)} records x {len(scored.prompts)} prompts in {seconds:.1f}s "
+                   f"({len(dataset) / seconds:.2f} rec/s, {run['prompt_tokens'] / seconds:.0f} tok/s); "
+                   f"mean label mass {mass:.3f}; truncated {run['truncated_records']}", err=True)
         if mass < 0.1:
-            typer.echo(f"warning: {run.name} puts only {mass:.1%} of its next-token probability on the rating "
+            typer.echo(f"warning: {run['name']} puts only {mass:.1%} of its next-token probability on the rating "
                        "labels; the template may not suit it (try --template chat)", err=True)
-    for run in scores.runs:
-        if run.errors:
-            typer.echo(f"warning: {run.name} failed on {len(run.errors)} prompt(s) (see 'errors' in scores.jsonl); "
-                       "run the same command again to retry them", err=True)
-    unscored = int(np.isnan(scores.final).sum())
+    for run in scored.totals.models:
+        if run["failed_prompts"]:
+            typer.echo(f"warning: {run['name']} failed on {run['failed_prompts']} prompt(s) (see 'errors' in "
+                       "scores.jsonl); run the same command again to retry them", err=True)
+    unscored = scored.totals.unscored
     if unscored:
         typer.echo(f"warning: {unscored} record(s) got no score (zero label mass); they are never selected", err=True)
     typer.echo(f"scores: {Path(out) / 'scores.jsonl'}", err=True)
@@ -178,7 +188,9 @@ def score(input: Input, out: Out, model: Models = None, backend: Backend = "hf",
           quiet: Quiet = False, layout: Layout = "prompt-first", batch_tokens: BatchTokens = None,
           prefix_cache: PrefixCache = True, store: Store = None, skip_bad: SkipBad = False,
           allow_pickle: Pickle = False, rating: Rating = "argmax", calibrate: Calibrate = False,
-          prompt_weights: PromptWeights = "equal", tensor_parallel_size: TensorParallel = 1) -> None:
+          prompt_weights: PromptWeights = "equal", tensor_parallel_size: TensorParallel = 1,
+          container: Container = None, chunk_size: ChunkSize = 10_000, runner: Runner = "local",
+          ray_address: RayAddress = None, workers: Workers = None) -> None:
     """Score every record of INPUT; write DIR/scores.jsonl and DIR/config.json."""
     _score(**locals())
 
@@ -204,7 +216,9 @@ def run(input: Input, out: Out, fraction: Fraction = 0.2, top: Top = None, thres
         batch_tokens: BatchTokens = None, prefix_cache: PrefixCache = True, store: Store = None,
         skip_bad: SkipBad = False, allow_pickle: Pickle = False, rating: Rating = "argmax",
         calibrate: Calibrate = False, prompt_weights: PromptWeights = "equal", report: Report = True,
-        tensor_parallel_size: TensorParallel = 1) -> None:
+        tensor_parallel_size: TensorParallel = 1, container: Container = None,
+        chunk_size: ChunkSize = 10_000, runner: Runner = "local", ray_address: RayAddress = None,
+        workers: Workers = None) -> None:
     """Score INPUT and select from it in one go (default: the best 20%); write DIR/report.html."""
     if top is not None or threshold is not None:
         fraction = None

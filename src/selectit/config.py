@@ -52,6 +52,9 @@ class ScoringConfig:
     prefix_cache: bool = True
     """Compute the tokens that a group of prompts shares (the rating prompt, or the record in
     record-first) once and reuse their keys/values. Same scores, less work."""
+    chunk_size: int = 10_000
+    """Records read, planned and scored together (a shard): memory holds one chunk's prompts, never
+    the whole file; batches are planned within a chunk. Larger chunks sort more prompts by length."""
     max_length: int | None = None
     """Longest prompt in tokens; None uses the model's context size."""
     overlong: str = "truncate"
@@ -97,6 +100,8 @@ class ScoringConfig:
             raise ConfigError(f"--max-length must be >= 16 tokens, got {self.max_length}")
         if self.tensor_parallel_size < 1:
             raise ConfigError(f"--tensor-parallel-size must be >= 1, got {self.tensor_parallel_size}")
+        if self.chunk_size < 1:
+            raise ConfigError(f"--chunk-size must be >= 1, got {self.chunk_size}")
         if self.num_prompts < 1:
             raise ConfigError(f"--num-prompts must be >= 1, got {self.num_prompts}")
         if self.model_weights is not None:

@@ -13,6 +13,8 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +39,15 @@ def _nums(a: np.ndarray) -> list:
 
 
 def file_sha256(path: Path) -> str:
+    """SHA-256 of a file; of a folder (a datasets folder): of its files' relative paths and bytes."""
     h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            h.update(str(file.relative_to(path)).encode("utf-8") + b"\0")
+        with file.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
     return h.hexdigest()
 
 
@@ -66,18 +73,41 @@ def score_rows(scores: Scores) -> list[dict]:
     return rows
 
 
-def resolved_config(scores: Scores, dataset: Dataset | None, seconds: float) -> dict:
-    models = []
-    for run, weight in zip(scores.runs, scores.weights):
-        mass = run.label_mass[np.isfinite(run.label_mass)]
-        models.append({
-            "name": run.name, "num_parameters": run.num_parameters, "weight": float(weight),
-            "label_ids": run.label_ids, "prompt_tokens": run.tokens, "seconds": round(run.seconds, 3),
-            "truncated_records": int(run.truncated.sum()),
-            "mean_label_mass": float(mass.mean()) if mass.size else None,
-            "failed_prompts": len(run.errors),
-            "content_free_probs": None if run.content_free is None else run.content_free.tolist(),
-        })
+@dataclass
+class Totals:
+    """What config.json reports about the scores, summed chunk by chunk (memory: per model, not per record).
+    tokens / seconds: per model, as the runner measured them (default: summed from the chunks)."""
+
+    models: list[dict] = field(default_factory=list)
+    unscored: int = 0
+    _mass: list[list[float]] = field(default_factory=list)
+
+    def add(self, scores: Scores) -> None:
+        if not self.models:
+            self.models = [{"name": r.name, "num_parameters": r.num_parameters, "weight": float(w),
+                            "label_ids": r.label_ids, "prompt_tokens": 0, "seconds": 0.0, "truncated_records": 0,
+                            "mean_label_mass": None, "failed_prompts": 0,
+                            "content_free_probs": None if r.content_free is None else r.content_free.tolist()}
+                           for r, w in zip(scores.runs, scores.weights)]
+            self._mass = [[0.0, 0] for _ in scores.runs]
+        for m, mass, run in zip(self.models, self._mass, scores.runs):
+            m["prompt_tokens"] += run.tokens
+            m["seconds"] = round(m["seconds"] + run.seconds, 3)
+            m["truncated_records"] += int(run.truncated.sum())
+            m["failed_prompts"] += len(run.errors)
+            finite = run.label_mass[np.isfinite(run.label_mass)]
+            mass[0] += float(finite.sum())
+            mass[1] += finite.size
+            m["mean_label_mass"] = mass[0] / mass[1] if mass[1] else None
+        self.unscored += int((~np.isfinite(scores.final)).sum())
+
+
+def resolved_config(scores: Scores, dataset, seconds: float, totals: Totals | None = None) -> dict:
+    """config.json. ``scores``: all of them, or (with ``totals``) any chunk, for the prompts and config;
+    ``dataset``: a formats.Dataset or formats.Source."""
+    if totals is None:
+        totals = Totals()
+        totals.add(scores)
     out = {
         "selectit_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -85,8 +115,8 @@ def resolved_config(scores: Scores, dataset: Dataset | None, seconds: float) -> 
         "config": scores.config.to_dict(),
         "prompts": scores.prompts,
         "labels": scores.labels,
-        "models": models,
-        "unscored_records": int((~np.isfinite(scores.final)).sum()),
+        "models": totals.models,
+        "unscored_records": totals.unscored,
     }
     if dataset is not None:
         out["input"] = {
@@ -99,13 +129,38 @@ def resolved_config(scores: Scores, dataset: Dataset | None, seconds: float) -> 
 
 def write_run(out_dir: str | Path, scores: Scores, dataset: Dataset | None = None, seconds: float = 0.0) -> Path:
     """Write scores.jsonl and config.json into ``out_dir`` (created if needed); each file atomically."""
+    return write_chunks(out_dir, [scores], dataset, lambda: seconds)[0]
+
+
+def write_chunks(out_dir: str | Path, chunks: Iterable[Scores], dataset=None, seconds: Callable[[], float] = float,
+                 adjust: Callable[[Totals], None] | None = None) -> tuple[Path, Totals]:
+    """Write scores.jsonl from scores computed chunk by chunk (in input order), streamed, then
+    config.json; each file atomically. ``adjust`` may correct the totals before config.json."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = score_rows(scores)
-    atomic_write(out / SCORES, lambda f: f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    cfg = resolved_config(scores, dataset, seconds)
+    totals, first = Totals(), []
+
+    def write(f):
+        for scores in chunks:
+            if not first:
+                first.append(scores)
+            totals.add(scores)
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in score_rows(scores))
+
+    atomic_write(out / SCORES, write)
+    if adjust:
+        adjust(totals)
+    cfg = resolved_config(first[0], dataset, seconds(), totals)
     atomic_write(out / CONFIG, lambda f: json.dump(cfg, f, indent=2, ensure_ascii=False))
-    return out
+    return out, totals
+
+
+def read_scores(out_dir: str | Path) -> Iterator[dict]:
+    """The scores.jsonl rows of a run directory, one at a time."""
+    with (Path(out_dir) / SCORES).open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
 
 
 def read_run(out_dir: str | Path) -> tuple[dict, list[dict]]:
@@ -114,6 +169,12 @@ def read_run(out_dir: str | Path) -> tuple[dict, list[dict]]:
     if not (out / SCORES).is_file() or not (out / CONFIG).is_file():
         raise ConfigError(f"{out} is not a scored run directory (no {SCORES} / {CONFIG}); run `selectit score` first")
     cfg = json.loads((out / CONFIG).read_text(encoding="utf-8"))
-    with (out / SCORES).open(encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    return cfg, rows
+    return cfg, list(read_scores(out))
+
+
+def read_config(out_dir: str | Path) -> dict:
+    """config.json of a scored run directory."""
+    out = Path(out_dir)
+    if not (out / SCORES).is_file() or not (out / CONFIG).is_file():
+        raise ConfigError(f"{out} is not a scored run directory (no {SCORES} / {CONFIG}); run `selectit score` first")
+    return json.loads((out / CONFIG).read_text(encoding="utf-8"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -60,36 +61,59 @@ class Scores:
     ids: list = field(default_factory=list)
 
 
-def rate(
-    backend: Backend, records: Sequence[Record], prompts: Sequence[str], labels: Sequence[str],
-    config: ScoringConfig, progress: Progress | None = None, store: ScoreStore | None = None,
-) -> ModelRun:
-    """Run one model over every (record, prompt) pair and apply the token and sentence levels.
+@dataclass(frozen=True)
+class ModelSetup:
+    """What scoring with one loaded model needs besides the records; the same on every worker."""
 
-    Identical (record, prompt) pairs are run once. With a ``store``, pairs already stored are not run
-    again and every computed batch is stored as one transaction, so a killed run resumes where it
-    stopped; the batch plan depends only on the data, so a resumed run computes every batch exactly
-    as an uninterrupted one would.
-    """
-    start = time.perf_counter()
-    probe = rating_text(prompts[0], records[0], config.layout)
-    label_ids = resolve_label_ids(
-        lambda suffix: backend.encode(probe, suffix), backend.decode, labels, context=probe
-    )
+    label_ids: list[int]
+    max_length: int
+    key: str  # the store's model key (see store.model_key)
+
+
+def setup_model(backend: Backend, probe: Record, prompts: Sequence[str], labels: Sequence[str],
+                config: ScoringConfig) -> ModelSetup:
+    """Resolve the rating-label token ids (in the template's position, on ``probe``, the first record)."""
+    text = rating_text(prompts[0], probe, config.layout)
+    label_ids = resolve_label_ids(lambda suffix: backend.encode(text, suffix), backend.decode, labels, context=text)
     max_length = min(config.max_length or backend.max_length, backend.max_length)
-    n, P = len(records), len(prompts)
-    if config.calibrate:  # the content-free inputs ride along with the records, scored the same way
-        records = [*records, *CONTENT_FREE]
+    key = model_key({**backend.fingerprint, "layout": config.layout, "max_length": max_length,
+                     "overlong": config.overlong, "label_ids": label_ids})
+    return ModelSetup(label_ids=label_ids, max_length=max_length, key=key)
+
+
+@dataclass
+class Shard:
+    """Label probabilities of a shard's k distinct (record, prompt) items. n records, P prompts, S labels.
+
+    probs (k, S); keys[k]: (prompt key, record key); cut[k]: truncated; of (n, P): the item of each
+    record and prompt; errors: item -> why the model failed on it (its probs are NaN, not stored)."""
+
+    probs: np.ndarray
+    keys: list[tuple[str, str]]
+    cut: list[bool]
+    of: np.ndarray
+    errors: dict[int, str]
+    tokens: int
+
+
+def score_items(backend: Backend, setup: ModelSetup, records: Sequence[Record], prompts: Sequence[str],
+                config: ScoringConfig, store: ScoreStore | None = None, progress: Progress | None = None) -> Shard:
+    """Run one model over every (record, prompt) pair of ``records``; the unit of work of every runner.
+
+    Identical (record, prompt) pairs are run once. With a ``store``, batches whose pairs are all
+    stored are not run again and every computed batch is stored as one transaction, so a killed run
+    resumes where it stopped; the batch plan depends only on the records, so a resumed run computes
+    every batch exactly as an uninterrupted one would.
+    """
+    n = len(records)
     rkeys = [record_key(r) for r in records]
-    items = _Items.build(backend, records, rkeys, prompts, config, max_length)
-    groups = _groups(items, rkeys, P, config.layout)
+    items = _Items.build(backend, records, rkeys, prompts, config, setup.max_length)
+    groups = _groups(items, rkeys, len(prompts), config.layout)
     keys, cut = items.keys, items.cut
     batches = plan_batches(items.ids, groups, batch_size=config.batch_size, batch_tokens=config.batch_tokens,
                            share_prefix=config.prefix_cache)
-    mkey = model_key({**backend.fingerprint, "layout": config.layout, "max_length": max_length,
-                      "overlong": config.overlong, "label_ids": label_ids})
-    stored = store.load(mkey, keys) if store is not None else {}
-    probs = np.empty((len(items.ids), len(labels)))
+    stored = store.load(setup.key, keys) if store is not None else {}
+    probs = np.empty((len(items.ids), len(setup.label_ids)))
     errors: dict[int, str] = {}
     per_item = n / len(items.ids)  # progress is counted in records
     for batch in batches:
@@ -97,25 +121,54 @@ def rate(
             for k in batch.rows:
                 probs[k] = stored[keys[k]][0]
         else:
-            rows = [items.ids[k] for k in batch.rows]
-            probs[batch.rows], failed = _label_probs(backend, rows, label_ids, batch.shared)
+            rows = [items.ids[k].tolist() for k in batch.rows]
+            probs[batch.rows], failed = _label_probs(backend, rows, setup.label_ids, batch.shared)
             errors.update({batch.rows[r]: msg for r, msg in failed.items()})
             if store is not None:
-                store.put(mkey, [(*keys[k], probs[k], cut[k]) for r, k in enumerate(batch.rows) if r not in failed])
+                store.put(setup.key, [(*keys[k], probs[k], cut[k]) for r, k in enumerate(batch.rows) if r not in failed])
         if progress:
             progress(len(batch.rows) * per_item)
-    grid = probs[items.of]  # (n [+ content-free], P, S)
-    content_free = grid[n:].mean(axis=0) if config.calibrate else None  # (P, S)
-    grid = grid[:n]
+    return Shard(probs=probs, keys=keys, cut=cut, of=items.of, errors=errors, tokens=sum(len(x) for x in items.ids))
+
+
+def model_run(name: str, num_parameters: int, label_ids: list[int], grid: np.ndarray, truncated: np.ndarray,
+              errors: dict, config: ScoringConfig, *, tokens: int, seconds: float,
+              content_free: np.ndarray | None = None) -> ModelRun:
+    """The token and sentence levels of one model. grid: (n, P, S) label probabilities; truncated: (n,);
+    content_free: (P, S) mean label probabilities on the content-free inputs (needed with calibrate)."""
     token, sentence = levels(grid, content_free, config)
-    truncated = np.asarray(cut, dtype=bool)[items.of[:n]].any(axis=1)
     return ModelRun(
-        name=backend.name, num_parameters=int(backend.num_parameters), label_ids=label_ids, probs=grid,
+        name=name, num_parameters=int(num_parameters), label_ids=label_ids, probs=grid,
         label_mass=reflection.label_mass(grid), token=token, sentence=sentence, truncated=truncated,
-        content_free=content_free, tokens=sum(len(x) for x in items.ids), seconds=time.perf_counter() - start,
-        errors={(int(i), int(j)): errors[k] for (i, j), k in np.ndenumerate(items.of[:n]) if k in errors}
-        if errors else {},
+        content_free=content_free, tokens=tokens, seconds=seconds, errors=errors,
     )
+
+
+def rate(
+    backend: Backend, records: Sequence[Record], prompts: Sequence[str], labels: Sequence[str],
+    config: ScoringConfig, progress: Progress | None = None, store: ScoreStore | None = None,
+) -> ModelRun:
+    """Run one model over every (record, prompt) pair (see :func:`score_items`), then apply the token
+    and sentence levels. With ``config.calibrate`` the content-free inputs are scored along with them."""
+    start = time.perf_counter()
+    n = len(records)
+    setup = setup_model(backend, records[0], prompts, labels, config)
+    shard = score_items(backend, setup, with_content_free(records, config), prompts, config, store, progress)
+    errors = shard.errors
+    grid = shard.probs[shard.of]  # (n [+ content-free], P, S)
+    return model_run(
+        backend.name, backend.num_parameters, setup.label_ids, grid[:n],
+        np.asarray(shard.cut, dtype=bool)[shard.of[:n]].any(axis=1),
+        {(int(i), int(j)): errors[k] for (i, j), k in np.ndenumerate(shard.of[:n]) if k in errors} if errors else {},
+        config, tokens=shard.tokens, seconds=time.perf_counter() - start,
+        content_free=grid[n:].mean(axis=0) if config.calibrate else None,
+    )
+
+
+def with_content_free(records: Sequence[Record], config: ScoringConfig) -> Sequence[Record]:
+    """``records``, plus the content-free inputs when ``config.calibrate`` (they are scored and stored
+    like any record; in a file scored chunk by chunk, every chunk carries them and the store runs them once)."""
+    return [*records, *CONTENT_FREE] if config.calibrate else records
 
 
 def levels(probs: np.ndarray, content_free: np.ndarray | None, config: ScoringConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -135,10 +188,10 @@ def levels(probs: np.ndarray, content_free: np.ndarray | None, config: ScoringCo
 class _Items:
     """The distinct (record, prompt) pairs to run, tokenized once. Duplicated records map to one item.
 
-    ids[k]: token ids; keys[k]: (prompt key, record key); cut[k]: truncated; owner[k]: the first
+    ids[k]: token ids (compact arrays); keys[k]: (prompt key, record key); cut[k]: truncated; owner[k]: the first
     (record, prompt) it came from; of: (n, P) item of each record and prompt."""
 
-    ids: list[list[int]]
+    ids: list[array]
     keys: list[tuple[str, str]]
     cut: list[bool]
     owner: list[tuple[int, int]]
@@ -156,7 +209,7 @@ class _Items:
                 if key not in slot:
                     ids, cut = fit_prompt(backend.encode, prompt, record, max_length, config.overlong, config.layout)
                     slot[key] = len(items.ids)
-                    items.ids.append(ids)
+                    items.ids.append(array("i", ids))  # 4 bytes a token, not an 8-byte pointer to an int object
                     items.keys.append(key)
                     items.cut.append(cut)
                     items.owner.append((i, j))
@@ -220,7 +273,7 @@ def combine(runs: Sequence[ModelRun], config: ScoringConfig) -> tuple[np.ndarray
     return weights, reflection.model_scores(sentence, weights)
 
 
-def _unique_names(runs: Sequence[ModelRun]) -> None:
+def unique_names(runs: Sequence[ModelRun]) -> None:
     seen: dict[str, int] = {}
     for r in runs:
         seen[r.name] = seen.get(r.name, 0) + 1
@@ -245,12 +298,7 @@ def score_records(
     specs = backends if backends is not None else config.models
     runs = []
     for m, spec in enumerate(specs):
-        backend = spec if backends is not None else load_backend(
-            config.backend, spec, template=config.template, dtype=config.dtype, device=config.device,
-            max_length=config.max_length, trust_remote_code=config.trust_remote_code,
-            prefix_cache=config.prefix_cache, allow_pickle=config.allow_pickle,
-            tensor_parallel_size=config.tensor_parallel_size,
-        )
+        backend = spec if backends is not None else load_model(config, spec)
         bar = _progress_bar(len(records), f"model {m + 1}/{len(specs)} {backend.name}") if progress else None
         try:
             runs.append(rate(backend, records, prompts, labels, config, bar.update if bar else None, store))
@@ -259,10 +307,20 @@ def score_records(
                 bar.close()
         del backend
         gc.collect()
-    _unique_names(runs)
+    unique_names(runs)
     weights, final = combine(runs, config)
     return Scores(config=config, prompts=prompts, labels=labels, runs=runs, weights=weights, final=final,
                   ids=[r.id for r in records])
+
+
+def load_model(config: ScoringConfig, spec: str | None) -> Backend:
+    """Load one model of ``config`` with its backend and options."""
+    return load_backend(
+        config.backend, spec, template=config.template, dtype=config.dtype, device=config.device,
+        max_length=config.max_length, trust_remote_code=config.trust_remote_code,
+        prefix_cache=config.prefix_cache, allow_pickle=config.allow_pickle,
+        tensor_parallel_size=config.tensor_parallel_size,
+    )
 
 
 def _progress_bar(total: int, desc: str):

@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS probs (
     PRIMARY KEY (model, prompt, record)
 ) WITHOUT ROWID
 """
+LOOKUP_ROWS = 500  # keys per lookup query (SQLite allows 32766 parameters; small queries stay quick)
 
 
 def _hash(obj) -> str:
@@ -58,20 +59,28 @@ class ScoreStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=60)
+        # check_same_thread off: a Ray actor may run its calls on another thread than the one that opened it
+        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=60, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a killed process
         self.db.execute(SCHEMA)
 
     def load(self, model: str, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[np.ndarray, bool]]:
-        """The stored (probs (S,), truncated) of the given (prompt, record) keys, where present."""
-        wanted = set(keys)
+        """The stored (probs (S,), truncated) of the given (prompt, record) keys, where present.
+        Index probes on the primary key, LOOKUP_ROWS keys per query: cost grows with the keys asked
+        for, not with the rows stored."""
+        by_prompt: dict[str, list[str]] = {}
+        for prompt, record in set(keys):
+            by_prompt.setdefault(prompt, []).append(record)
         found = {}
-        for prompt, record, blob, truncated in self.db.execute(
-            "SELECT prompt, record, probs, truncated FROM probs WHERE model = ?", (model,)
-        ):
-            if (prompt, record) in wanted:
-                found[(prompt, record)] = (np.frombuffer(blob, dtype=np.float64).copy(), bool(truncated))
+        for prompt, records in by_prompt.items():
+            for i in range(0, len(records), LOOKUP_ROWS):
+                part = records[i : i + LOOKUP_ROWS]
+                for record, blob, truncated in self.db.execute(
+                    "SELECT record, probs, truncated FROM probs WHERE model = ? AND prompt = ? "
+                    f"AND record IN ({','.join('?' * len(part))})", (model, prompt, *part)
+                ):
+                    found[(prompt, record)] = (np.frombuffer(blob, dtype=np.float64).copy(), bool(truncated))
         return found
 
     def put(self, model: str, rows: Sequence[tuple[str, str, np.ndarray, bool]]) -> None:

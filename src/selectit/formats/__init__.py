@@ -1,18 +1,30 @@
 """Input and output formats (SPEC section 4).
 
-``read(path)`` detects the container (JSON array or JSON Lines) and the schema (alpaca, sharegpt,
-messages) and returns a :class:`Dataset`; ``write(dataset, indices, path)`` writes chosen records in
-the input's own format, each record unchanged.
+``read(path)`` detects the container (JSON array, JSON Lines, parquet, CSV, a datasets folder) and
+the schema (alpaca, sharegpt, messages) and returns a :class:`Dataset`; ``write(dataset, indices,
+path)`` writes chosen records in the input's own format, each record unchanged.
+
+For files that need not fit in memory: ``scan(path)`` checks every record once and returns a
+:class:`Source`, which reads the records again chunk by chunk (any chunk on its own, so shards can
+be read by different workers); ``write_selection`` writes chosen records from a Source, streamed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import os
+import pickle
+import tempfile
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from selectit.formats import alpaca, conversation
-from selectit.formats.containers import CONTAINERS, detect_container, read_container, write_container
+from selectit.formats.containers import (
+    CONTAINERS, START, Cursor, Item, detect_container, read_container, read_positioned, write_container,
+)
 from selectit.records import DataError, Record
 
 SCHEMAS = ("alpaca", "sharegpt", "messages")
@@ -65,19 +77,48 @@ def _parse(obj: dict, schema: str) -> tuple[str, str]:
 def read(path: str | Path, *, schema: str | None = None, container: str | None = None,
          skip_bad: bool = False) -> Dataset:
     """Read every record of ``path`` (see :func:`parse_records` for how bad records are reported)."""
+    path, container = _check(path, schema, container)
+    schema, records, rejects = parse_records(read_container(path, container), schema=schema, source=str(path),
+                                             skip_bad=skip_bad)
+    return Dataset(path=path, container=container, schema=schema, records=records, rejects=rejects)
+
+
+def _check(path: str | Path, schema: str | None, container: str | None) -> tuple[Path, str]:
+    """(path, container) after checking that the file exists and the names are known."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected a data file (.json or .jsonl)")
     if schema is not None and schema not in SCHEMAS:
         raise DataError(f"unknown format {schema!r}; expected one of {', '.join(SCHEMAS)}")
     if container is not None and container not in CONTAINERS:
         raise DataError(f"unknown container {container!r}; expected one of {', '.join(CONTAINERS)}")
-    container = container or detect_container(path)
-    schema, records, rejects = parse_records(read_container(path, container), schema=schema, source=str(path),
-                                             skip_bad=skip_bad)
-    return Dataset(path=path, container=container, schema=schema, records=records, rejects=rejects)
+    return path, container or detect_container(path)
+
+
+def _parse_item(index: int, item: Item, schema: str | None) -> tuple[str | None, Record | Reject]:
+    """(schema, Record or Reject) of the item at position ``index``; the first good object fixes the schema."""
+    obj, text, where, problem = item
+    if obj is not None:
+        try:
+            schema = schema or detect_schema(obj)
+            instruction, response = _parse(obj, schema)
+        except (ValueError, DataError) as e:
+            problem = str(e)
+    if problem is not None:
+        return schema, Reject(where=f"record {index} ({where})", reason=problem, text=(text or "")[:200])
+    rid = obj["id"] if "id" in obj else index
+    return schema, Record(id=rid, instruction=instruction, response=response, raw=obj, raw_text=text)
+
+
+def _check_rejects(source: str, schema: str | None, count: int, rejects: list[Reject], skip_bad: bool) -> None:
+    if rejects and not skip_bad:
+        shown = "; ".join(f"{r.where} {r.reason}" for r in rejects[:MAX_REPORTED])
+        more = f" (and {len(rejects) - MAX_REPORTED} more)" if len(rejects) > MAX_REPORTED else ""
+        raise DataError(f"{source}: {len(rejects)} bad record(s){f' as {schema}' if schema else ''}: {shown}{more}"
+                        "; fix them or pass --skip-bad to leave them out")
+    if not count:
+        raise DataError(f"{source}: no usable records; the dataset is empty" if not rejects else
+                        f"{source}: every record is bad ({len(rejects)}), e.g. {rejects[0].where} {rejects[0].reason}")
 
 
 def parse_records(
@@ -91,26 +132,10 @@ def parse_records(
     many there are in all (one run shows every problem); with it they are returned as rejects."""
     records: list[Record] = []
     rejects: list[Reject] = []
-    for index, (obj, text, where, problem) in enumerate(items):
-        if obj is not None:
-            try:
-                schema = schema or detect_schema(obj)
-                instruction, response = _parse(obj, schema)
-            except (ValueError, DataError) as e:
-                problem = str(e)
-        if problem is not None:
-            rejects.append(Reject(where=f"record {index} ({where})", reason=problem, text=(text or "")[:200]))
-            continue
-        rid = obj["id"] if "id" in obj else index
-        records.append(Record(id=rid, instruction=instruction, response=response, raw=obj, raw_text=text))
-    if rejects and not skip_bad:
-        shown = "; ".join(f"{r.where} {r.reason}" for r in rejects[:MAX_REPORTED])
-        more = f" (and {len(rejects) - MAX_REPORTED} more)" if len(rejects) > MAX_REPORTED else ""
-        raise DataError(f"{source}: {len(rejects)} bad record(s){f' as {schema}' if schema else ''}: {shown}{more}"
-                        "; fix them or pass --skip-bad to leave them out")
-    if not records:
-        raise DataError(f"{source}: no usable records; the dataset is empty" if not rejects else
-                        f"{source}: every record is bad ({len(rejects)}), e.g. {rejects[0].where} {rejects[0].reason}")
+    for index, item in enumerate(items):
+        schema, got = _parse_item(index, item, schema)
+        (rejects if isinstance(got, Reject) else records).append(got)
+    _check_rejects(source, schema, len(records), rejects, skip_bad)
     return schema, records, rejects
 
 
@@ -127,4 +152,113 @@ def from_dicts(objs: Iterable[dict], *, schema: str | None = None) -> list[Recor
 def write(dataset: Dataset, indices: Sequence[int], path: str | Path) -> None:
     """Write the records at ``indices`` (in that order) to ``path`` in the dataset's own format."""
     chosen = [dataset.records[i] for i in indices]
-    write_container([(r.raw, r.raw_text) for r in chosen], Path(path), dataset.container)
+    write_container([(r.raw, r.raw_text) for r in chosen], Path(path), dataset.container, like=dataset.path)
+
+
+@dataclass
+class Source:
+    """A data file checked once by :func:`scan` and read again chunk by chunk, never whole.
+
+    count: usable records; chunk k holds the usable records among input items
+    [k * chunk_size, (k + 1) * chunk_size) (items: records, bad ones included); starts[k]: where
+    chunk k begins in the file; duplicate_ids: how many record ids repeat an earlier one."""
+
+    path: Path
+    container: str
+    schema: str
+    count: int
+    chunk_size: int
+    starts: list[Cursor]
+    rejects: list[Reject] = field(default_factory=list)
+    duplicate_ids: int = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def chunk(self, k: int) -> list[Record]:
+        """The usable records of chunk ``k``, in input order."""
+        stop = self.starts[k][0] + self.chunk_size
+        out = []
+        for (index, _, _), item in read_positioned(self.path, self.container, self.starts[k]):
+            if index >= stop:
+                break
+            _, got = _parse_item(index, item, self.schema)
+            if isinstance(got, Record):
+                out.append(got)
+        return out
+
+    def chunks(self) -> Iterator[list[Record]]:
+        """Every chunk in order, in one pass over the file (chunk(k) seeks; CSV can only skip rows)."""
+        current, out = 0, []
+        for (index, _, _), item in read_positioned(self.path, self.container, START):
+            if index // self.chunk_size != current:
+                yield out
+                current, out = index // self.chunk_size, []
+            _, got = _parse_item(index, item, self.schema)
+            if isinstance(got, Record):
+                out.append(got)
+        if self.starts:
+            yield out
+
+    def records(self) -> Iterator[Record]:
+        for chunk in self.chunks():
+            yield from chunk
+
+
+def scan(path: str | Path, *, schema: str | None = None, container: str | None = None, skip_bad: bool = False,
+         chunk_size: int = 20_000) -> Source:
+    """Read ``path`` once, as a stream: check every record (bad records are reported as by
+    :func:`parse_records`), fix the schema, and note where each chunk of ``chunk_size`` items starts.
+    Memory: the rejects, one cursor per chunk and 8 bytes per record (to count duplicate ids)."""
+    if chunk_size < 1:
+        raise DataError(f"chunk size must be >= 1, got {chunk_size}")
+    path, container = _check(path, schema, container)
+    starts: list[Cursor] = []
+    rejects: list[Reject] = []
+    ids, count = array("q"), 0
+    for cursor, item in read_positioned(path, container, START):
+        index = cursor[0]
+        if index % chunk_size == 0:
+            starts.append(cursor)
+        schema, got = _parse_item(index, item, schema)
+        if isinstance(got, Reject):
+            rejects.append(got)
+            continue
+        count += 1
+        ids.append(hash(repr(got.id)))
+    _check_rejects(str(path), schema, count, rejects, skip_bad)
+    duplicates = count - len(np.unique(np.frombuffer(ids, dtype=np.int64)))
+    return Source(path=path, container=container, schema=schema, count=count, chunk_size=chunk_size,
+                  starts=starts, rejects=rejects, duplicate_ids=duplicates)
+
+
+def write_selection(source: Source, indices: np.ndarray, path: str | Path) -> None:
+    """Write the records at ``indices`` (positions among the usable records, in that order) to
+    ``path`` in the source's own format, streamed. Out of input order, the chosen records are first
+    copied (one pass over the input) to a temporary file next to ``path``, then read back in order."""
+    indices = np.asarray(indices, dtype=np.int64)
+    path = Path(path)
+    chosen = np.zeros(len(source), dtype=bool)
+    chosen[indices] = True
+    if np.all(np.diff(indices) > 0):
+        picked = ((r.raw, r.raw_text) for i, r in enumerate(source.records()) if chosen[i])
+        write_container(picked, path, source.container, like=source.path)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    offsets = np.zeros(len(source), dtype=np.int64)
+    fd, spill = tempfile.mkstemp(prefix=".selectit-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w+b") as f:
+            for i, r in enumerate(source.records()):
+                if chosen[i]:
+                    offsets[i] = f.tell()
+                    pickle.dump((r.raw, r.raw_text), f, protocol=pickle.HIGHEST_PROTOCOL)
+
+            def in_order():
+                for i in indices:
+                    f.seek(offsets[i])
+                    yield pickle.load(f)  # noqa: S301 - our own temporary file, written just above
+
+            write_container(in_order(), path, source.container, like=source.path)
+    finally:
+        os.unlink(spill)

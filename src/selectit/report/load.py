@@ -10,7 +10,7 @@ import numpy as np
 
 from selectit.errors import USER_ERRORS
 from selectit.output import read_run
-from selectit.pipeline import SELECTION, choose, scored_input
+from selectit.pipeline import SELECTION, choose, ids_digest, scored_input
 
 DEFAULT_FRACTION = 0.2
 
@@ -75,9 +75,11 @@ def load_run(run_dir: str | Path, *, fraction: float | None = None, top: int | N
         view.mass[m] = view.mass[m].reshape(len(rows), -1)
     view.selected, view.policy = _selection(path, score, fraction, top, threshold)
     try:
-        dataset = scored_input(path, cfg, rows, "the report shows scores without the records' text")
-        view.instructions = [r.instruction for r in dataset.records]
-        view.responses = [r.response for r in dataset.records]
+        source = scored_input(path, cfg, len(rows), ids_digest(r["id"] for r in rows),
+                              "the report shows scores without the records' text")
+        records = list(source.records())
+        view.instructions = [r.instruction for r in records]
+        view.responses = [r.response for r in records]
     except USER_ERRORS as e:
         view.input_problem = str(e)
     return view

@@ -1,0 +1,183 @@
+"""The Ray runner: the input's chunks become a Ray Data dataset (one row per chunk), mapped by a pool
+of stateful scorer actors (``map_batches`` with a callable class, ``workers`` of them, a GPU each when
+the cluster has GPUs). Each actor loads the model once and runs :func:`score_shard`, the local
+runner's shard function, on the chunks it is given.
+
+The store: each actor writes its batches to its own SQLite file next to the store (no two writers
+on one file; in ``<store>.parts/``), and reads what is stored from the store and from every part
+file. The driver merges the parts into the store, one transaction each, then deletes them (a part
+left by a killed driver is merged by the next run). An actor that dies is restarted by Ray and its
+chunk retried; the retried chunk finds the batches the dead actor committed, so at most the batch
+in flight is lost.
+
+The input file and the store must be reachable at the same path from every worker: on one node
+they are; on a multi-node cluster put them on a shared filesystem.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from selectit.config import ScoringConfig
+from selectit.errors import USER_ERRORS, ConfigError
+from selectit.formats import Source
+from selectit.runners.shard import ModelResult, score_shard
+from selectit.store import ScoreStore
+
+PARTS = ".parts"
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--runner ray needs Ray: pip install 'selectit[ray]'") from None
+    return ray
+
+
+def parts_dir(store: Path) -> Path:
+    return store.with_name(store.name + PARTS)
+
+
+class SplitStore:
+    """Reads from the store and every part file; writes to this actor's own part file."""
+
+    def __init__(self, store: Path):
+        self.store, self.parts = store, parts_dir(store)
+        self.parts.mkdir(parents=True, exist_ok=True)
+        self.own = ScoreStore(self.parts / f"{uuid.uuid4().hex}.sqlite")
+        self.path = self.own.path
+
+    def load(self, model, keys):
+        keys = list(keys)
+        found = {}
+        for path in [self.store, *sorted(self.parts.glob("*.sqlite"))]:
+            if path.exists():
+                db = self.own if path == self.own.path else ScoreStore(path)
+                try:
+                    found.update(db.load(model, [k for k in keys if k not in found]))
+                finally:
+                    if db is not self.own:
+                        db.close()
+        return found
+
+    def put(self, model, rows) -> None:
+        self.own.put(model, rows)
+
+    def close(self) -> None:
+        self.own.close()
+
+
+def merge_parts(store: Path) -> int:
+    """Move every part file's rows into the store, one transaction per part; returns rows merged."""
+    parts = parts_dir(store)
+    if not parts.is_dir():
+        return 0
+    merged = 0
+    db = ScoreStore(store)
+    try:
+        for part in sorted(parts.glob("*.sqlite")):
+            db.db.execute("ATTACH DATABASE ? AS part", (str(part),))
+            try:
+                with db.db:
+                    db.db.execute("BEGIN IMMEDIATE")
+                    merged += db.db.execute("INSERT OR REPLACE INTO probs SELECT * FROM part.probs").rowcount
+            finally:
+                db.db.execute("DETACH DATABASE part")
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(part) + suffix).unlink(missing_ok=True)
+        parts.rmdir()
+    finally:
+        db.close()
+    return merged
+
+
+class ShardScorer:
+    """A Ray Data actor: one model, loaded once; scores the chunks it is given into its part file."""
+
+    def __init__(self, source: Source, spec: str | None, config: ScoringConfig, prompts: list[str],
+                 labels: list[str], store: str):
+        from selectit.scorer import load_model, setup_model
+
+        self.source, self.config, self.prompts = source, config, prompts
+        self.backend = load_model(config, spec)
+        self.setup = setup_model(self.backend, next(source.records()), prompts, labels, config)
+        self.store = SplitStore(Path(store))
+
+    def __call__(self, batch: dict) -> dict:
+        out = {"chunk": [], "records": [], "tokens": [], "errors": [], "name": [], "num_parameters": [],
+               "label_ids": [], "key": []}
+        for k in batch["chunk"]:
+            records = self.source.chunk(int(k))
+            tokens, errors = score_shard(self.backend, self.setup, records, self.prompts, self.config, self.store)
+            out["chunk"].append(int(k))
+            out["records"].append(len(records))
+            out["tokens"].append(tokens)
+            out["errors"].append(json.dumps([[p, r, msg, cut] for (p, r), (msg, cut) in errors.items()]))
+            out["name"].append(self.backend.name)
+            out["num_parameters"].append(int(self.backend.num_parameters))
+            out["label_ids"].append(json.dumps(self.setup.label_ids))
+            out["key"].append(self.setup.key)
+        return {name: np.asarray(values) for name, values in out.items()}
+
+
+def _raise_user_error(error: BaseException) -> None:
+    """A user error (bad model, labels that are not one token...) raised inside an actor: re-raise it
+    as itself, so the command line shows its one line instead of Ray's traceback."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, USER_ERRORS):
+            raise error.with_traceback(None) from None
+        error = getattr(error, "cause", None) or error.__cause__
+
+
+def score_model(source: Source, spec: str | None, config: ScoringConfig, prompts: list[str], labels: list[str],
+                store: Path, *, address: str | None = None, workers: int = 2, progress: bool = True,
+                desc: str = "model") -> ModelResult:
+    """Run ``spec`` over every chunk of ``source`` on ``workers`` Ray actors; merge their results into
+    the store at ``store``. Joins the Ray cluster at ``address`` (or the one already started in this
+    process; otherwise starts a local one)."""
+    ray = _ray()
+    start = time.perf_counter()
+    store = Path(store).resolve()
+    merge_parts(store)  # what a killed run left
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = progress
+    cpus, gpus = ray.cluster_resources().get("CPU", 0), ray.cluster_resources().get("GPU", 0)
+    use_gpu = gpus >= 1 and config.backend != "fake" and config.device != "cpu"
+    if (gpus if use_gpu else cpus) < workers:
+        raise ConfigError(f"--workers {workers} needs {workers} {'GPUs' if use_gpu else 'CPUs'}; the Ray cluster "
+                          f"has {gpus if use_gpu else cpus:g}")
+    chunks = ray.data.from_items([{"chunk": k} for k in range(len(source.starts))])
+    # Ray Data restarts a dead actor and retries its chunk by default (max_restarts / max_task_retries -1)
+    scored = chunks.map_batches(
+        ShardScorer, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
+        num_gpus=1 if use_gpu else 0,
+        fn_constructor_kwargs={"source": source, "spec": spec, "config": config, "prompts": prompts,
+                               "labels": labels, "store": str(store)},
+    )
+    result = None
+    try:
+        for row in scored.iter_rows():
+            if result is None:
+                result = ModelResult(name=str(row["name"]), num_parameters=int(row["num_parameters"]),
+                                     label_ids=json.loads(str(row["label_ids"])), key=str(row["key"]))
+            result.tokens += int(row["tokens"])
+            result.errors.update({(p, r): (msg, bool(cut)) for p, r, msg, cut in json.loads(str(row["errors"]))})
+    except ray.exceptions.RayError as e:
+        _raise_user_error(e)
+        raise
+    finally:
+        merge_parts(store)
+    result.seconds = time.perf_counter() - start
+    return result

@@ -1,0 +1,125 @@
+"""The Ray runner: a local Ray instance started here (2 CPUs), 2 scorer actors; scores.jsonl equal to the
+local runner's byte for byte; a worker killed mid-run is restarted and the run completes."""
+
+import json
+import os
+import signal
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from conftest import DEMO  # noqa: E402
+from selectit.config import ScoringConfig  # noqa: E402
+from selectit.errors import ConfigError  # noqa: E402
+from selectit.pipeline import score_file  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _data(tmp_path, n):
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps(o) + "\n" for o in json.loads(DEMO.read_text())[:n]))
+    return path
+
+
+def _both(tmp_path, data, config):
+    score_file(data, tmp_path / "local", config, progress=False)
+    ray_run = score_file(data, tmp_path / "ray", config, progress=False, runner="ray", workers=2)
+    return ray_run, (tmp_path / "local" / "scores.jsonl").read_bytes(), (tmp_path / "ray" / "scores.jsonl").read_bytes()
+
+
+def test_ray_equals_local_on_the_tiny_model(tmp_path, local_ray, tiny_model_dir):
+    config = ScoringConfig(models=(str(tiny_model_dir),), num_prompts=3, batch_size=4, chunk_size=8)
+    run, local, distributed = _both(tmp_path, _data(tmp_path, 30), config)
+    assert local == distributed and len(local.splitlines()) == 30
+    assert not (tmp_path / "ray" / "store.sqlite.parts").exists()  # every part merged into the store
+    with sqlite3.connect(tmp_path / "ray" / "store.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM probs").fetchone()[0] == 90
+    cfg = json.loads((tmp_path / "ray" / "config.json").read_text())
+    assert cfg["models"][0]["prompt_tokens"] == run.models[0].tokens > 0
+
+
+def test_ray_user_errors_and_flags(tmp_path, local_ray):
+    data = _data(tmp_path, 4)
+    with pytest.raises(ConfigError, match="needs 3 CPUs"):
+        score_file(data, tmp_path / "x", ScoringConfig(backend="fake"), progress=False, runner="ray", workers=3)
+    with pytest.raises(ConfigError, match="--runner must be one of"):
+        score_file(data, tmp_path / "x", ScoringConfig(backend="fake"), progress=False, runner="spark")
+    with pytest.raises(ConfigError, match="apply to --runner ray only"):
+        score_file(data, tmp_path / "x", ScoringConfig(backend="fake"), progress=False, workers=2)
+
+
+def _descends_from_us(pid):
+    while pid > 1:
+        if pid == os.getpid():
+            return True
+        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return False
+
+
+def _workers():
+    """PIDs of the Ray scorer actors this test's Ray instance started (Ray names their processes
+    ray::MapWorker(...); only descendants of this process, never another Ray on the machine)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if (proc.name.isdigit() and (proc / "cmdline").read_bytes().startswith(b"ray::MapWorker")
+                    and _descends_from_us(int(proc.name))):
+                pids.append(int(proc.name))
+        except (OSError, ValueError, IndexError):
+            pass
+    return pids
+
+
+def _part_rows(parts):
+    total = 0
+    for part in parts.glob("*.sqlite"):
+        try:
+            with sqlite3.connect(part, timeout=1) as db:
+                total += db.execute("SELECT COUNT(*) FROM probs").fetchone()[0]
+        except sqlite3.Error:
+            pass
+    return total
+
+
+def test_a_killed_worker_is_restarted_and_the_run_completes(tmp_path, local_ray, tiny_model_dir):
+    config = ScoringConfig(models=(str(tiny_model_dir),), num_prompts=5, batch_size=1, chunk_size=10)
+    data = _data(tmp_path, 40)
+    score_file(data, tmp_path / "local", config, progress=False)
+    parts, errors = tmp_path / "ray" / "store.sqlite.parts", []
+
+    def run():
+        try:
+            score_file(data, tmp_path / "ray", config, progress=False, runner="ray", workers=2)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline, killed = time.time() + 240, None
+    while thread.is_alive() and time.time() < deadline and killed is None:
+        if _part_rows(parts) >= 5 and _workers():
+            killed = _workers()[0]
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.05)
+    thread.join(600)
+    assert not errors, errors
+    assert killed is not None, "the run ended before a worker could be killed"
+    assert (tmp_path / "ray" / "scores.jsonl").read_bytes() == (tmp_path / "local" / "scores.jsonl").read_bytes()
+
+
+@pytest.mark.embedded
+def test_ray_equals_local_on_the_embedded_model(tmp_path, local_ray):
+    config = ScoringConfig(num_prompts=2, batch_size=2, chunk_size=2)
+    _, local, distributed = _both(tmp_path, _data(tmp_path, 4), config)
+    assert local == distributed and len(local.splitlines()) == 4
