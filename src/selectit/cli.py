@@ -4,6 +4,7 @@
                    [--alpha A] [--batch-size B] [--max-length L] ...
     selectit select DIR (--fraction F | --top N | --threshold T) [--output FILE]
     selectit run INPUT --out DIR [--fraction F] ...
+    selectit compare DIR DIR... [--fraction F | --top N | --threshold T] [--csv PATH]
 
 Bad input or configuration: a one-line reason on stderr and exit code 2.
 """
@@ -59,6 +60,10 @@ Fraction = Annotated[Optional[float], typer.Option(help="Keep this fraction of r
 Top = Annotated[Optional[int], typer.Option(help="Keep the N best records.")]
 Threshold = Annotated[Optional[float], typer.Option(help="Keep records scoring at least T.")]
 Output = Annotated[Optional[Path], typer.Option("--output", help="Selected records (default: DIR/selected.<ext>).")]
+Method = Annotated[str, typer.Option(
+    help="selectit (full method), token, sentence, model (one level), or a baseline: random, length, "
+    "perplexity, ifd.")]
+Seed = Annotated[int, typer.Option(help="Seed of --method random.")]
 KeepOrder = Annotated[bool, typer.Option("--keep-order", help="Write the selection in input order, not best first.")]
 
 
@@ -96,7 +101,7 @@ def _weights(text: str | None) -> tuple[float, ...] | None:
 
 def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, batch_size, max_length,
             overlong, dtype, device, model_weights, trust_remote_code, layout, batch_tokens, prefix_cache,
-            allow_pickle):
+            allow_pickle, method, seed):
     from selectit.config import ScoringConfig
     from selectit.prompts import choose_prompts, read_prompts
 
@@ -105,7 +110,7 @@ def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, 
         num_prompts=num_prompts, scale=scale, alpha=alpha, mode=mode, template=template,
         batch_size=batch_size, max_length=max_length, overlong=overlong, dtype=dtype, device=device,
         model_weights=_weights(model_weights), trust_remote_code=trust_remote_code, layout=layout,
-        batch_tokens=batch_tokens, prefix_cache=prefix_cache, allow_pickle=allow_pickle,
+        batch_tokens=batch_tokens, prefix_cache=prefix_cache, allow_pickle=allow_pickle, method=method, seed=seed,
     )
     choose_prompts(read_prompts(config.prompts_file), config.num_prompts, config.scale)  # fail before loading
     return config
@@ -113,7 +118,7 @@ def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, 
 
 _CONFIG_FLAGS = ("model", "backend", "prompts", "num_prompts", "scale", "alpha", "mode", "template", "batch_size",
                  "max_length", "overlong", "dtype", "device", "model_weights", "trust_remote_code", "layout",
-                 "batch_tokens", "prefix_cache", "allow_pickle")
+                 "batch_tokens", "prefix_cache", "allow_pickle", "method", "seed")
 
 
 def _score(input, out, fmt, quiet, store, skip_bad, **args):
@@ -137,12 +142,17 @@ def _score(input, out, fmt, quiet, store, skip_bad, **args):
         if mass < 0.1:
             typer.echo(f"warning: {run.name} puts only {mass:.1%} of its next-token probability on the rating "
                        "labels; the template may not suit it (try --template chat)", err=True)
+    if not scores.runs:
+        typer.echo(f"{config.method}: {len(dataset)} records in {scores.info.get('seconds', 0):.1f}s", err=True)
     for run in scores.runs:
         if run.errors:
             typer.echo(f"warning: {run.name} failed on {len(run.errors)} prompt(s) (see 'errors' in scores.jsonl); "
                        "run the same command again to retry them", err=True)
     unscored = int(np.isnan(scores.final).sum())
-    if unscored:
+    if unscored and config.method == "ifd":
+        typer.echo(f"note: {unscored} record(s) have IFD > 1 (or no response token) and are never selected, "
+                   "as in Li et al. (2024)", err=True)
+    elif unscored:
         typer.echo(f"warning: {unscored} record(s) got no score (zero label mass); they are never selected", err=True)
     typer.echo(f"scores: {Path(out) / 'scores.jsonl'}", err=True)
 
@@ -166,7 +176,7 @@ def score(input: Input, out: Out, model: Models = None, backend: Backend = "hf",
           model_weights: Weights = None, fmt: Format = None, trust_remote_code: Trust = False,
           quiet: Quiet = False, layout: Layout = "prompt-first", batch_tokens: BatchTokens = None,
           prefix_cache: PrefixCache = True, store: Store = None, skip_bad: SkipBad = False,
-          allow_pickle: Pickle = False) -> None:
+          allow_pickle: Pickle = False, method: Method = "selectit", seed: Seed = 0) -> None:
     """Score every record of INPUT; write DIR/scores.jsonl and DIR/config.json."""
     _score(**locals())
 
@@ -190,7 +200,8 @@ def run(input: Input, out: Out, fraction: Fraction = 0.2, top: Top = None, thres
         device: Device = "auto", model_weights: Weights = None, fmt: Format = None,
         trust_remote_code: Trust = False, quiet: Quiet = False, layout: Layout = "prompt-first",
         batch_tokens: BatchTokens = None, prefix_cache: PrefixCache = True, store: Store = None,
-        skip_bad: SkipBad = False, allow_pickle: Pickle = False) -> None:
+        skip_bad: SkipBad = False, allow_pickle: Pickle = False, method: Method = "selectit",
+        seed: Seed = 0) -> None:
     """Score INPUT and select from it in one go (default: the best 20%)."""
     if top is not None or threshold is not None:
         fraction = None
@@ -202,6 +213,26 @@ def run(input: Input, out: Out, fraction: Fraction = 0.2, top: Top = None, thres
         flags.pop(name)
     _score(**flags)
     _select(out, fraction, top, threshold, output, keep_order)
+
+
+@app.command()
+@_user_errors
+def compare(run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run directories of the same input.")],
+            fraction: Fraction = None, top: Top = None, threshold: Threshold = None,
+            csv: Annotated[Optional[Path], typer.Option("--csv", help="Also write the table as CSV.")] = None) -> None:
+    """Pairwise overlap of the selections (default: best 20%) and Spearman correlation of the scores."""
+    from selectit.compare import compare as compare_runs
+    from selectit.compare import table, write_csv
+    from selectit.pipeline import choose
+
+    if fraction is None and top is None and threshold is None:
+        fraction = 0.2
+    choose(np.zeros(1), fraction=fraction, top=top, threshold=threshold)  # fail before reading
+    pairs = compare_runs(run_dirs, lambda s: choose(s, fraction=fraction, top=top, threshold=threshold))
+    typer.echo(table(pairs))
+    if csv is not None:
+        write_csv(pairs, csv)
+        typer.echo(f"csv: {csv}", err=True)
 
 
 def main() -> None:

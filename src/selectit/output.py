@@ -61,6 +61,7 @@ def score_rows(scores: Scores) -> list[dict]:
             "label_probs": {r.name: _nums(r.probs[i]) for r in scores.runs},
             "truncated": {r.name: bool(r.truncated[i]) for r in scores.runs},
         })
+        rows[-1].update({name: _num(values[i]) for name, values in scores.extra.items()})
         if i in failed:  # prompt index -> why the model failed; those prompts count as having no score
             rows[-1]["errors"] = failed[i]
     return rows
@@ -87,6 +88,8 @@ def resolved_config(scores: Scores, dataset: Dataset | None, seconds: float) -> 
         "models": models,
         "unscored_records": int((~np.isfinite(scores.final)).sum()),
     }
+    if scores.info:
+        out["method_info"] = scores.info
     if dataset is not None:
         out["input"] = {
             "path": str(dataset.path.resolve()), "sha256": file_sha256(dataset.path),

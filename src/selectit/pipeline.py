@@ -12,10 +12,11 @@ import numpy as np
 
 from selectit import formats
 from selectit.atomic import atomic_write
+from selectit.baselines import score_method
 from selectit.config import ScoringConfig
 from selectit.errors import ConfigError
 from selectit.output import file_sha256, read_run, write_run
-from selectit.scorer import Scores, score_records
+from selectit.scorer import Scores
 from selectit.selection import select_fraction, select_threshold, select_top
 from selectit.store import ScoreStore
 
@@ -37,7 +38,7 @@ def score_file(input_path: str | Path, out_dir: str | Path, config: ScoringConfi
     write_rejects(Path(out_dir) / REJECTS, dataset.rejects)
     db = ScoreStore(store or Path(out_dir) / STORE)
     try:
-        scores = score_records(dataset.records, config, progress=progress, store=db)
+        scores = score_method(dataset.records, config, progress=progress, store=db)
     finally:
         db.close()
     write_run(out_dir, scores, dataset, seconds=time.perf_counter() - start)
