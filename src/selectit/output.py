@@ -3,7 +3,8 @@
 scores.jsonl has one object per input record, in input order:
   id, score (final; null when no model put any probability on a rating label),
   token_scores {model: [P floats]}, sentence_scores {model: float}, label_mass {model: [P floats]},
-  label_probs {model: [P x S raw probabilities]}, truncated {model: bool}.
+  label_probs {model: [P x S raw probabilities]}, truncated {model: bool}; a baseline method adds
+  its own columns (selectit.baselines: loss, perplexity, loss_alone, ifd, length).
 Non-finite numbers are written as null (JSON has no NaN).
 """
 
