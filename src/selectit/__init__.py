@@ -29,7 +29,7 @@ def score(records: Iterable[dict | Record], config: ScoringConfig | None = None,
     from and add to. Returns :class:`selectit.scorer.Scores`; ``.final`` is (n,).
     """
     from selectit import formats
-    from selectit.scorer import score_records
+    from selectit.baselines import score_method
 
     items = list(records)
     if items and not all(isinstance(r, Record) for r in items):
@@ -44,7 +44,7 @@ def score(records: Iterable[dict | Record], config: ScoringConfig | None = None,
         from selectit.store import ScoreStore
 
         store = ScoreStore(store)
-    return score_records(items, config, backends=backends, progress=progress, store=store)
+    return score_method(items, config, backends=backends, progress=progress, store=store)
 
 
 def select(scores, *, fraction: float | None = None, top: int | None = None,

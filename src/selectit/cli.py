@@ -5,6 +5,7 @@
     selectit select DIR (--fraction F | --top N | --threshold T) [--output FILE]
     selectit run INPUT --out DIR [--fraction F] ... [--no-report]
     selectit report DIR [DIR2 ...] [--output FILE] [--fraction F | --top N | --threshold T]
+    selectit compare DIR DIR... [--fraction F | --top N | --threshold T] [--csv PATH]
 
 Bad input or configuration: a one-line reason on stderr and exit code 2.
 """
@@ -74,6 +75,10 @@ Fraction = Annotated[Optional[float], typer.Option(help="Keep this fraction of r
 Top = Annotated[Optional[int], typer.Option(help="Keep the N best records.")]
 Threshold = Annotated[Optional[float], typer.Option(help="Keep records scoring at least T.")]
 Output = Annotated[Optional[Path], typer.Option("--output", help="Selected records (default: DIR/selected.<ext>).")]
+Method = Annotated[str, typer.Option(
+    help="selectit (full method), token, sentence, model (one level), or a baseline: random, length, "
+    "perplexity, ifd.")]
+Seed = Annotated[int, typer.Option(help="Seed of --method random.")]
 KeepOrder = Annotated[bool, typer.Option("--keep-order", help="Write the selection in input order, not best first.")]
 Report = Annotated[bool, typer.Option("--report/--no-report", help="Write DIR/report.html at the end.")]
 
@@ -112,7 +117,7 @@ def _weights(text: str | None) -> tuple[float, ...] | None:
 
 def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, batch_size, max_length,
             overlong, dtype, device, model_weights, trust_remote_code, layout, batch_tokens, prefix_cache,
-            allow_pickle, rating, calibrate, prompt_weights, tensor_parallel_size, chunk_size):
+            allow_pickle, rating, calibrate, prompt_weights, tensor_parallel_size, chunk_size, method, seed):
     from selectit.config import ScoringConfig
     from selectit.prompts import choose_prompts, read_prompts
 
@@ -123,7 +128,7 @@ def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, 
         model_weights=_weights(model_weights), trust_remote_code=trust_remote_code, layout=layout,
         batch_tokens=batch_tokens, prefix_cache=prefix_cache, allow_pickle=allow_pickle, rating=rating,
         calibrate=calibrate, prompt_weights=prompt_weights, tensor_parallel_size=tensor_parallel_size,
-        chunk_size=chunk_size,
+        chunk_size=chunk_size, method=method, seed=seed,
     )
     choose_prompts(read_prompts(config.prompts_file), config.num_prompts, config.scale)  # fail before loading
     return config
@@ -132,7 +137,7 @@ def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, 
 _CONFIG_FLAGS = ("model", "backend", "prompts", "num_prompts", "scale", "alpha", "mode", "template", "batch_size",
                  "max_length", "overlong", "dtype", "device", "model_weights", "trust_remote_code", "layout",
                  "batch_tokens", "prefix_cache", "allow_pickle", "rating", "calibrate", "prompt_weights",
-                 "tensor_parallel_size", "chunk_size")
+                 "tensor_parallel_size", "chunk_size", "method", "seed")
 
 
 def _score(input, out, fmt, quiet, store, skip_bad, container, runner, ray_address, workers, **args):
@@ -158,12 +163,17 @@ def _score(input, out, fmt, quiet, store, skip_bad, container, runner, ray_addre
         if mass < 0.1:
             typer.echo(f"warning: {run['name']} puts only {mass:.1%} of its next-token probability on the rating "
                        "labels; the template may not suit it (try --template chat)", err=True)
+    if config.method != "selectit" and not scored.totals.models:
+        typer.echo(f"{config.method}: {len(dataset)} records in {scored.info.get('seconds', 0):.1f}s", err=True)
     for run in scored.totals.models:
         if run["failed_prompts"]:
             typer.echo(f"warning: {run['name']} failed on {run['failed_prompts']} prompt(s) (see 'errors' in "
                        "scores.jsonl); run the same command again to retry them", err=True)
     unscored = scored.totals.unscored
-    if unscored:
+    if unscored and config.method == "ifd":
+        typer.echo(f"note: {unscored} record(s) have IFD > 1 (or no response token) and are never selected, "
+                   "as in Li et al. (2024)", err=True)
+    elif unscored:
         typer.echo(f"warning: {unscored} record(s) got no score (zero label mass); they are never selected", err=True)
     typer.echo(f"scores: {Path(out) / 'scores.jsonl'}", err=True)
 
@@ -190,7 +200,8 @@ def score(input: Input, out: Out, model: Models = None, backend: Backend = "hf",
           allow_pickle: Pickle = False, rating: Rating = "argmax", calibrate: Calibrate = False,
           prompt_weights: PromptWeights = "equal", tensor_parallel_size: TensorParallel = 1,
           container: Container = None, chunk_size: ChunkSize = 10_000, runner: Runner = "local",
-          ray_address: RayAddress = None, workers: Workers = None) -> None:
+          ray_address: RayAddress = None, workers: Workers = None, method: Method = "selectit",
+          seed: Seed = 0) -> None:
     """Score every record of INPUT; write DIR/scores.jsonl and DIR/config.json."""
     _score(**locals())
 
@@ -218,7 +229,7 @@ def run(input: Input, out: Out, fraction: Fraction = 0.2, top: Top = None, thres
         calibrate: Calibrate = False, prompt_weights: PromptWeights = "equal", report: Report = True,
         tensor_parallel_size: TensorParallel = 1, container: Container = None,
         chunk_size: ChunkSize = 10_000, runner: Runner = "local", ray_address: RayAddress = None,
-        workers: Workers = None) -> None:
+        workers: Workers = None, method: Method = "selectit", seed: Seed = 0) -> None:
     """Score INPUT and select from it in one go (default: the best 20%); write DIR/report.html."""
     if top is not None or threshold is not None:
         fraction = None
@@ -255,6 +266,26 @@ def report(run_dirs: Annotated[list[Path], typer.Argument(help="Run directories;
            top: Top = None, threshold: Threshold = None) -> None:
     """Write an HTML report of scored runs: one self-contained page that opens offline."""
     _report(run_dirs, output, fraction, top, threshold)
+
+
+@app.command()
+@_user_errors
+def compare(run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run directories of the same input.")],
+            fraction: Fraction = None, top: Top = None, threshold: Threshold = None,
+            csv: Annotated[Optional[Path], typer.Option("--csv", help="Also write the table as CSV.")] = None) -> None:
+    """Pairwise overlap of the selections (default: best 20%) and Spearman correlation of the scores."""
+    from selectit.compare import compare as compare_runs
+    from selectit.compare import table, write_csv
+    from selectit.pipeline import choose
+
+    if fraction is None and top is None and threshold is None:
+        fraction = 0.2
+    choose(np.zeros(1), fraction=fraction, top=top, threshold=threshold)  # fail before reading
+    pairs = compare_runs(run_dirs, lambda s: choose(s, fraction=fraction, top=top, threshold=threshold))
+    typer.echo(table(pairs))
+    if csv is not None:
+        write_csv(pairs, csv)
+        typer.echo(f"csv: {csv}", err=True)
 
 
 def main() -> None:

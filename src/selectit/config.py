@@ -74,7 +74,17 @@ class ScoringConfig:
     """Allow PyTorch pickle (.bin) weights, which can run code when loaded; by default only
     safetensors and GGUF weights load."""
 
+    method: str = "selectit"
+    """Selection method: 'selectit' (the full method), a single level ('token', 'sentence', 'model') or a
+    baseline ('random', 'length', 'perplexity', 'ifd'); see selectit.baselines."""
+    seed: int = 0
+    """Seed of the 'random' method."""
+
     def __post_init__(self) -> None:
+        from selectit.baselines import METHODS
+
+        if self.method not in METHODS:
+            raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if not self.models:
             raise ConfigError("need at least one model")
         if self.mode not in MODES:

@@ -3,7 +3,8 @@
 scores.jsonl has one object per input record, in input order:
   id, score (final; null when no model put any probability on a rating label),
   token_scores {model: [P floats]}, sentence_scores {model: float}, label_mass {model: [P floats]},
-  label_probs {model: [P x S raw probabilities]}, truncated {model: bool}.
+  label_probs {model: [P x S raw probabilities]}, truncated {model: bool}; a baseline method adds
+  its own columns (selectit.baselines: loss, perplexity, loss_alone, ifd, length).
 Non-finite numbers are written as null (JSON has no NaN).
 """
 
@@ -68,6 +69,7 @@ def score_rows(scores: Scores) -> list[dict]:
             "label_probs": {r.name: _nums(r.probs[i]) for r in scores.runs},
             "truncated": {r.name: bool(r.truncated[i]) for r in scores.runs},
         })
+        rows[-1].update({name: _num(values[i]) for name, values in scores.extra.items()})
         if i in failed:  # prompt index -> why the model failed; those prompts count as having no score
             rows[-1]["errors"] = failed[i]
     return rows
@@ -118,6 +120,8 @@ def resolved_config(scores: Scores, dataset, seconds: float, totals: Totals | No
         "models": totals.models,
         "unscored_records": totals.unscored,
     }
+    if scores.info:
+        out["method_info"] = scores.info
     if dataset is not None:
         out["input"] = {
             "path": str(dataset.path.resolve()), "sha256": file_sha256(dataset.path),

@@ -15,9 +15,10 @@ import numpy as np
 
 from selectit import formats
 from selectit.atomic import atomic_write
+from selectit.baselines import score_method
 from selectit.config import ScoringConfig
 from selectit.errors import ConfigError
-from selectit.output import Totals, file_sha256, read_config, read_scores, write_chunks
+from selectit.output import Totals, file_sha256, read_config, read_scores, write_chunks, write_run
 from selectit.prompts import choose_prompts, labels_for_scale, read_prompts
 from selectit.runners.shard import ModelResult
 from selectit.scorer import CONTENT_FREE, Scores, combine, model_run, unique_names
@@ -50,6 +51,10 @@ def score_file(input_path: str | Path, out_dir: str | Path, config: ScoringConfi
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     write_rejects(Path(out_dir) / REJECTS, source.rejects)
     store_path = Path(store or Path(out_dir) / STORE)
+    if config.method != "selectit":
+        if runner != "local":
+            raise ConfigError(f"--method {config.method} runs locally only; drop --runner {runner}")
+        return _score_baseline(source, out_dir, config, store_path, progress, start)
     labels = labels_for_scale(config.scale)
     prompts = choose_prompts(read_prompts(config.prompts_file), config.num_prompts, config.scale)
     models = score_models(source, config, prompts, labels, store_path, runner=runner, address=ray_address,
@@ -78,6 +83,23 @@ class Scored:
     models: list[ModelResult]
     totals: Totals
     prompts: list[str]
+    info: dict = dataclasses.field(default_factory=dict)  # what a baseline method reports (method_info)
+
+
+def _score_baseline(source: formats.Source, out_dir: str | Path, config: ScoringConfig, store_path: Path,
+                    progress: bool, start: float) -> Scored:
+    """A method other than SelectIT (selectit.baselines) or one of its single levels: these hold the
+    records in memory (they are for comparing selectors, not for 5M-record runs) and run locally."""
+    db = ScoreStore(store_path)
+    try:
+        scores = score_method(list(source.records()), config, progress=progress, store=db)
+    finally:
+        db.close()
+    write_run(out_dir, scores, source, seconds=time.perf_counter() - start)
+    (Path(out_dir) / SELECTION).unlink(missing_ok=True)
+    totals = Totals()
+    totals.add(scores)
+    return Scored(source=source, models=[], totals=totals, prompts=scores.prompts, info=scores.info)
 
 
 def _chunk_scores(source: formats.Source, models: list[ModelResult], config: ScoringConfig, prompts: list[str],

@@ -59,6 +59,8 @@ class Scores:
     weights: np.ndarray  # (M,)
     final: np.ndarray  # (n,)
     ids: list = field(default_factory=list)
+    extra: dict = field(default_factory=dict)  # column -> (n,) values a baseline writes to scores.jsonl
+    info: dict = field(default_factory=dict)  # what a baseline reports in config.json ("method_info")
 
 
 @dataclass(frozen=True)

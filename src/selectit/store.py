@@ -13,6 +13,10 @@ A row holds the raw label probabilities of one (model, prompt, record):
   and a record keeps its scores when the file is reordered or other records are added.
 The math (token, sentence, model level) is recomputed from these on every run: changing alpha, mode
 or selection never needs the model again.
+
+A second table holds the baselines' response losses (perplexity, IFD: see selectit.baselines), one
+per (model, kind, record): kind names what the response was conditioned on (a hash of the context
+template, or the response alone), so the two losses of IFD and the perplexity method share rows.
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ CREATE TABLE IF NOT EXISTS probs (
     model TEXT NOT NULL, prompt TEXT NOT NULL, record TEXT NOT NULL,
     probs BLOB NOT NULL, truncated INTEGER NOT NULL,
     PRIMARY KEY (model, prompt, record)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS losses (
+    model TEXT NOT NULL, kind TEXT NOT NULL, record TEXT NOT NULL, loss REAL,
+    PRIMARY KEY (model, kind, record)
 ) WITHOUT ROWID
 """
 LOOKUP_ROWS = 500  # keys per lookup query (SQLite allows 32766 parameters; small queries stay quick)
@@ -63,7 +71,7 @@ class ScoreStore:
         self.db = sqlite3.connect(self.path, isolation_level=None, timeout=60, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a killed process
-        self.db.execute(SCHEMA)
+        self.db.executescript(SCHEMA)
 
     def load(self, model: str, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[np.ndarray, bool]]:
         """The stored (probs (S,), truncated) of the given (prompt, record) keys, where present.
@@ -91,6 +99,19 @@ class ScoreStore:
                 "INSERT OR REPLACE INTO probs VALUES (?, ?, ?, ?, ?)",
                 [(model, p, r, np.asarray(v, dtype=np.float64).tobytes(), int(t)) for p, r, v, t in rows],
             )
+
+    def load_losses(self, model: str, kind: str, records: Iterable[str]) -> dict[str, float]:
+        """The stored mean response loss of the given record keys, where present (NaN: no response token)."""
+        wanted = set(records)
+        rows = self.db.execute("SELECT record, loss FROM losses WHERE model = ? AND kind = ?", (model, kind))
+        return {r: (float("nan") if v is None else v) for r, v in rows if r in wanted}
+
+    def put_losses(self, model: str, kind: str, rows: Sequence[tuple[str, float]]) -> None:
+        """Store (record, loss) rows in one transaction: all or nothing."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT OR REPLACE INTO losses VALUES (?, ?, ?, ?)",
+                                [(model, kind, r, None if v != v else float(v)) for r, v in rows])
 
     def count(self, model: str | None = None) -> int:
         if model is None:

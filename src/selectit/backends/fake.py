@@ -1,7 +1,9 @@
 """A deterministic fake backend for tests and docs: no model, instant, same answer every time.
 
 Tokens are the UTF-8 bytes of the text (so every digit is one token). The label probabilities are a
-hash of the whole prompt, with a label mass between 0.2 and 0.6, like a small real model.
+hash of the whole prompt, with a label mass between 0.2 and 0.6, like a small real model. A token's
+loss (for perplexity and IFD) depends on the token, the one before it and how much text precedes it, so
+a context changes a response's loss, as with a real model.
 """
 
 from __future__ import annotations
@@ -40,3 +42,20 @@ class FakeBackend:
             mass = 0.2 + 0.4 * digest[-1] / 255
             out[i] = raw / raw.sum() * mass
         return out
+
+    def response_losses(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None) -> np.ndarray:
+        """(B,) mean loss over the response bytes of each (context, response); see HFBackend."""
+        limit = min(max_length or self.max_length, self.max_length)
+        out = np.empty(len(pairs))
+        for i, (context, response) in enumerate(pairs):
+            ids = list((context + response).encode("utf-8"))[:limit]
+            start = max(len(context.encode("utf-8")), 1)
+            losses = [_token_loss(ids[t - 1], ids[t], t) for t in range(start, len(ids))]
+            out[i] = np.mean(losses) if losses else np.nan
+        return out
+
+
+def _token_loss(previous: int, token: int, position: int) -> float:
+    """A positive loss in nats, lower the more text precedes the token."""
+    h = hashlib.sha256(bytes([previous, token])).digest()[0] / 255
+    return 0.5 + 4.0 * h / np.log(2.0 + position / 16)

@@ -119,6 +119,40 @@ class HFBackend:
             picked = logp[:, list(label_ids)].double().exp()  # (B, S), float64 so tiny mass survives
         return picked.cpu().numpy()
 
+    def response_losses(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None) -> np.ndarray:
+        """(B,) mean next-token loss (nats, float64) over the response tokens of each (context, response).
+
+        The model reads ``context + response`` as plain text (the tokenizer adds its BOS as usual);
+        ``context`` "" scores the response alone. Losses are over response tokens only, each predicted
+        from everything before it; a response's first token is not scored when nothing precedes it
+        (no BOS, no context). Over ``max_length`` the response's end is cut. NaN: no response token.
+        Batched with right padding; logits in float32 at the response positions only."""
+        torch = self.torch
+        limit = min(max_length or self.max_length, self.max_length)
+        rows = [response_tokens(self.tokenizer, c, r, limit) for c, r in pairs]
+        width = max(len(ids) for ids, _ in rows)
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        scored = torch.zeros((len(rows), width), dtype=torch.bool)  # (B, T): position t predicts token t+1
+        for i, (ids, start) in enumerate(rows):
+            input_ids[i, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+            mask[i, : len(ids)] = 1
+            scored[i, max(start, 1) - 1 : len(ids) - 1] = True
+        targets = torch.roll(input_ids, -1, dims=1)[scored]  # (N,)
+        which = torch.arange(len(rows)).unsqueeze(1).expand(-1, width)[scored]  # (N,) row of each target
+        self.tokens_computed += int(mask.sum())
+        with torch.inference_mode():
+            try:
+                hidden = self.model.base_model(input_ids=input_ids.to(self.device),
+                                               attention_mask=mask.to(self.device)).last_hidden_state
+            except self.torch.OutOfMemoryError as e:
+                raise MemoryError(str(e)) from e
+            logits = self.model.get_output_embeddings()(hidden[scored.to(self.device)]).float()  # (N, V)
+            nll = torch.nn.functional.cross_entropy(logits, targets.to(self.device), reduction="none").double()
+            total = torch.zeros(len(rows), dtype=torch.float64).index_add_(0, which, nll.cpu())
+            count = torch.zeros(len(rows), dtype=torch.float64).index_add_(0, which, torch.ones_like(nll.cpu()))
+        return (total / count).numpy()  # 0/0 -> NaN where no response token was scored
+
     def _prefix_kv(self, prefix: Sequence[int], rows: int):
         """A fresh cache holding ``prefix``'s keys/values for ``rows`` rows (computed once per prefix)."""
         import copy
@@ -186,3 +220,15 @@ def _float32_head(model) -> None:
 
     model.set_output_embeddings(Float32Head(head))
 
+
+def response_tokens(tokenizer, context: str, response: str, max_length: int) -> tuple[list[int], int]:
+    """Token ids of ``context + response`` (cut to ``max_length``) and where the response starts.
+
+    The start is the length of the longest common prefix of the ids of ``context`` alone and of the
+    whole text, so a token that merges across the boundary counts as the response's."""
+    ids = tokenizer(context + response)["input_ids"]
+    head = tokenizer(context)["input_ids"]
+    start = 0
+    while start < min(len(ids), len(head)) and ids[start] == head[start]:
+        start += 1
+    return ids[:max_length], start

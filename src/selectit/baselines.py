@@ -1,0 +1,163 @@
+"""Selection methods: SelectIT, its single levels, and the baselines to compare it with (``--method``).
+
+Every method gives each record one score; selection keeps the highest (selectit.selection), so the
+CLI, scores.jsonl and the selection are the same for all of them. The method is recorded in config.json.
+
+- ``selectit``: the full method (SPEC 1): token, sentence and model level.
+- ``token``: the token-level score under the first rating prompt, first model (no sentence level, no
+  model level): the method with one prompt and one model, as in the paper's ablation of the levels.
+- ``sentence``: the sentence-level score of the first model (P prompts, no model level).
+- ``model``: the model-level combination (parameter-count weights) of each model's first-prompt
+  token score (models, no sentence level). With one model it equals ``token``.
+- ``random``: uniform random scores from ``--seed`` (numpy's PCG64): the baseline to beat.
+- ``length``: the response's length in characters (Zhao et al., "Long Is More for Alignment", ICML
+  2024: the longest responses are a strong baseline). Characters, not tokens, so no model is loaded
+  and the score does not depend on a tokenizer.
+- ``perplexity``: score = -(mean token loss of the response given the instruction), i.e. the lowest
+  perplexity ranks first. Perplexity filters are used both ways in the literature: low perplexity as
+  a fluency/quality filter (CCNet, Wenzek et al. 2020), high perplexity as "hard" examples; we keep
+  the low end, the quality-filter convention (the ``loss`` and ``perplexity`` columns are written too).
+- ``ifd``: Instruction-Following Difficulty (Li et al., "From Quantity to Quality: Boosting LLM
+  Performance with Self-Guided Data Selection for Instruction Tuning", NAACL 2024):
+  IFD = loss(response | instruction) / loss(response alone), mean token losses of the scoring model.
+  High IFD (the instruction helps little) ranks first. As the authors do, records with IFD > 1 (the
+  instruction makes the response *less* likely) are dropped: their score is null, never selected.
+  The instruction is given in the Alpaca prompt format their code uses (below); a record's Alpaca
+  ``input`` fills the "### Input:" part.
+
+The response losses of ``perplexity`` and ``ifd`` are kept in the score store (table ``losses``,
+one row per model, context kind and record), so a rerun or the other method reuses them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from selectit import reflection
+from selectit.backends import Backend, load_backend
+from selectit.config import ScoringConfig
+from selectit.errors import ConfigError
+from selectit.records import Record
+from selectit.scorer import Scores, score_records
+from selectit.store import ScoreStore, model_key, prompt_key, record_key
+
+METHODS = ("selectit", "token", "sentence", "model", "random", "length", "perplexity", "ifd")
+LEVELS = ("selectit", "token", "sentence", "model")
+LOSS_METHODS = ("perplexity", "ifd")
+
+# The Alpaca prompt (Taori et al. 2023), as in the IFD authors' code (Cherry_LLM, PROMPT_DICT).
+PROMPT_NO_INPUT = ("Below is an instruction that describes a task. Write a response that appropriately "
+                   "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:")
+PROMPT_INPUT = ("Below is an instruction that describes a task, paired with an input that provides further "
+                "context. Write a response that appropriately completes the request.\n\n"
+                "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:")
+CONDITIONED = prompt_key(PROMPT_NO_INPUT + "\0" + PROMPT_INPUT)  # store kind: response given the instruction
+ALONE = "response-alone"  # store kind: the response with no context
+
+
+def instruction_context(record: Record) -> str:
+    """The Alpaca prompt for ``record``; the response follows it directly (no space, as in training)."""
+    raw = record.raw if isinstance(record.raw, dict) else {}
+    if isinstance(raw.get("instruction"), str) and isinstance(raw.get("input"), str) and raw["input"].strip():
+        return PROMPT_INPUT.format(instruction=raw["instruction"], input=raw["input"])
+    return PROMPT_NO_INPUT.format(instruction=record.instruction)
+
+
+def score_method(records: Sequence[Record], config: ScoringConfig, *, backends: Sequence[Backend] | None = None,
+                 progress: bool = True, store: ScoreStore | None = None) -> Scores:
+    """Scores of ``config.method``; ``.final`` (n,) is what selection ranks by."""
+    if not records:
+        raise ConfigError("no records to score")
+    method = config.method
+    if method in LEVELS:
+        scores = score_records(records, config, backends=backends, progress=progress, store=store)
+        scores.final = level_scores(scores, method)
+        return scores
+    start = time.perf_counter()
+    ids = [r.id for r in records]
+    if method == "random":
+        extra = {}
+        final = np.random.default_rng(config.seed).random(len(records))
+    elif method == "length":
+        final = np.array([len(r.response) for r in records], dtype=np.float64)
+        extra = {"length": final}
+    else:
+        final, extra = _loss_method(records, config, backends, progress, store)
+    info = {"method": method, "seconds": round(time.perf_counter() - start, 3)}
+    return Scores(config=config, prompts=[], labels=[], runs=[], weights=np.zeros(0), final=final, ids=ids,
+                  extra=extra, info={**info, **extra.pop("_info", {})})
+
+
+def level_scores(scores: Scores, method: str) -> np.ndarray:
+    """(n,) scores of one SelectIT level (see the module docstring) from a full scoring run."""
+    if method == "selectit":
+        return scores.final
+    if method == "token":
+        return scores.runs[0].token[:, 0]
+    if method == "sentence":
+        return scores.runs[0].sentence
+    first = np.stack([r.token[:, 0] for r in scores.runs], axis=1)  # (n, M)
+    return reflection.model_scores(first, scores.weights)
+
+
+def _loss_method(records, config, backends, progress, store) -> tuple[np.ndarray, dict]:
+    if backends is None and len(config.models) != 1:
+        raise ConfigError(f"--method {config.method} uses one model; got {len(config.models)}")
+    backend = backends[0] if backends is not None else load_backend(
+        config.backend, config.models[0], template=config.template, dtype=config.dtype, device=config.device,
+        max_length=config.max_length, trust_remote_code=config.trust_remote_code,
+        prefix_cache=config.prefix_cache, allow_pickle=config.allow_pickle,
+    )
+    if not hasattr(backend, "response_losses"):
+        raise ConfigError(f"--method {config.method} needs response losses; the {config.backend} backend has "
+                          "none, use --backend hf")
+    limit = min(config.max_length or backend.max_length, backend.max_length)
+    mkey = model_key({**backend.fingerprint, "max_length": limit, "use": "response_losses"})
+    given = response_losses(backend, records, CONDITIONED, instruction_context, config.batch_size, limit,
+                            mkey, store, progress)
+    info = {"_info": {"model": backend.name, "num_parameters": int(backend.num_parameters),
+                      "max_length": limit}}
+    if config.method == "perplexity":
+        return -given, {"loss": given, "perplexity": np.exp(given), **info}
+    alone = response_losses(backend, records, ALONE, lambda r: "", config.batch_size, limit, mkey, store, progress)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ifd = given / alone  # (n,)
+    final = np.where(ifd <= 1, ifd, np.nan)  # IFD > 1 (or undefined) is dropped, as Li et al. do
+    info["_info"]["dropped_ifd_over_1"] = int((~np.isfinite(final)).sum())
+    return final, {"loss": given, "loss_alone": alone, "ifd": ifd, **info}
+
+
+def response_losses(backend, records: Sequence[Record], kind: str, context, batch_size: int, max_length: int,
+                    mkey: str, store: ScoreStore | None, progress: bool) -> np.ndarray:
+    """(n,) mean response-token loss of each record with ``context(record)`` before its response.
+
+    Distinct records are run once, sorted by length and batched (little padding); losses already in
+    ``store`` (under ``mkey``, ``kind``) are reused and every computed batch is stored at once."""
+    keys = [record_key(r) for r in records]
+    first: dict[str, int] = {}
+    for i, k in enumerate(keys):
+        first.setdefault(k, i)
+    found = store.load_losses(mkey, kind, first) if store is not None else {}
+    todo = sorted((i for k, i in first.items() if k not in found),
+                  key=lambda i: len(records[i].instruction) + len(records[i].response))
+    bar = _bar(len(todo), f"{kind[:12]} losses {backend.name}") if progress and todo else None
+    for b in range(0, len(todo), batch_size):
+        batch = todo[b : b + batch_size]
+        losses = backend.response_losses([(context(records[i]), records[i].response) for i in batch], max_length)
+        found.update({keys[i]: float(v) for i, v in zip(batch, losses)})
+        if store is not None:
+            store.put_losses(mkey, kind, [(keys[i], float(v)) for i, v in zip(batch, losses)])
+        if bar:
+            bar.update(len(batch))
+    if bar:
+        bar.close()
+    return np.array([found[k] for k in keys], dtype=np.float64)
+
+
+def _bar(total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="rec")
