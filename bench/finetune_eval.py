@@ -62,6 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-mtbench", action="store_true", help="skip the MT-Bench reference answers")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "finetune_out")
+    p.add_argument("--data", type=Path, default=DATA,
+                   help="folder with alpaca_5000.json and alpaca_seed_tasks.jsonl (default: ../shared/data)")
     p.add_argument("--toy", action="store_true",
                    help="tiny sizes (pool 10 -> 2, 3 methods, 1 seed, 5 eval items, no MT-Bench): ~1 min")
     args = p.parse_args(argv)
@@ -74,18 +76,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 # ---------------------------------------------------------------- data
 
-def pool_records(n: int) -> list[dict]:
-    records = json.loads((DATA / "alpaca_5000.json").read_text(encoding="utf-8"))
+def pool_records(n: int, data: Path = DATA) -> list[dict]:
+    records = json.loads((data / "alpaca_5000.json").read_text(encoding="utf-8"))
     if n > len(records):
         sys.exit(f"--pool {n} is larger than the {len(records)} records of alpaca_5000.json")
     pick = np.random.default_rng(0).permutation(len(records))[:n]  # nested: a smaller pool is a prefix
     return [records[i] for i in sorted(pick)]
 
 
-def seed_tasks() -> list[tuple[str, str]]:
+def seed_tasks(data: Path = DATA) -> list[tuple[str, str]]:
     """(instruction, human-written output) of the 175 Alpaca seed tasks, first instance each."""
     items = []
-    for line in (DATA / "alpaca_seed_tasks.jsonl").read_text(encoding="utf-8").splitlines():
+    for line in (data / "alpaca_seed_tasks.jsonl").read_text(encoding="utf-8").splitlines():
         task = json.loads(line)
         inst = task["instances"][0]
         text = task["instruction"] + (f"\n{inst['input']}" if inst.get("input", "").strip() else "")
@@ -232,12 +234,12 @@ def main(argv=None) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
-    records = pool_records(args.pool)
+    records = pool_records(args.pool, args.data)
     pool_path = args.out / f"pool_{args.pool}.json"
     pool_path.write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")
     subsets = select_subsets(args, pool_path, len(records))
 
-    sets = {"seed_tasks": seed_tasks()}
+    sets = {"seed_tasks": seed_tasks(args.data)}
     if not args.no_mtbench:
         sets["mtbench_gpt4"] = mtbench(args.out)
     if args.eval_limit:

@@ -20,7 +20,16 @@ def load_bench():
 def test_finetune_eval_toy(tmp_path):
     pytest.importorskip("trl", reason="needs the bench extra: pip install -e .[bench]")
     bench = load_bench()
-    bench.main(["--toy", "--out", str(tmp_path)])
+    # Toy data from the bundled demo records (CI clones need not have ../shared): a pool, and five other
+    # records as held-out "seed tasks" in the seed-task format.
+    demo = json.loads((ROOT / "examples" / "alpaca_demo.json").read_text(encoding="utf-8"))
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "alpaca_5000.json").write_text(json.dumps(demo[:100]))
+    (data / "alpaca_seed_tasks.jsonl").write_text("\n".join(json.dumps(
+        {"instruction": r["instruction"], "instances": [{"input": r["input"], "output": r["output"]}]})
+        for r in demo[150:155]))
+    bench.main(["--toy", "--out", str(tmp_path), "--data", str(data)])
     rows = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
     meta = json.loads((tmp_path / "summary.json").read_text())
     assert [r["method"] for r in rows] == ["random", "selectit", "ifd"]
