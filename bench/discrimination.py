@@ -51,6 +51,8 @@ VARIANTS = [
      dict(calibrate=True, rating="expected", prompt_weights="mass")),
 ]
 
+BASELINES = ("length", "perplexity", "ifd")
+
 
 def pairwise_accuracy(scores: dict[str, float], records: list[dict]) -> dict[str, float]:
     """P(score(original) > score(its damaged copy)) per kind and overall; ties count 1/2, a NaN
@@ -108,6 +110,13 @@ def main() -> None:
         _, sentence = levels(run.probs, run.content_free, cfg)
         extra = 3 if cfg.calibrate else 0
         table.append((label, pairwise_accuracy({r["id"]: float(s) for r, s in zip(records, sentence)}, records), extra))
+
+    for method in BASELINES:  # the other selectors of `--method`, scored by what they rank by
+        t = time.perf_counter()
+        final = selectit.score(data, ScoringConfig(method=method), store=str(store)).final
+        table.append((f"--method {method}", pairwise_accuracy(
+            {r["id"]: float(s) for r, s in zip(records, final)}, records), 0))
+        print(f"  --method {method}: {time.perf_counter() - t:.0f}s", flush=True)
 
     head = f"{'variant':46s} {'overall':>7s} " + " ".join(f"{k[:10]:>10s}" for k in KINDS)
     print("\npairwise accuracy P(score(original) > score(damaged)), ties 1/2")
