@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from conftest import DEMO
 from selectit.cli import app
-from selectit.compare import rankdata, spearman
+from selectit.report.stats import ranks as rankdata
+from selectit.report.stats import spearman
 
 runner = CliRunner()
 

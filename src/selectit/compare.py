@@ -18,6 +18,7 @@ import numpy as np
 from selectit.atomic import atomic_write
 from selectit.errors import ConfigError
 from selectit.output import read_run
+from selectit.report.stats import overlap, spearman
 
 
 @dataclass
@@ -30,33 +31,6 @@ class Pair:
     jaccard: float
     spearman: float
     scored_both: int
-
-
-def rankdata(x: np.ndarray) -> np.ndarray:
-    """1-based ranks of ``x`` (n,), ties sharing their average rank (as scipy.stats.rankdata)."""
-    x = np.asarray(x, dtype=np.float64)
-    order = np.argsort(x, kind="stable")
-    sorted_x = x[order]
-    starts = np.r_[True, sorted_x[1:] != sorted_x[:-1]]  # (n,) first of each run of equal values
-    group = np.cumsum(starts) - 1
-    first = np.flatnonzero(starts)
-    ends = np.r_[first[1:], len(x)]
-    average = (first + ends + 1) / 2.0  # mean of the 1-based ranks first+1 .. end
-    ranks = np.empty(len(x))
-    ranks[order] = average[group]
-    return ranks
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rho of two (n,) arrays over the positions where both are finite; NaN if < 2 or constant."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 2:
-        return float("nan")
-    ra, rb = rankdata(a[ok]), rankdata(b[ok])
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    denom = np.sqrt((ra * ra).sum() * (rb * rb).sum())
-    return float((ra * rb).sum() / denom) if denom > 0 else float("nan")
 
 
 def load_runs(dirs: list[Path]) -> tuple[list[str], list[np.ndarray]]:
@@ -90,10 +64,9 @@ def compare(dirs: list[Path], choose) -> list[Pair]:
     pairs = []
     for i, j in itertools.combinations(range(len(dirs)), 2):
         a, b = chosen[i], chosen[j]
-        union = len(a | b)
+        shared, jaccard = overlap(a, b)
         both = int((np.isfinite(scores[i]) & np.isfinite(scores[j])).sum())
-        pairs.append(Pair(labels[i], labels[j], len(a), len(b), len(a & b),
-                          len(a & b) / union if union else float("nan"), spearman(scores[i], scores[j]), both))
+        pairs.append(Pair(labels[i], labels[j], len(a), len(b), shared, jaccard, spearman(scores[i], scores[j]), both))
     return pairs
 
 
