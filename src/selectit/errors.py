@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 from selectit.records import DataError
 
 
@@ -11,4 +13,12 @@ class ConfigError(ValueError):
 
 USER_ERRORS = (DataError, ConfigError)
 
-__all__ = ["ConfigError", "DataError", "USER_ERRORS"]
+
+def optional_import(module: str, needs: str, extra: str, error: type[Exception] = ConfigError):
+    """Import an optional dependency, or raise ``error`` saying what needs it and which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise error(f"{needs}: pip install 'selectit[{extra}]'") from None
+
+__all__ = ["ConfigError", "DataError", "USER_ERRORS", "optional_import"]

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from selectit.errors import ConfigError
+from selectit.errors import ConfigError, optional_import
 from selectit.models import resolve_model
 from selectit.prompts import chat_parts
 
@@ -35,10 +35,7 @@ class LlamaCppBackend:
     @classmethod
     def load(cls, spec: str | None, *, template: str = "plain", max_length: int | None = 4096,
              threads: int | None = None, **_ignored) -> LlamaCppBackend:
-        try:
-            from llama_cpp import Llama
-        except ImportError:
-            raise ConfigError("the llamacpp backend needs llama-cpp-python: pip install 'selectit[llamacpp]'") from None
+        Llama = optional_import("llama_cpp", "the llamacpp backend needs llama-cpp-python", "llamacpp").Llama
         source = resolve_model(spec)
         if not source.gguf_file:
             raise ConfigError(f"the llamacpp backend needs a .gguf file, got {spec!r}")

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from selectit.errors import ConfigError
+from selectit.errors import ConfigError, optional_import
 from selectit.models import resolve_model
 
 DEFAULT_TOPK = 100  # top-k logprobs requested when logprob_token_ids is not available
@@ -180,10 +180,8 @@ class VLLMBackend:
     def load(cls, spec: str | None, *, template: str = "plain", dtype: str = "float32", device: str = "auto",
              max_length: int | None = None, trust_remote_code: bool = False, prefix_cache: bool = True,
              allow_pickle: bool = False, tensor_parallel_size: int = 1, topk: int = DEFAULT_TOPK) -> VLLMBackend:
-        try:
-            from vllm import LLM, SamplingParams
-        except ImportError:
-            raise ConfigError("the vllm backend needs vLLM (and a GPU): pip install 'selectit[vllm]'") from None
+        vllm = optional_import("vllm", "the vllm backend needs vLLM (and a GPU)", "vllm")
+        LLM, SamplingParams = vllm.LLM, vllm.SamplingParams
         from transformers import AutoTokenizer
 
         from selectit.backends.hf import DTYPES

@@ -19,6 +19,7 @@ import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from selectit.errors import optional_import
 from selectit.records import DataError
 
 BATCH_ROWS = 4096  # rows per Arrow batch read; the memory one read holds
@@ -26,11 +27,7 @@ _HF_STATE = "state.json"
 
 
 def _pyarrow():
-    try:
-        import pyarrow
-    except ImportError:
-        raise DataError("parquet, CSV and datasets folders need pyarrow: pip install 'selectit[columnar]'") from None
-    return pyarrow
+    return optional_import("pyarrow", "parquet, CSV and datasets folders need pyarrow", "columnar", DataError)
 
 
 def detect_hf(path: Path) -> str:
@@ -159,10 +156,7 @@ def write_columnar(objs: Iterable[dict], path: Path, container: str, *, like: Pa
 
 def _save_hf(tmp: Path, like: Path, path: Path) -> None:
     """Turn the Arrow file in ``tmp`` into a ``save_to_disk`` folder at ``path`` with the input's features."""
-    try:
-        import datasets
-    except ImportError:
-        raise DataError("writing a datasets folder needs datasets: pip install 'selectit[columnar]'") from None
+    datasets = optional_import("datasets", "writing a datasets folder needs datasets", "columnar", DataError)
     info = datasets.DatasetInfo.from_directory(str(like))
     final = path.with_name(path.name + ".new")
     shutil.rmtree(final, ignore_errors=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from selectit.config import ScoringConfig
-from selectit.errors import USER_ERRORS, ConfigError
+from selectit.errors import USER_ERRORS, ConfigError, optional_import
 from selectit.formats import Source
 from selectit.runners.shard import ModelResult, score_shard
 from selectit.store import ScoreStore
@@ -34,11 +34,7 @@ PARTS = ".parts"
 
 
 def _ray():
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("--runner ray needs Ray: pip install 'selectit[ray]'") from None
-    return ray
+    return optional_import("ray", "--runner ray needs Ray", "ray")
 
 
 def parts_dir(store: Path) -> Path:
