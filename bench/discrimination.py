@@ -49,6 +49,10 @@ VARIANTS = [
     ("chat + our prompts + mass weights", "ours/chat", dict(prompt_weights="mass")),
     ("chat + ours + calibration + expected + mass", "ours/chat",
      dict(calibrate=True, rating="expected", prompt_weights="mass")),
+    ("paper + likelihood 1", "published/plain", dict(likelihood_weight=1.0)),
+    ("chat + ours + expected + likelihood 0.5", "ours/chat", dict(rating="expected", likelihood_weight=0.5)),
+    ("chat + ours + expected + likelihood 1", "ours/chat", dict(rating="expected", likelihood_weight=1.0)),
+    ("chat + ours + expected + likelihood 2", "ours/chat", dict(rating="expected", likelihood_weight=2.0)),
 ]
 
 BASELINES = ("length", "perplexity", "ifd")
@@ -93,7 +97,8 @@ def main() -> None:
     runs = {}
     for name, opts in FORWARD.items():
         t = time.perf_counter()
-        config = ScoringConfig(calibrate=True, **opts)  # content-free probs come along (3 extra inputs)
+        # content-free probs (3 extra inputs) and response losses (2 per record) come along
+        config = ScoringConfig(calibrate=True, likelihood_weight=1.0, **opts)
         store = args.cache / f"{args.alpaca}-{args.seed_tasks}-{args.seed}.sqlite"
         store.parent.mkdir(parents=True, exist_ok=True)
         scores = selectit.score(data, config, store=str(store))
@@ -106,11 +111,13 @@ def main() -> None:
         {r["id"]: float(x) for r, x in zip(records, rng.random(len(records)))}, records), 0)]
     for label, forward, post in VARIANTS:
         config, run = runs[forward]
-        cfg = replace(config, **{"calibrate": False, **post})
-        _, sentence = levels(run.probs, run.content_free, cfg)
+        cfg = replace(config, **{"calibrate": False, "likelihood_weight": 0.0, **post})
+        _, sentence = levels(run.probs, run.content_free, cfg, run.likelihood)
         extra = 3 if cfg.calibrate else 0
         table.append((label, pairwise_accuracy({r["id"]: float(s) for r, s in zip(records, sentence)}, records), extra))
 
+    table.append(("likelihood term alone (no rating)", pairwise_accuracy(
+        {r["id"]: float(s) for r, s in zip(records, runs["ours/chat"][1].likelihood)}, records), 0))
     for method in BASELINES:  # the other selectors of `--method`, scored by what they rank by
         t = time.perf_counter()
         final = selectit.score(data, ScoringConfig(method=method), store=str(store)).final

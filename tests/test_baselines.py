@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 import selectit
 from conftest import DEMO, build_metaspace_tokenizer, build_tiny_model
 from selectit.backends.fake import FakeBackend
-from selectit.baselines import ALONE, CONDITIONED, PROMPT_INPUT, instruction_context
+from selectit.likelihood import ALONE, CONDITIONED, PROMPT_INPUT, instruction_context
 from selectit.cli import app
 from selectit.records import Record
 from selectit.store import ScoreStore

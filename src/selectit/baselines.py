@@ -41,29 +41,13 @@ from selectit.backends import Backend, load_backend
 from selectit.config import ScoringConfig
 from selectit.errors import ConfigError
 from selectit.records import Record
+from selectit.likelihood import ALONE, CONDITIONED, has_losses, loss_key, response_losses
 from selectit.scorer import Scores, score_records
-from selectit.store import ScoreStore, model_key, prompt_key, record_key
+from selectit.store import ScoreStore
 
 METHODS = ("selectit", "token", "sentence", "model", "random", "length", "perplexity", "ifd")
 LEVELS = ("selectit", "token", "sentence", "model")
 LOSS_METHODS = ("perplexity", "ifd")
-
-# The Alpaca prompt (Taori et al. 2023), as in the IFD authors' code (Cherry_LLM, PROMPT_DICT).
-PROMPT_NO_INPUT = ("Below is an instruction that describes a task. Write a response that appropriately "
-                   "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:")
-PROMPT_INPUT = ("Below is an instruction that describes a task, paired with an input that provides further "
-                "context. Write a response that appropriately completes the request.\n\n"
-                "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:")
-CONDITIONED = prompt_key(PROMPT_NO_INPUT + "\0" + PROMPT_INPUT)  # store kind: response given the instruction
-ALONE = "response-alone"  # store kind: the response with no context
-
-
-def instruction_context(record: Record) -> str:
-    """The Alpaca prompt for ``record``; the response follows it directly (no space, as in training)."""
-    raw = record.raw if isinstance(record.raw, dict) else {}
-    if isinstance(raw.get("instruction"), str) and isinstance(raw.get("input"), str) and raw["input"].strip():
-        return PROMPT_INPUT.format(instruction=raw["instruction"], input=raw["input"])
-    return PROMPT_NO_INPUT.format(instruction=record.instruction)
 
 
 def score_method(records: Sequence[Record], config: ScoringConfig, *, backends: Sequence[Backend] | None = None,
@@ -111,18 +95,16 @@ def _loss_method(records, config, backends, progress, store) -> tuple[np.ndarray
         max_length=config.max_length, trust_remote_code=config.trust_remote_code,
         prefix_cache=config.prefix_cache, allow_pickle=config.allow_pickle,
     )
-    if not hasattr(backend, "response_losses"):
+    if not has_losses(backend):
         raise ConfigError(f"--method {config.method} needs response losses; the {config.backend} backend has "
                           "none, use --backend hf")
-    limit = min(config.max_length or backend.max_length, backend.max_length)
-    mkey = model_key({**backend.fingerprint, "max_length": limit, "use": "response_losses"})
-    given = response_losses(backend, records, CONDITIONED, instruction_context, config.batch_size, limit,
-                            mkey, store, progress)
+    key = loss_key(backend, config.max_length)
+    given = _losses(backend, records, CONDITIONED, config, key, store, progress)
     info = {"_info": {"model": backend.name, "num_parameters": int(backend.num_parameters),
-                      "max_length": limit}}
+                      "max_length": min(config.max_length or backend.max_length, backend.max_length)}}
     if config.method == "perplexity":
         return -given, {"loss": given, "perplexity": np.exp(given), **info}
-    alone = response_losses(backend, records, ALONE, lambda r: "", config.batch_size, limit, mkey, store, progress)
+    alone = _losses(backend, records, ALONE, config, key, store, progress)
     with np.errstate(divide="ignore", invalid="ignore"):
         ifd = given / alone  # (n,)
     final = np.where(ifd <= 1, ifd, np.nan)  # IFD > 1 (or undefined) is dropped, as Li et al. do
@@ -130,31 +112,14 @@ def _loss_method(records, config, backends, progress, store) -> tuple[np.ndarray
     return final, {"loss": given, "loss_alone": alone, "ifd": ifd, **info}
 
 
-def response_losses(backend, records: Sequence[Record], kind: str, context, batch_size: int, max_length: int,
-                    mkey: str, store: ScoreStore | None, progress: bool) -> np.ndarray:
-    """(n,) mean response-token loss of each record with ``context(record)`` before its response.
-
-    Distinct records are run once, sorted by length and batched (little padding); losses already in
-    ``store`` (under ``mkey``, ``kind``) are reused and every computed batch is stored at once."""
-    keys = [record_key(r) for r in records]
-    first: dict[str, int] = {}
-    for i, k in enumerate(keys):
-        first.setdefault(k, i)
-    found = store.load_losses(mkey, kind, first) if store is not None else {}
-    todo = sorted((i for k, i in first.items() if k not in found),
-                  key=lambda i: len(records[i].instruction) + len(records[i].response))
-    bar = _bar(len(todo), f"{kind[:12]} losses {backend.name}") if progress and todo else None
-    for b in range(0, len(todo), batch_size):
-        batch = todo[b : b + batch_size]
-        losses = backend.response_losses([(context(records[i]), records[i].response) for i in batch], max_length)
-        found.update({keys[i]: float(v) for i, v in zip(batch, losses)})
-        if store is not None:
-            store.put_losses(mkey, kind, [(keys[i], float(v)) for i, v in zip(batch, losses)])
+def _losses(backend, records, kind, config, key, store, progress) -> np.ndarray:
+    bar = _bar(len(records), f"{'alone' if kind == ALONE else 'given'} losses {backend.name}") if progress else None
+    try:
+        return response_losses(backend, records, kind, config.batch_size, config.max_length, store,
+                               bar.update if bar else None, key=key)
+    finally:
         if bar:
-            bar.update(len(batch))
-    if bar:
-        bar.close()
-    return np.array([found[k] for k in keys], dtype=np.float64)
+            bar.close()
 
 
 def _bar(total: int, desc: str):

@@ -44,6 +44,9 @@ Calibrate = Annotated[bool, typer.Option(
     "--calibrate/--no-calibrate", help="Divide out the model's rating bias on content-free inputs (Zhao et al. 2021).")]
 PromptWeights = Annotated[str, typer.Option(
     help="Sentence level: equal (the paper) or mass (prompts weighted by their label mass).")]
+LikelihoodWeight = Annotated[float, typer.Option(
+    help="Add this many rating points per nat of the model's likelihood of the response (fluency + relevance "
+    "to the instruction); 0: the paper. 2 more forward passes per record.")]
 BatchSize = Annotated[int, typer.Option(help="Most prompts per forward pass.")]
 BatchTokens = Annotated[Optional[int], typer.Option(
     help="Most padded tokens per forward pass; batches then adapt to prompt length.")]
@@ -117,7 +120,8 @@ def _weights(text: str | None) -> tuple[float, ...] | None:
 
 def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, batch_size, max_length,
             overlong, dtype, device, model_weights, trust_remote_code, layout, batch_tokens, prefix_cache,
-            allow_pickle, rating, calibrate, prompt_weights, tensor_parallel_size, chunk_size, method, seed):
+            allow_pickle, rating, calibrate, prompt_weights, tensor_parallel_size, chunk_size, method, seed,
+            likelihood_weight):
     from selectit.config import ScoringConfig
     from selectit.prompts import choose_prompts, read_prompts
 
@@ -128,7 +132,7 @@ def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, 
         model_weights=_weights(model_weights), trust_remote_code=trust_remote_code, layout=layout,
         batch_tokens=batch_tokens, prefix_cache=prefix_cache, allow_pickle=allow_pickle, rating=rating,
         calibrate=calibrate, prompt_weights=prompt_weights, tensor_parallel_size=tensor_parallel_size,
-        chunk_size=chunk_size, method=method, seed=seed,
+        chunk_size=chunk_size, method=method, seed=seed, likelihood_weight=likelihood_weight,
     )
     choose_prompts(read_prompts(config.prompts_file), config.num_prompts, config.scale)  # fail before loading
     return config
@@ -137,7 +141,7 @@ def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, 
 _CONFIG_FLAGS = ("model", "backend", "prompts", "num_prompts", "scale", "alpha", "mode", "template", "batch_size",
                  "max_length", "overlong", "dtype", "device", "model_weights", "trust_remote_code", "layout",
                  "batch_tokens", "prefix_cache", "allow_pickle", "rating", "calibrate", "prompt_weights",
-                 "tensor_parallel_size", "chunk_size", "method", "seed")
+                 "tensor_parallel_size", "chunk_size", "method", "seed", "likelihood_weight")
 
 
 def _score(input, out, fmt, quiet, store, skip_bad, container, runner, ray_address, workers, **args):
@@ -201,7 +205,7 @@ def score(input: Input, out: Out, model: Models = None, backend: Backend = "hf",
           prompt_weights: PromptWeights = "equal", tensor_parallel_size: TensorParallel = 1,
           container: Container = None, chunk_size: ChunkSize = 10_000, runner: Runner = "local",
           ray_address: RayAddress = None, workers: Workers = None, method: Method = "selectit",
-          seed: Seed = 0) -> None:
+          seed: Seed = 0, likelihood_weight: LikelihoodWeight = 0.0) -> None:
     """Score every record of INPUT; write DIR/scores.jsonl and DIR/config.json."""
     _score(**locals())
 
@@ -229,7 +233,8 @@ def run(input: Input, out: Out, fraction: Fraction = 0.2, top: Top = None, thres
         calibrate: Calibrate = False, prompt_weights: PromptWeights = "equal", report: Report = True,
         tensor_parallel_size: TensorParallel = 1, container: Container = None,
         chunk_size: ChunkSize = 10_000, runner: Runner = "local", ray_address: RayAddress = None,
-        workers: Workers = None, method: Method = "selectit", seed: Seed = 0) -> None:
+        workers: Workers = None, method: Method = "selectit", seed: Seed = 0,
+        likelihood_weight: LikelihoodWeight = 0.0) -> None:
     """Score INPUT and select from it in one go (default: the best 20%); write DIR/report.html."""
     if top is not None or threshold is not None:
         fraction = None

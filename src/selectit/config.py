@@ -41,6 +41,13 @@ class ScoringConfig:
     prompt_weights: str = "equal"
     """Sentence level: 'equal' (the paper) or 'mass' (each prompt's token score weighted by the label
     mass the model put on the ratings for that record, in the mean and the std)."""
+    likelihood_weight: float = 0.0
+    """Sentence level: add this many rating points per nat of the model's own likelihood evidence
+    for the response (selectit.reflection.likelihood_scores: fluency, the response's mean
+    log-probability given the instruction, plus relevance, how much the instruction raises it over a
+    blank instruction). 0 is the paper's method. Costs 2 forward passes per record per model (the
+    response's losses in 2 contexts) on top of the P rating prompts; needs a backend with response
+    losses (hf)."""
     layout: str = "prompt-first"
     """'prompt-first': the published order (rating prompt, then the record). 'record-first': the record,
     then the rating prompt, so one record's P prompts share its tokens (P times less record compute;
@@ -95,6 +102,8 @@ class ScoringConfig:
             raise ConfigError(f"--rating must be one of {', '.join(RATINGS)}, got {self.rating!r}")
         if self.prompt_weights not in PROMPT_WEIGHTS:
             raise ConfigError(f"--prompt-weights must be one of {', '.join(PROMPT_WEIGHTS)}, got {self.prompt_weights!r}")
+        if not (isinstance(self.likelihood_weight, (int, float)) and 0 <= self.likelihood_weight < float("inf")):
+            raise ConfigError(f"--likelihood-weight must be a number >= 0, got {self.likelihood_weight!r}")
         if self.layout not in LAYOUTS:
             raise ConfigError(f"--layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
         if self.batch_tokens is not None and self.batch_tokens < 1:

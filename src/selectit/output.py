@@ -3,7 +3,9 @@
 scores.jsonl has one object per input record, in input order:
   id, score (final; null when no model put any probability on a rating label),
   token_scores {model: [P floats]}, sentence_scores {model: float}, label_mass {model: [P floats]},
-  label_probs {model: [P x S raw probabilities]}, truncated {model: bool}; a baseline method adds
+  label_probs {model: [P x S raw probabilities]}, truncated {model: bool}; with a likelihood weight
+  also likelihood, response_loss and blank_loss {model: float} (selectit.reflection.likelihood_scores,
+  already included in sentence_scores); a baseline method adds
   its own columns (selectit.baselines: loss, perplexity, loss_alone, ifd, length).
 Non-finite numbers are written as null (JSON has no NaN).
 """
@@ -69,6 +71,10 @@ def score_rows(scores: Scores) -> list[dict]:
             "label_probs": {r.name: _nums(r.probs[i]) for r in scores.runs},
             "truncated": {r.name: bool(r.truncated[i]) for r in scores.runs},
         })
+        if any(r.likelihood is not None for r in scores.runs):  # --likelihood-weight: what was added
+            rows[-1]["likelihood"] = {r.name: _num(r.likelihood[i]) for r in scores.runs}
+            rows[-1]["response_loss"] = {r.name: _num(r.losses[0][i]) for r in scores.runs}
+            rows[-1]["blank_loss"] = {r.name: _num(r.losses[1][i]) for r in scores.runs}
         rows[-1].update({name: _num(values[i]) for name, values in scores.extra.items()})
         if i in failed:  # prompt index -> why the model failed; those prompts count as having no score
             rows[-1]["errors"] = failed[i]

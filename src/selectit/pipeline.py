@@ -18,6 +18,7 @@ from selectit.atomic import atomic_write
 from selectit.baselines import score_method
 from selectit.config import ScoringConfig
 from selectit.errors import ConfigError
+from selectit.likelihood import BLANK, CONDITIONED
 from selectit.output import Totals, file_sha256, read_config, read_scores, write_chunks, write_run
 from selectit.prompts import choose_prompts, labels_for_scale, read_prompts
 from selectit.runners.shard import ModelResult
@@ -112,6 +113,7 @@ def _chunk_scores(source: formats.Source, models: list[ModelResult], config: Sco
         if not records:
             continue
         keys = [(pk, record_key(r)) for r in records for pk in pkeys]  # (n * P,), record-major
+        rkeys = [rk for _, rk in keys[::P]]
         runs = []
         for m, cf in zip(models, content_free):
             stored = db.load(m.key, keys)
@@ -126,11 +128,26 @@ def _chunk_scores(source: formats.Source, models: list[ModelResult], config: Sco
                 else:
                     raise ConfigError(f"the score store {db.path} lost the scores of record {records[i].id!r} "
                                       "while scoring (written to by another run?); run the command again")
+            losses = _losses(db, m, rkeys, records) if config.likelihood_weight > 0 else None
             runs.append(model_run(m.name, m.num_parameters, m.label_ids, grid, cut.any(axis=1), errors, config,
-                                  tokens=0, seconds=0.0, content_free=cf))
+                                  tokens=0, seconds=0.0, content_free=cf, losses=losses))
         weights, final = combine(runs, config)
         yield Scores(config=config, prompts=prompts, labels=labels, runs=runs, weights=weights, final=final,
                      ids=[r.id for r in records])
+
+
+def _losses(db: ScoreStore, model: ModelResult, rkeys: list[str], records) -> tuple[np.ndarray, np.ndarray]:
+    """(given (n,), blank (n,)) response losses of a chunk's records, from the store."""
+    out = []
+    for kind in (CONDITIONED, BLANK):
+        stored = db.load_losses(model.loss_key, kind, rkeys)
+        missing = [i for i, k in enumerate(rkeys) if k not in stored]
+        if missing:
+            raise ConfigError(f"the score store {db.path} lost the response losses of record "
+                              f"{records[missing[0]].id!r} while scoring (written to by another run?); "
+                              "run the command again")
+        out.append(np.array([stored[k] for k in rkeys], dtype=np.float64))
+    return out[0], out[1]
 
 
 def _content_free(db: ScoreStore, model: ModelResult, pkeys: list[str], S: int) -> np.ndarray:

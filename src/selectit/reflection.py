@@ -129,6 +129,35 @@ def sentence_scores(token: np.ndarray, *, alpha: float = 0.2, weights: np.ndarra
     return out
 
 
+def likelihood_scores(given: np.ndarray, blank: np.ndarray) -> np.ndarray:
+    """The model's own likelihood evidence for a response, in nats per token (higher is better).
+
+    fluency = -given: the mean log-probability of the response's tokens given the instruction
+    (shuffled, cut-off or garbled text is unlikely); relevance = blank - given: how much the
+    instruction raises that log-probability over the same prompt with a blank instruction (another
+    task's answer gains nothing from the instruction). likelihood = fluency + relevance = blank - 2 given.
+
+    given, blank: (n,) mean response-token losses (selectit.likelihood, kinds CONDITIONED and BLANK).
+    Returns (n,); NaN where a loss is NaN (no response token could be scored).
+    """
+    g = np.asarray(given, dtype=np.float64)
+    b = np.asarray(blank, dtype=np.float64)
+    if g.shape != b.shape or g.ndim != 1:
+        raise ValueError(f"losses must both have shape (n,), got {g.shape} and {b.shape}")
+    return -g + (b - g)
+
+
+def with_likelihood(sentence: np.ndarray, likelihood: np.ndarray, weight: float) -> np.ndarray:
+    """Sentence-level score plus ``weight`` x likelihood (rating points per nat). sentence, likelihood:
+    (n,). Returns (n,). weight 0 returns ``sentence`` unchanged (the paper's method)."""
+    if not weight >= 0:
+        raise ValueError(f"the likelihood weight must be >= 0, got {weight}")
+    s = np.asarray(sentence, dtype=np.float64)
+    if weight == 0:
+        return s
+    return s + weight * np.asarray(likelihood, dtype=np.float64)
+
+
 def model_weights(num_parameters: Sequence[float]) -> np.ndarray:
     """The paper's model-level weights: theta_m / sum(theta). Returns (M,)."""
     theta = np.asarray(num_parameters, dtype=np.float64)

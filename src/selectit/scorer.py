@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from selectit import reflection
+from selectit import likelihood, reflection
 from selectit.backends import Backend, load_backend
 from selectit.config import ScoringConfig
 from selectit.errors import ConfigError
@@ -46,6 +46,8 @@ class ModelRun:
     tokens: int  # prompt tokens processed
     seconds: float
     errors: dict = field(default_factory=dict)  # (record, prompt) -> why the model failed on it
+    losses: tuple[np.ndarray, np.ndarray] | None = None  # (given (n,), blank (n,)) with --likelihood-weight
+    likelihood: np.ndarray | None = None  # (n,) reflection.likelihood_scores of those losses
 
 
 @dataclass
@@ -70,17 +72,23 @@ class ModelSetup:
     label_ids: list[int]
     max_length: int
     key: str  # the store's model key (see store.model_key)
+    loss_key: str = ""  # the store's model key for response losses (see likelihood.loss_key)
 
 
 def setup_model(backend: Backend, probe: Record, prompts: Sequence[str], labels: Sequence[str],
                 config: ScoringConfig) -> ModelSetup:
-    """Resolve the rating-label token ids (in the template's position, on ``probe``, the first record)."""
+    """Resolve the rating-label token ids (in the template's position, on ``probe``, the first record).
+    Fails here, before any scoring, when the backend cannot do what ``config`` asks."""
+    if config.likelihood_weight > 0 and not likelihood.has_losses(backend):
+        raise ConfigError(f"--likelihood-weight needs response losses; the {config.backend} backend has none: "
+                          "use --backend hf, or --likelihood-weight 0")
     text = rating_text(prompts[0], probe, config.layout)
     label_ids = resolve_label_ids(lambda suffix: backend.encode(text, suffix), backend.decode, labels, context=text)
     max_length = min(config.max_length or backend.max_length, backend.max_length)
     key = model_key({**backend.fingerprint, "layout": config.layout, "max_length": max_length,
                      "overlong": config.overlong, "label_ids": label_ids})
-    return ModelSetup(label_ids=label_ids, max_length=max_length, key=key)
+    return ModelSetup(label_ids=label_ids, max_length=max_length, key=key,
+                      loss_key=likelihood.loss_key(backend, config.max_length))
 
 
 @dataclass
@@ -135,14 +143,16 @@ def score_items(backend: Backend, setup: ModelSetup, records: Sequence[Record], 
 
 def model_run(name: str, num_parameters: int, label_ids: list[int], grid: np.ndarray, truncated: np.ndarray,
               errors: dict, config: ScoringConfig, *, tokens: int, seconds: float,
-              content_free: np.ndarray | None = None) -> ModelRun:
+              content_free: np.ndarray | None = None, losses: tuple[np.ndarray, np.ndarray] | None = None) -> ModelRun:
     """The token and sentence levels of one model. grid: (n, P, S) label probabilities; truncated: (n,);
-    content_free: (P, S) mean label probabilities on the content-free inputs (needed with calibrate)."""
-    token, sentence = levels(grid, content_free, config)
+    content_free: (P, S) mean label probabilities on the content-free inputs (needed with calibrate);
+    losses: (given (n,), blank (n,)) response losses (needed with a likelihood weight)."""
+    lik = reflection.likelihood_scores(*losses) if losses is not None else None
+    token, sentence = levels(grid, content_free, config, lik)
     return ModelRun(
         name=name, num_parameters=int(num_parameters), label_ids=label_ids, probs=grid,
         label_mass=reflection.label_mass(grid), token=token, sentence=sentence, truncated=truncated,
-        content_free=content_free, tokens=tokens, seconds=seconds, errors=errors,
+        content_free=content_free, tokens=tokens, seconds=seconds, errors=errors, losses=losses, likelihood=lik,
     )
 
 
@@ -155,7 +165,11 @@ def rate(
     start = time.perf_counter()
     n = len(records)
     setup = setup_model(backend, records[0], prompts, labels, config)
-    shard = score_items(backend, setup, with_content_free(records, config), prompts, config, store, progress)
+    rating_share, loss_share = work_shares(len(prompts), config)
+    shard = score_items(backend, setup, with_content_free(records, config), prompts, config, store,
+                        scaled(progress, rating_share))
+    losses = (likelihood.likelihood_losses(backend, records, config, store, scaled(progress, loss_share))
+              if config.likelihood_weight > 0 else None)
     errors = shard.errors
     grid = shard.probs[shard.of]  # (n [+ content-free], P, S)
     return model_run(
@@ -163,8 +177,19 @@ def rate(
         np.asarray(shard.cut, dtype=bool)[shard.of[:n]].any(axis=1),
         {(int(i), int(j)): errors[k] for (i, j), k in np.ndenumerate(shard.of[:n]) if k in errors} if errors else {},
         config, tokens=shard.tokens, seconds=time.perf_counter() - start,
-        content_free=grid[n:].mean(axis=0) if config.calibrate else None,
+        content_free=grid[n:].mean(axis=0) if config.calibrate else None, losses=losses,
     )
+
+
+def work_shares(P: int, config: ScoringConfig) -> tuple[float, float]:
+    """The shares of a record's forward passes that rate it (P prompts) and that take its response
+    losses (2 with a likelihood weight): progress bars count records, split this way."""
+    extra = 2 if config.likelihood_weight > 0 else 0
+    return P / (P + extra), extra / (P + extra)
+
+
+def scaled(progress: Progress | None, share: float) -> Progress | None:
+    return (lambda done: progress(done * share)) if progress else None
 
 
 def with_content_free(records: Sequence[Record], config: ScoringConfig) -> Sequence[Record]:
@@ -173,17 +198,24 @@ def with_content_free(records: Sequence[Record], config: ScoringConfig) -> Seque
     return [*records, *CONTENT_FREE] if config.calibrate else records
 
 
-def levels(probs: np.ndarray, content_free: np.ndarray | None, config: ScoringConfig) -> tuple[np.ndarray, np.ndarray]:
+def levels(probs: np.ndarray, content_free: np.ndarray | None, config: ScoringConfig,
+           likelihood: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Token and sentence level of one model as ``config`` asks: (token (n, P), sentence (n,)).
 
-    probs: (n, P, S) raw label probabilities; content_free: (P, S), needed when config.calibrate."""
+    probs: (n, P, S) raw label probabilities; content_free: (P, S), needed when config.calibrate;
+    likelihood: (n,) reflection.likelihood_scores, needed when config.likelihood_weight > 0."""
     dist = reflection.calibrate(probs, content_free) if config.calibrate else probs
     if config.rating == "expected":
         token = reflection.expected_scores(dist)
     else:
         token = reflection.token_scores(dist, mode=config.mode)
     weights = reflection.label_mass(probs) if config.prompt_weights == "mass" else None
-    return token, reflection.sentence_scores(token, alpha=config.alpha, weights=weights)
+    sentence = reflection.sentence_scores(token, alpha=config.alpha, weights=weights)
+    if config.likelihood_weight > 0:
+        if likelihood is None:
+            raise ValueError("a likelihood weight needs the records' likelihood scores")
+        sentence = reflection.with_likelihood(sentence, likelihood, config.likelihood_weight)
+    return token, sentence
 
 
 @dataclass

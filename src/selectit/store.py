@@ -14,9 +14,10 @@ A row holds the raw label probabilities of one (model, prompt, record):
 The math (token, sentence, model level) is recomputed from these on every run: changing alpha, mode
 or selection never needs the model again.
 
-A second table holds the baselines' response losses (perplexity, IFD: see selectit.baselines), one
-per (model, kind, record): kind names what the response was conditioned on (a hash of the context
-template, or the response alone), so the two losses of IFD and the perplexity method share rows.
+A second table holds response losses (the perplexity and IFD baselines, selectit.baselines, and the
+likelihood term of ``--likelihood-weight``, selectit.likelihood), one per (model, kind, record): kind
+names what the response was conditioned on (a hash of the context template, or the response alone),
+so methods that need the same loss share its rows.
 """
 
 from __future__ import annotations
@@ -102,9 +103,13 @@ class ScoreStore:
 
     def load_losses(self, model: str, kind: str, records: Iterable[str]) -> dict[str, float]:
         """The stored mean response loss of the given record keys, where present (NaN: no response token)."""
-        wanted = set(records)
-        rows = self.db.execute("SELECT record, loss FROM losses WHERE model = ? AND kind = ?", (model, kind))
-        return {r: (float("nan") if v is None else v) for r, v in rows if r in wanted}
+        wanted, found = list(set(records)), {}
+        for i in range(0, len(wanted), LOOKUP_ROWS):  # index probes, as in load()
+            part = wanted[i : i + LOOKUP_ROWS]
+            found.update((r, float("nan") if v is None else v) for r, v in self.db.execute(
+                "SELECT record, loss FROM losses WHERE model = ? AND kind = ? "
+                f"AND record IN ({','.join('?' * len(part))})", (model, kind, *part)))
+        return found
 
     def put_losses(self, model: str, kind: str, rows: Sequence[tuple[str, float]]) -> None:
         """Store (record, loss) rows in one transaction: all or nothing."""

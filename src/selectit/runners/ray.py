@@ -50,21 +50,29 @@ class SplitStore:
         self.own = ScoreStore(self.parts / f"{uuid.uuid4().hex}.sqlite")
         self.path = self.own.path
 
-    def load(self, model, keys):
-        keys = list(keys)
-        found = {}
+    def _read(self, lookup, keys) -> dict:
+        keys, found = list(keys), {}
         for path in [self.store, *sorted(self.parts.glob("*.sqlite"))]:
             if path.exists():
                 db = self.own if path == self.own.path else ScoreStore(path)
                 try:
-                    found.update(db.load(model, [k for k in keys if k not in found]))
+                    found.update(lookup(db, [k for k in keys if k not in found]))
                 finally:
                     if db is not self.own:
                         db.close()
         return found
 
+    def load(self, model, keys):
+        return self._read(lambda db, todo: db.load(model, todo), keys)
+
+    def load_losses(self, model, kind, records):
+        return self._read(lambda db, todo: db.load_losses(model, kind, todo), records)
+
     def put(self, model, rows) -> None:
         self.own.put(model, rows)
+
+    def put_losses(self, model, kind, rows) -> None:
+        self.own.put_losses(model, kind, rows)
 
     def close(self) -> None:
         self.own.close()
@@ -84,6 +92,7 @@ def merge_parts(store: Path) -> int:
                 with db.db:
                     db.db.execute("BEGIN IMMEDIATE")
                     merged += db.db.execute("INSERT OR REPLACE INTO probs SELECT * FROM part.probs").rowcount
+                    merged += db.db.execute("INSERT OR REPLACE INTO losses SELECT * FROM part.losses").rowcount
             finally:
                 db.db.execute("DETACH DATABASE part")
             for suffix in ("", "-wal", "-shm"):
@@ -108,7 +117,7 @@ class ShardScorer:
 
     def __call__(self, batch: dict) -> dict:
         out = {"chunk": [], "records": [], "tokens": [], "errors": [], "name": [], "num_parameters": [],
-               "label_ids": [], "key": []}
+               "label_ids": [], "key": [], "loss_key": []}
         for k in batch["chunk"]:
             records = self.source.chunk(int(k))
             tokens, errors = score_shard(self.backend, self.setup, records, self.prompts, self.config, self.store)
@@ -120,6 +129,7 @@ class ShardScorer:
             out["num_parameters"].append(int(self.backend.num_parameters))
             out["label_ids"].append(json.dumps(self.setup.label_ids))
             out["key"].append(self.setup.key)
+            out["loss_key"].append(self.setup.loss_key)
         return {name: np.asarray(values) for name, values in out.items()}
 
 
@@ -167,7 +177,8 @@ def score_model(source: Source, spec: str | None, config: ScoringConfig, prompts
         for row in scored.iter_rows():
             if result is None:
                 result = ModelResult(name=str(row["name"]), num_parameters=int(row["num_parameters"]),
-                                     label_ids=json.loads(str(row["label_ids"])), key=str(row["key"]))
+                                     label_ids=json.loads(str(row["label_ids"])), key=str(row["key"]),
+                                     loss_key=str(row["loss_key"]))
             result.tokens += int(row["tokens"])
             result.errors.update({(p, r): (msg, bool(cut)) for p, r, msg, cut in json.loads(str(row["errors"]))})
     except ray.exceptions.RayError as e:

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from selectit.config import ScoringConfig
 from selectit.records import Record
-from selectit.scorer import Backend, ModelSetup, Progress, score_items, with_content_free
+from selectit.likelihood import likelihood_losses
+from selectit.scorer import Backend, ModelSetup, Progress, scaled, score_items, with_content_free, work_shares
 from selectit.store import ScoreStore
 
 Errors = dict[tuple[str, str], tuple[str, bool]]  # (prompt key, record key) -> (why it failed, truncated)
@@ -22,6 +23,7 @@ class ModelResult:
     num_parameters: int
     label_ids: list[int]
     key: str
+    loss_key: str = ""  # where its response losses are (with a likelihood weight)
     tokens: int = 0
     seconds: float = 0.0
     errors: Errors = field(default_factory=dict)
@@ -29,8 +31,13 @@ class ModelResult:
 
 def score_shard(backend: Backend, setup: ModelSetup, records: Sequence[Record], prompts: Sequence[str],
                 config: ScoringConfig, store: ScoreStore, progress: Progress | None = None) -> tuple[int, Errors]:
-    """Score one chunk into ``store``: (prompt tokens run, failed pairs). Batches already stored are skipped."""
+    """Score one chunk into ``store``: (prompt tokens run, failed pairs). Batches already stored are
+    skipped. With a likelihood weight, the records' response losses are stored too."""
     if not records:
         return 0, {}
-    shard = score_items(backend, setup, with_content_free(records, config), prompts, config, store, progress)
+    rating_share, loss_share = work_shares(len(prompts), config)
+    shard = score_items(backend, setup, with_content_free(records, config), prompts, config, store,
+                        scaled(progress, rating_share))
+    if config.likelihood_weight > 0:
+        likelihood_losses(backend, records, config, store, scaled(progress, loss_share))
     return shard.tokens, {shard.keys[k]: (msg, bool(shard.cut[k])) for k, msg in shard.errors.items()}
