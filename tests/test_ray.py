@@ -39,12 +39,15 @@ def _both(tmp_path, data, config):
 
 
 def test_ray_equals_local_on_the_tiny_model(tmp_path, local_ray, tiny_model_dir):
-    config = ScoringConfig(models=(str(tiny_model_dir),), num_prompts=3, batch_size=4, chunk_size=8)
+    config = ScoringConfig(models=(str(tiny_model_dir),), num_prompts=3, batch_size=4, chunk_size=8,
+                           likelihood_weight=1.0)  # the response losses travel through the part files too
     run, local, distributed = _both(tmp_path, _data(tmp_path, 30), config)
     assert local == distributed and len(local.splitlines()) == 30
+    assert b'"likelihood"' in distributed
     assert not (tmp_path / "ray" / "store.sqlite.parts").exists()  # every part merged into the store
     with sqlite3.connect(tmp_path / "ray" / "store.sqlite") as db:
         assert db.execute("SELECT COUNT(*) FROM probs").fetchone()[0] == 90
+        assert db.execute("SELECT COUNT(*) FROM losses").fetchone()[0] == 60
     cfg = json.loads((tmp_path / "ray" / "config.json").read_text())
     assert cfg["models"][0]["prompt_tokens"] == run.models[0].tokens > 0
 

@@ -129,3 +129,18 @@ def test_mass_weighted_sentence_score_by_hand():
     t2 = np.array([[1.0, 2.0, 4.0], [0.5, 0.5, 3.0]])
     np.testing.assert_allclose(R.sentence_scores(t2, weights=np.ones((2, 3))), R.sentence_scores(t2))
     assert np.isnan(R.sentence_scores(np.array([[1.0, 2.0]]), weights=np.zeros((1, 2))))[0]
+
+
+def test_likelihood_term_by_hand():
+    # given 1.0 nat/token, blank 1.5: fluency -1.0 + relevance 0.5 = -0.5; blank = given: no relevance.
+    given, blank = np.array([1.0, 2.0, np.nan]), np.array([1.5, 2.0, 1.0])
+    lik = R.likelihood_scores(given, blank)
+    assert lik[:2] == pytest.approx([-0.5, -2.0]) and np.isnan(lik[2])
+    sentence = np.array([3.0, 4.0, 3.0])
+    assert R.with_likelihood(sentence, lik, 2.0)[:2] == pytest.approx([2.0, 0.0])
+    assert np.isnan(R.with_likelihood(sentence, lik, 2.0)[2])  # no loss: no score, never a default
+    np.testing.assert_array_equal(R.with_likelihood(sentence, lik, 0.0), sentence)  # weight 0: the paper
+    with pytest.raises(ValueError, match=">= 0"):
+        R.with_likelihood(sentence, lik, -1.0)
+    with pytest.raises(ValueError, match="shape"):
+        R.likelihood_scores(given, blank[:2])

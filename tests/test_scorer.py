@@ -56,6 +56,20 @@ def test_chat_template_mode(tiny_model, tiny_tokenizer, alpaca_records):
         HFBackend(tiny_model, tiny_tokenizer, name="tiny", template="chat")
 
 
+def test_auto_template_is_chat_where_the_model_has_one(tiny_model, tiny_tokenizer):
+    import copy
+
+    plain = HFBackend(tiny_model, tiny_tokenizer, name="tiny", template="auto")
+    assert plain.template == "plain" and plain.fingerprint["template"] == "plain"
+    assert plain.encode("x\n\nInstruction:a\nResponse:b\nThe answer is: \n") == \
+        HFBackend(tiny_model, tiny_tokenizer, name="tiny", template="plain").encode(
+            "x\n\nInstruction:a\nResponse:b\nThe answer is: \n")
+    tok = copy.deepcopy(tiny_tokenizer)
+    tok.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+    chat = HFBackend(tiny_model, tok, name="tiny", template="auto")
+    assert chat.template == "chat" and chat.fingerprint["template"] == "chat"
+
+
 @pytest.mark.embedded
 def test_chat_template_puts_more_mass_on_labels(embedded_backend, alpaca_records):
     """SmolLM2 with its chat template puts most of its mass on the digits (SPEC 5)."""
@@ -107,3 +121,71 @@ def test_calibrated_file_scoring_matches_the_api_chunk_by_chunk(alpaca_records, 
     api = selectit.score(alpaca_records[:10], backends=[FakeBackend()], calibrate=True, rating="expected")
     np.testing.assert_allclose([r["score"] for r in rows], api.final, rtol=1e-12)
     np.testing.assert_allclose(cfg["models"][0]["content_free_probs"], api.runs[0].content_free)
+
+
+def test_likelihood_weight_adds_the_response_losses_term(alpaca_records, tmp_path):
+    """--likelihood-weight w: sentence = rating sentence + w * (blank - 2 * given), the losses being the
+    backend's own response losses in the two contexts; the label probabilities are unchanged; a file
+    scored in chunks equals the API, writes the terms to scores.jsonl and reuses stored losses."""
+    import json
+
+    from selectit import likelihood
+    from selectit.config import ScoringConfig
+    from selectit.output import read_run
+    from selectit.pipeline import score_file
+    from selectit.formats import from_dicts
+
+    records = alpaca_records[:10]
+    base = selectit.score(records, backends=[FakeBackend()], rating="expected")
+    s = selectit.score(records, backends=[FakeBackend()], rating="expected", likelihood_weight=0.5)
+    run = s.runs[0]
+    np.testing.assert_array_equal(run.probs, base.runs[0].probs)
+    recs = from_dicts(records)
+    fake = FakeBackend()
+    given = fake.response_losses([(likelihood.instruction_context(r), r.response) for r in recs])
+    blank = fake.response_losses([(likelihood.blank_context(r), r.response) for r in recs])
+    np.testing.assert_allclose(run.losses[0], given, rtol=1e-12)
+    np.testing.assert_allclose(run.losses[1], blank, rtol=1e-12)
+    np.testing.assert_allclose(s.final, base.final + 0.5 * (blank - 2 * given), rtol=1e-12)
+    assert not np.allclose(given, blank)  # the instruction changes the response's loss
+
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps(records))
+    config = ScoringConfig(backend="fake", rating="expected", likelihood_weight=0.5, chunk_size=3)
+    score_file(data, tmp_path / "run", config, progress=False)
+    _, rows = read_run(tmp_path / "run")
+    np.testing.assert_allclose([r["score"] for r in rows], s.final, rtol=1e-12)
+    np.testing.assert_allclose([r["response_loss"]["fake"] for r in rows], given, rtol=1e-12)
+    np.testing.assert_allclose([r["blank_loss"]["fake"] for r in rows], blank, rtol=1e-12)
+    np.testing.assert_allclose([r["likelihood"]["fake"] for r in rows], blank - 2 * given, rtol=1e-12)
+    first = (tmp_path / "run" / "scores.jsonl").read_bytes()
+
+    calls = []
+
+    class Counting(FakeBackend):
+        def response_losses(self, pairs, max_length=None):
+            calls.append(len(pairs))
+            return super().response_losses(pairs, max_length)
+
+    again = selectit.score(records, backends=[Counting()], rating="expected", likelihood_weight=0.5,
+                           store=str(tmp_path / "run" / "store.sqlite"))
+    assert calls == [] and np.array_equal(again.final, s.final)  # every loss came from the store
+    score_file(data, tmp_path / "run", config, progress=False)
+    assert (tmp_path / "run" / "scores.jsonl").read_bytes() == first
+    with pytest.raises(ConfigError, match="--likelihood-weight"):
+        ScoringConfig(likelihood_weight=-1)
+
+
+def test_likelihood_weight_needs_a_backend_with_losses_and_says_so_before_scoring(alpaca_records):
+    class NoLosses:  # a backend without response_losses (as llamacpp, vllm)
+        def __init__(self):
+            self.fake = FakeBackend()
+            self.name, self.num_parameters, self.max_length = "x", 1, 1 << 20
+            self.template, self.fingerprint = "plain", {"backend": "x"}
+            self.encode, self.decode = self.fake.encode, self.fake.decode
+
+        def label_probs(self, *a, **k):
+            raise AssertionError("scored before the check")
+
+    with pytest.raises(ConfigError, match="needs response losses"):
+        selectit.score(alpaca_records[:3], backends=[NoLosses()], likelihood_weight=1.0)

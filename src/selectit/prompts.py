@@ -6,7 +6,7 @@ The published template, byte for byte::
 
 Prompt files hold one rating prompt per line (as the authors' ``rating_prompt.txt``); blank lines are
 ignored. The 'chat' template wraps the same text in the model's own chat template (see
-:func:`chat_parts`). ``{max}`` in a prompt is replaced by the top of the rating scale (our default prompts use it),
+:func:`chat_parts`); 'auto' is 'chat' for a model that has a chat template and 'plain' otherwise. ``{max}`` in a prompt is replaced by the top of the rating scale (our default prompts use it),
 nothing else is substituted, so other braces are safe.
 """
 
@@ -18,12 +18,22 @@ from pathlib import Path
 from selectit.errors import ConfigError
 from selectit.records import Record
 
-TEMPLATES = ("plain", "chat")
+TEMPLATES = ("auto", "plain", "chat")
 LAYOUTS = ("prompt-first", "record-first")
 TEMPLATE_TAIL = "\nThe answer is: \n"
 # In chat mode the template's answer cue opens the assistant's reply instead of ending the user turn.
 CHAT_ANSWER_PREFIX = "The answer is: "
 DEFAULT_PROMPTS = "default_prompts.txt"
+
+
+def resolve_template(template: str, has_chat_template: bool, name: str) -> str:
+    """The template a model is scored with: 'auto' becomes 'chat' when the model has a chat template
+    and 'plain' otherwise; 'chat' on a model without one is an error."""
+    if template == "auto":
+        return "chat" if has_chat_template else "plain"
+    if template == "chat" and not has_chat_template:
+        raise ConfigError(f"model {name} has no chat template; use --template plain or auto")
+    return template
 
 
 def read_prompts(path: str | Path | None = None) -> list[str]:

@@ -22,7 +22,7 @@ class FakeBackend:
         self.name = name
         self.num_parameters = num_parameters
         self.max_length = max_length
-        self.template = template
+        self.template = template = "plain" if template == "auto" else template  # emulates chat; has no template
         self.fingerprint = {"backend": "fake", "name": name, "template": template}
 
     def encode(self, text: str, suffix: str = "") -> list[int]:

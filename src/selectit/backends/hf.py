@@ -13,7 +13,7 @@ import numpy as np
 
 from selectit.errors import ConfigError
 from selectit.models import ModelSource, resolve_model
-from selectit.prompts import chat_parts
+from selectit.prompts import chat_parts, resolve_template
 
 DTYPES = ("float32", "bfloat16", "float16")
 DEFAULT_MAX_LENGTH = 4096
@@ -28,9 +28,7 @@ class HFBackend:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
-        self.template = template
-        if template == "chat" and not getattr(tokenizer, "chat_template", None):
-            raise ConfigError(f"model {name} has no chat template; use --template plain")
+        self.template = template = resolve_template(template, bool(getattr(tokenizer, "chat_template", None)), name)
         # Counted once per tensor, so tied input/output embeddings count once.
         self.num_parameters = num_parameters or sum(p.numel() for p in model.parameters())
         limit = getattr(model.config, "max_position_embeddings", None) or DEFAULT_MAX_LENGTH

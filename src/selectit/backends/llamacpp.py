@@ -16,21 +16,19 @@ import numpy as np
 
 from selectit.errors import ConfigError, optional_import
 from selectit.models import resolve_model
-from selectit.prompts import chat_parts
+from selectit.prompts import chat_parts, resolve_template
 
 
 class LlamaCppBackend:
     def __init__(self, llm, *, name: str, path: str, template: str = "plain", max_length: int | None = None):
         self.llm = llm
         self.name = name
-        self.template = template
+        self.template = template = resolve_template(template, bool(llm.metadata.get("tokenizer.chat_template")), name)
         self.num_parameters = int(llm._model.n_params())
         self.max_length = min(max_length or llm.n_ctx(), llm.n_ctx())
         self.fingerprint = {"backend": "llamacpp", "name": name, "path": path, "size": os.path.getsize(path),
                             "template": template}
         self.tokens_computed = 0
-        if template == "chat" and not self.llm.metadata.get("tokenizer.chat_template"):
-            raise ConfigError(f"model {name} has no chat template; use --template plain")
 
     @classmethod
     def load(cls, spec: str | None, *, template: str = "plain", max_length: int | None = 4096,

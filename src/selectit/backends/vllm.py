@@ -40,6 +40,7 @@ import numpy as np
 
 from selectit.errors import ConfigError, optional_import
 from selectit.models import resolve_model
+from selectit.prompts import resolve_template
 
 DEFAULT_TOPK = 100  # top-k logprobs requested when logprob_token_ids is not available
 MAX_LABEL_IDS = 128  # vllm.sampling_params.MAX_LOGPROB_TOKEN_IDS in vLLM 0.33
@@ -159,9 +160,7 @@ class VLLMBackend:
         self.llm = llm
         self.tokenizer = tokenizer
         self.name = name
-        self.template = template
-        if template == "chat" and not getattr(tokenizer, "chat_template", None):
-            raise ConfigError(f"model {name} has no chat template; use --template plain")
+        self.template = template = resolve_template(template, bool(getattr(tokenizer, "chat_template", None)), name)
         self.num_parameters = num_parameters
         self.max_length = max_length
         self.exact = exact
