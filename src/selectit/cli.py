@@ -12,6 +12,7 @@ Bad input or configuration: a one-line reason on stderr and exit code 2.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 from typing import Annotated, Optional
@@ -47,6 +48,9 @@ PromptWeights = Annotated[str, typer.Option(
 LikelihoodWeight = Annotated[float, typer.Option(
     help="Add this many rating points per nat of the model's likelihood of the response (fluency + relevance "
     "to the instruction); 0: the paper. 2 more forward passes per record.")]
+Paper = Annotated[bool, typer.Option(
+    "--paper", help="The published method: --template plain --rating argmax --likelihood-weight 0 "
+    "(no calibration, equal prompt weights).")]
 BatchSize = Annotated[int, typer.Option(help="Most prompts per forward pass.")]
 BatchTokens = Annotated[Optional[int], typer.Option(
     help="Most padded tokens per forward pass; batches then adapt to prompt length.")]
@@ -121,9 +125,19 @@ def _weights(text: str | None) -> tuple[float, ...] | None:
 def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, batch_size, max_length,
             overlong, dtype, device, model_weights, trust_remote_code, layout, batch_tokens, prefix_cache,
             allow_pickle, rating, calibrate, prompt_weights, tensor_parallel_size, chunk_size, method, seed,
-            likelihood_weight):
-    from selectit.config import ScoringConfig
+            likelihood_weight, paper):
+    from selectit.config import PAPER, ScoringConfig
     from selectit.prompts import choose_prompts, read_prompts
+
+    if paper:  # the published method; a flag given with it that says otherwise is a contradiction
+        given = {"template": template, "rating": rating, "calibrate": calibrate, "prompt_weights": prompt_weights,
+                 "likelihood_weight": likelihood_weight}
+        default = {f.name: f.default for f in dataclasses.fields(ScoringConfig) if f.name in given}
+        clash = [k for k, v in given.items() if v != default[k] and v != PAPER[k]]
+        if clash:
+            flags = ", ".join(f"--{k.replace('_', '-')} {given[k]}" for k in clash)
+            raise ConfigError(f"--paper uses the published method; drop {flags} or drop --paper")
+        template, rating, calibrate, prompt_weights, likelihood_weight = (PAPER[k] for k in given)
 
     config = ScoringConfig(
         models=_models(model), backend=backend, prompts_file=str(prompts) if prompts else None,
@@ -141,7 +155,7 @@ def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, 
 _CONFIG_FLAGS = ("model", "backend", "prompts", "num_prompts", "scale", "alpha", "mode", "template", "batch_size",
                  "max_length", "overlong", "dtype", "device", "model_weights", "trust_remote_code", "layout",
                  "batch_tokens", "prefix_cache", "allow_pickle", "rating", "calibrate", "prompt_weights",
-                 "tensor_parallel_size", "chunk_size", "method", "seed", "likelihood_weight")
+                 "tensor_parallel_size", "chunk_size", "method", "seed", "likelihood_weight", "paper")
 
 
 def _score(input, out, fmt, quiet, store, skip_bad, container, runner, ray_address, workers, **args):
@@ -205,7 +219,7 @@ def score(input: Input, out: Out, model: Models = None, backend: Backend = "hf",
           prompt_weights: PromptWeights = "equal", tensor_parallel_size: TensorParallel = 1,
           container: Container = None, chunk_size: ChunkSize = 10_000, runner: Runner = "local",
           ray_address: RayAddress = None, workers: Workers = None, method: Method = "selectit",
-          seed: Seed = 0, likelihood_weight: LikelihoodWeight = 0.0) -> None:
+          seed: Seed = 0, likelihood_weight: LikelihoodWeight = 0.0, paper: Paper = False) -> None:
     """Score every record of INPUT; write DIR/scores.jsonl and DIR/config.json."""
     _score(**locals())
 
@@ -234,7 +248,7 @@ def run(input: Input, out: Out, fraction: Fraction = 0.2, top: Top = None, thres
         tensor_parallel_size: TensorParallel = 1, container: Container = None,
         chunk_size: ChunkSize = 10_000, runner: Runner = "local", ray_address: RayAddress = None,
         workers: Workers = None, method: Method = "selectit", seed: Seed = 0,
-        likelihood_weight: LikelihoodWeight = 0.0) -> None:
+        likelihood_weight: LikelihoodWeight = 0.0, paper: Paper = False) -> None:
     """Score INPUT and select from it in one go (default: the best 20%); write DIR/report.html."""
     if top is not None or threshold is not None:
         fraction = None

@@ -9,6 +9,10 @@ from selectit.prompts import LAYOUTS, TEMPLATES, labels_for_scale
 from selectit.reflection import MODES, PROMPT_WEIGHTS, RATINGS
 
 OVERLONG = ("truncate", "error")
+# The published method (SPEC 1), as ``--paper`` sets it: the plain template, the argmax token score, equal
+# prompt weights, no calibration and no likelihood term (prompts stay the packaged ones unless --prompts).
+PAPER = {"template": "plain", "rating": "argmax", "calibrate": False, "prompt_weights": "equal",
+         "likelihood_weight": 0.0}
 
 
 @dataclass(frozen=True, kw_only=True)
