@@ -81,6 +81,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", type=Path, default=Path("bench/.discrimination"), help="label probabilities per forward config")
     ap.add_argument("--json", type=Path, help="also write the table as JSON")
+    ap.add_argument("--forward", default=",".join(FORWARD),
+                    help="forward configurations to score (rows that need another one are left out)")
     args = ap.parse_args()
 
     import selectit
@@ -95,7 +97,8 @@ def main() -> None:
           f"kinds = {len(records)} records", flush=True)
 
     runs = {}
-    for name, opts in FORWARD.items():
+    for name in args.forward.split(","):
+        opts = FORWARD[name]
         t = time.perf_counter()
         # content-free probs (3 extra inputs) and response losses (2 per record) come along
         config = ScoringConfig(calibrate=True, likelihood_weight=1.0, **opts)
@@ -110,6 +113,8 @@ def main() -> None:
     table = [("random scores (floor)", pairwise_accuracy(
         {r["id"]: float(x) for r, x in zip(records, rng.random(len(records)))}, records), 0)]
     for label, forward, post in VARIANTS:
+        if forward not in runs:
+            continue
         config, run = runs[forward]
         cfg = replace(config, **{"calibrate": False, "likelihood_weight": 0.0, **post})
         _, sentence = levels(run.probs, run.content_free, cfg, run.likelihood)

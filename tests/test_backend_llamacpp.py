@@ -43,3 +43,19 @@ def test_close_to_the_hf_backend(llamacpp_backend, embedded_backend, alpaca_reco
     b = rate(embedded_backend, records, prompts, labels_for_scale(5), ScoringConfig())
     assert np.abs(a.label_mass - b.label_mass).max() < 0.2
     assert (a.probs.argmax(-1) == b.probs.argmax(-1)).mean() >= 0.75
+
+
+def test_response_losses_match_the_hf_backend(llamacpp_backend, embedded_backend, alpaca_records):
+    """Same definition as the hf backend (same GGUF weights; llama.cpp quantises activations, so close,
+    not equal); the context shared by the two calls is reused without changing the losses."""
+    from selectit.likelihood import blank_context, instruction_context
+
+    records = formats.from_dicts(alpaca_records[:4])
+    pairs = [(ctx(r), r.response) for r in records for ctx in (instruction_context, blank_context)]
+    a = llamacpp_backend.response_losses(pairs)
+    b = embedded_backend.response_losses(pairs)
+    np.testing.assert_allclose(a, b, rtol=0.05)
+    llamacpp_backend.llm.reset()
+    cold = np.array([llamacpp_backend.response_losses([p])[0] for p in pairs[::-1]])[::-1]
+    np.testing.assert_allclose(a, cold, rtol=1e-4)
+    assert np.isnan(llamacpp_backend.response_losses([("", "")])[0])

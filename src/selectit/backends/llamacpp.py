@@ -76,3 +76,54 @@ class LlamaCppBackend:
             logp = logits - np.log(np.exp(logits).sum())
             out[r] = np.exp(logp[list(label_ids)])
         return out
+
+    def response_losses(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None) -> np.ndarray:
+        """(B,) mean next-token loss (nats) over the response tokens of each (context, response), as
+        :meth:`selectit.backends.hf.HFBackend.response_losses` defines it (plain text, BOS as the model
+        adds it, the response's end cut over ``max_length``, NaN where no response token is scored).
+
+        The context is evaluated like a rating prompt (its keys/values reused from the last call where
+        they match, so a context shared by many records is computed once); the response is decoded with
+        logits at every position, n_batch tokens at a time."""
+        llm = self.llm
+        limit = min(max_length or self.max_length, self.max_length)
+        n_vocab = llm.n_vocab()
+        out = np.empty(len(pairs))
+        for r, (context, response) in enumerate(pairs):
+            ids = self.encode_plain(context + response)[:limit]
+            head = self.encode_plain(context)
+            start = 0
+            while start < min(len(ids), len(head)) and ids[start] == head[start]:
+                start += 1
+            first = max(start, 1)  # the first scored token; position first - 1 predicts it
+            if first >= len(ids):
+                out[r] = np.nan
+                continue
+            prefix, rest = ids[: first - 1], ids[first - 1 :]
+            keep = 0
+            while keep < min(llm.n_tokens, len(prefix)) and llm.input_ids[keep] == prefix[keep]:
+                keep += 1
+            llm.n_tokens = keep
+            llm._ctx.kv_cache_seq_rm(-1, keep, -1)
+            if prefix[keep:]:
+                llm.eval(prefix[keep:])
+            nll = []
+            for i in range(0, len(rest), llm.n_batch):
+                chunk = rest[i : i + llm.n_batch]
+                llm._batch.set_batch(batch=chunk, n_past=llm.n_tokens, logits_all=True)
+                llm._ctx.decode(llm._batch)
+                llm.input_ids[llm.n_tokens : llm.n_tokens + len(chunk)] = chunk
+                llm.n_tokens += len(chunk)
+                targets = ids[first + i : first + i + len(chunk)]  # the last position has no next token
+                logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(len(chunk), n_vocab))[: len(targets)]
+                logits = logits.astype(np.float64)
+                top = logits.max(axis=1)
+                lse = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
+                nll.extend(lse - logits[np.arange(len(targets)), targets])
+            self.tokens_computed += len(ids) - keep
+            out[r] = float(np.mean(nll))
+        return out
+
+    def encode_plain(self, text: str) -> list[int]:
+        """Token ids of ``text`` as plain text (the tokenizer's BOS as the model adds it)."""
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=self._adds_bos(), special=False)
