@@ -24,8 +24,8 @@ import pytest
 import selectit
 from selectit.backends import load_backend
 from selectit.backends.vllm import (
-    DEFAULT_TOPK, VLLMBackend, count_parameters, engine_kwargs, has_logprob_token_ids, parse_label_probs,
-    sampling_kwargs, token_prompts,
+    DEFAULT_TOPK, VLLMBackend, count_parameters, engine_kwargs, has_logprob_token_ids, loss_kwargs, parse_label_probs,
+    parse_response_losses, sampling_kwargs, token_prompts,
 )
 from selectit.config import ScoringConfig
 from selectit.errors import ConfigError
@@ -140,6 +140,15 @@ class StandInLLM:
     def generate(self, prompts, params, use_tqdm=True):
         self.calls.append((prompts, params))
         outs = []
+        if params.get("prompt_logprobs") is not None:  # each prompt token's own logprob (+ the top-1)
+            for p in prompts:
+                ids = p["prompt_token_ids"]
+                steps = [None] + [{int(ids[t]): Logprob(float(self.distribution(ids[:t])[ids[t]])),
+                                   int(np.argmax(self.distribution(ids[:t]))): Logprob(0.0)} for t in range(1, len(ids))]
+                for t in range(1, len(ids)):  # the actual token's entry wins if it is also the top-1
+                    steps[t][int(ids[t])] = Logprob(float(self.distribution(ids[:t])[ids[t]]))
+                outs.append(SimpleNamespace(prompt_logprobs=steps, outputs=[], num_cached_tokens=0))
+            return outs
         for p in prompts:
             logp = self.distribution(p["prompt_token_ids"])
             keep = params["logprob_token_ids"] if self.exact else np.argsort(-logp)[: params["logprobs"]]
@@ -333,3 +342,33 @@ def test_gpu_check_compares_runs_against_its_tolerance():
     assert gc.compare(ref, far, "bfloat16")["passed"]
     shuffled = {**ref, "final": ref["final"][::-1]}
     assert "spearman" in gc.compare(ref, shuffled, "bfloat16")["failed"]
+
+
+def test_response_losses_read_the_prompt_logprobs_like_the_hf_backend(tiny_tokenizer, alpaca_records):
+    """Same tokens and positions as the hf backend's definition (selectit.backends.hf.response_tokens);
+    the loss is the mean of minus the prompt tokens' own log-probabilities from ``first`` on."""
+    from selectit.backends.hf import response_tokens
+
+    assert loss_kwargs() == {"max_tokens": 1, "temperature": 0.0, "detokenize": False, "prompt_logprobs": 1}
+    backend, llm = stand_in_backend(tiny_tokenizer, exact=True)
+    pairs = [("Instruction: add 2 and 2\nResponse:", " 4"), ("", "just text"), ("context", "")]
+    losses = backend.response_losses(pairs)
+    for (c, r), got in zip(pairs[:2], losses):
+        ids, start = response_tokens(tiny_tokenizer, c, r, 8192)
+        want = -np.mean([llm.distribution(ids[:t])[ids[t]] for t in range(max(start, 1), len(ids))])
+        assert got == pytest.approx(want, rel=1e-12)
+    assert np.isnan(losses[2])  # no response token
+    assert len(llm.calls) == 1 and len(llm.calls[0][0]) == 2  # the empty response is not sent
+    with pytest.raises(ValueError, match="no prompt logprobs"):
+        parse_response_losses([SimpleNamespace(prompt_logprobs=None)], [([1, 2], 1)])
+    with pytest.raises(ValueError, match="token 1"):
+        parse_response_losses([SimpleNamespace(prompt_logprobs=[None, {9: Logprob(-1.0)}])], [([1, 2], 1)])
+
+
+def test_likelihood_weight_runs_end_to_end_on_the_stand_in_engine(tiny_tokenizer, alpaca_records):
+    backend, llm = stand_in_backend(tiny_tokenizer, exact=True)
+    base = selectit.score(alpaca_records[:4], backends=[backend], num_prompts=2)
+    scores = selectit.score(alpaca_records[:4], backends=[backend], num_prompts=2, likelihood_weight=1.0)
+    lik = scores.runs[0].likelihood
+    assert np.isfinite(lik).all()
+    np.testing.assert_allclose(scores.final, base.final + lik, rtol=1e-12)

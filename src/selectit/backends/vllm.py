@@ -71,6 +71,33 @@ def sampling_kwargs(label_ids: Sequence[int], *, exact: bool, topk: int = DEFAUL
     return kwargs
 
 
+def loss_kwargs() -> dict:
+    """Keyword arguments of ``vllm.SamplingParams`` for reading the prompt tokens' own log-probabilities
+    (response losses): ``prompt_logprobs=1`` returns, at every prompt position, the top-1 token and
+    the prompt's actual token, from the full-vocabulary log-softmax."""
+    return {"max_tokens": 1, "temperature": 0.0, "detokenize": False, "prompt_logprobs": 1}
+
+
+def parse_response_losses(outputs: Sequence, rows: Sequence[tuple[Sequence[int], int]]) -> np.ndarray:
+    """(B,) mean loss (nats) of the tokens ``ids[first:]`` of each request, from ``.prompt_logprobs``
+    (one entry per prompt token, None for the first; each a dict token id -> Logprob holding the
+    prompt's own token). rows: (prompt ids, first scored position) per request, in request order.
+    A missing or NaN log-probability raises ValueError naming the row."""
+    out = np.empty(len(rows))
+    for r, (o, (ids, first)) in enumerate(zip(outputs, rows)):
+        steps = getattr(o, "prompt_logprobs", None)
+        if not steps or len(steps) < len(ids):
+            raise ValueError(f"vLLM returned no prompt logprobs for row {r}; was the request built by loss_kwargs?")
+        nll = []
+        for t in range(first, len(ids)):
+            entry = (steps[t] or {}).get(int(ids[t]))
+            if entry is None or math.isnan(float(entry.logprob)):
+                raise ValueError(f"vLLM returned no log-probability for prompt token {t} (row {r})")
+            nll.append(-float(entry.logprob))
+        out[r] = np.mean(nll) if nll else np.nan
+    return out
+
+
 def token_prompts(batch: Sequence[Sequence[int]]) -> list[dict]:
     """One ``vllm.TokensPrompt`` per row (a TypedDict: a plain dict at run time)."""
     return [{"prompt_token_ids": [int(t) for t in ids]} for ids in batch]
@@ -216,6 +243,23 @@ class VLLMBackend:
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids))
+
+    def response_losses(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None) -> np.ndarray:
+        """(B,) mean next-token loss over the response tokens of each (context, response), as
+        :meth:`selectit.backends.hf.HFBackend.response_losses` defines it (same tokenizer code), read
+        from vLLM's prompt log-probabilities in one request per pair."""
+        from selectit.backends.hf import response_tokens
+
+        limit = min(max_length or self.max_length, self.max_length)
+        rows = [(ids, max(start, 1)) for ids, start in (response_tokens(self.tokenizer, c, r, limit) for c, r in pairs)]
+        out = np.full(len(rows), np.nan)
+        todo = [i for i, (ids, first) in enumerate(rows) if first < len(ids)]  # else no response token: NaN
+        if todo:
+            outputs = self.llm.generate(token_prompts([rows[i][0] for i in todo]), self._params(**loss_kwargs()),
+                                        use_tqdm=False)
+            out[todo] = parse_response_losses(outputs, [rows[i] for i in todo])
+            self.tokens_computed += sum(len(rows[i][0]) for i in todo)
+        return out
 
     def label_probs(self, batch: Sequence[Sequence[int]], label_ids: Sequence[int], shared: int = 0) -> np.ndarray:
         """(B, S) label probabilities; ``shared`` is not needed (vLLM's prefix cache finds it)."""
