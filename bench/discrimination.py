@@ -86,7 +86,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import selectit
-    from selectit.config import ScoringConfig
+    from selectit.config import PAPER, ScoringConfig
     from selectit.scorer import levels
 
     originals = load_originals(DATA / "alpaca_5000.json", DATA / "alpaca_seed_tasks.jsonl", args.alpaca,
@@ -101,7 +101,7 @@ def main() -> None:
         opts = FORWARD[name]
         t = time.perf_counter()
         # content-free probs (3 extra inputs) and response losses (2 per record) come along
-        config = ScoringConfig(calibrate=True, likelihood_weight=1.0, **opts)
+        config = ScoringConfig(**{**PAPER, "calibrate": True, "likelihood_weight": 1.0, **opts})
         store = args.cache / f"{args.alpaca}-{args.seed_tasks}-{args.seed}.sqlite"
         store.parent.mkdir(parents=True, exist_ok=True)
         scores = selectit.score(data, config, store=str(store))
@@ -116,7 +116,7 @@ def main() -> None:
         if forward not in runs:
             continue
         config, run = runs[forward]
-        cfg = replace(config, **{"calibrate": False, "likelihood_weight": 0.0, **post})
+        cfg = replace(config, **{**PAPER, "template": config.template, **post})  # the paper's math unless post says
         _, sentence = levels(run.probs, run.content_free, cfg, run.likelihood)
         extra = 3 if cfg.calibrate else 0
         table.append((label, pairwise_accuracy({r["id"]: float(s) for r, s in zip(records, sentence)}, records), extra))

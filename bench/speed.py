@@ -58,7 +58,7 @@ def run_mode(mode: str, records_path: Path, n: int, num_prompts: int, batch_size
     import torch
 
     from selectit.backends.hf import HFBackend
-    from selectit.config import ScoringConfig
+    from selectit.config import PAPER, ScoringConfig
     from selectit.prompts import choose_prompts, labels_for_scale, rating_text, read_prompts
     from selectit.scorer import rate
 
@@ -89,7 +89,7 @@ def run_mode(mode: str, records_path: Path, n: int, num_prompts: int, batch_size
         tokens = sum(lengths)
         flops = model_flops(cfg, tokens, sum(t * (t + 1) // 2 for t in lengths), tokens)
     else:
-        config = ScoringConfig(batch_size=batch_size, **opts)
+        config = ScoringConfig(**{**PAPER, "batch_size": batch_size, **opts})  # the published method, as naive
         run = rate(backend, records, prompts, labels_for_scale(5), config)
         seconds = time.perf_counter() - start
         probs = run.probs
