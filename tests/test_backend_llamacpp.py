@@ -55,6 +55,9 @@ def test_response_losses_match_the_hf_backend(llamacpp_backend, embedded_backend
     a = llamacpp_backend.response_losses(pairs)
     b = embedded_backend.response_losses(pairs)
     np.testing.assert_allclose(a, b, rtol=0.05)
+    ends = llamacpp_backend.response_losses(pairs, end=True)  # the same end-of-text token follows
+    np.testing.assert_allclose(ends, embedded_backend.response_losses(pairs, end=True), rtol=0.05)
+    assert not np.allclose(ends, a)
     llamacpp_backend.llm.reset()
     cold = np.array([llamacpp_backend.response_losses([p])[0] for p in pairs[::-1]])[::-1]
     np.testing.assert_allclose(a, cold, rtol=1e-4)

@@ -194,9 +194,11 @@ def test_scorer_runs_end_to_end_on_the_stand_in_engine(tiny_tokenizer, alpaca_re
     backend, llm = stand_in_backend(tiny_tokenizer, exact=True)
     scores = selectit.score(alpaca_records[:4], backends=[backend], num_prompts=2, batch_size=16)
     assert scores.runs[0].probs.shape == (4, 2, 5) and np.isfinite(scores.final).all()
-    # prompt-first: each call holds the requests of one rating prompt, all starting with it
-    assert len(llm.calls) == 2
-    for prompts, _ in llm.calls:
+    # prompt-first: each rating call holds the requests of one rating prompt, all starting with it; the
+    # default likelihood term adds one call per context (the response losses, from prompt log-probabilities)
+    rating = [c for c in llm.calls if "prompt_logprobs" not in c[1]]
+    assert len(rating) == 2 and len(llm.calls) == 4 and scores.runs[0].likelihood is not None
+    for prompts, _ in rating:
         ids = [p["prompt_token_ids"] for p in prompts]
         assert len({tuple(x[:20]) for x in ids}) == 1
 
@@ -352,13 +354,15 @@ def test_response_losses_read_the_prompt_logprobs_like_the_hf_backend(tiny_token
     assert loss_kwargs() == {"max_tokens": 1, "temperature": 0.0, "detokenize": False, "prompt_logprobs": 1}
     backend, llm = stand_in_backend(tiny_tokenizer, exact=True)
     pairs = [("Instruction: add 2 and 2\nResponse:", " 4"), ("", "just text"), ("context", "")]
-    losses = backend.response_losses(pairs)
-    for (c, r), got in zip(pairs[:2], losses):
-        ids, start = response_tokens(tiny_tokenizer, c, r, 8192)
-        want = -np.mean([llm.distribution(ids[:t])[ids[t]] for t in range(max(start, 1), len(ids))])
-        assert got == pytest.approx(want, rel=1e-12)
-    assert np.isnan(losses[2])  # no response token
-    assert len(llm.calls) == 1 and len(llm.calls[0][0]) == 2  # the empty response is not sent
+    for end in (None, tiny_tokenizer.eos_token_id):  # with --likelihood-weight, EOS follows the response
+        losses = backend.response_losses(pairs, end=end is not None)
+        for (c, r), got in zip(pairs[:2], losses):
+            ids, start = response_tokens(tiny_tokenizer, c, r, 8192, end)
+            assert (ids[-1] == end) if end is not None else True
+            want = -np.mean([llm.distribution(ids[:t])[ids[t]] for t in range(max(start, 1), len(ids))])
+            assert got == pytest.approx(want, rel=1e-12)
+        assert np.isnan(losses[2]) == (end is None)  # no response token (with end: the EOS is one)
+    assert [len(c[0]) for c in llm.calls] == [2, 3]  # the empty response is sent only with its EOS
     with pytest.raises(ValueError, match="no prompt logprobs"):
         parse_response_losses([SimpleNamespace(prompt_logprobs=None)], [([1, 2], 1)])
     with pytest.raises(ValueError, match="token 1"):
@@ -367,7 +371,7 @@ def test_response_losses_read_the_prompt_logprobs_like_the_hf_backend(tiny_token
 
 def test_likelihood_weight_runs_end_to_end_on_the_stand_in_engine(tiny_tokenizer, alpaca_records):
     backend, llm = stand_in_backend(tiny_tokenizer, exact=True)
-    base = selectit.score(alpaca_records[:4], backends=[backend], num_prompts=2)
+    base = selectit.score(alpaca_records[:4], backends=[backend], num_prompts=2, likelihood_weight=0)
     scores = selectit.score(alpaca_records[:4], backends=[backend], num_prompts=2, likelihood_weight=1.0)
     lik = scores.runs[0].likelihood
     assert np.isfinite(lik).all()

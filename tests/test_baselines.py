@@ -27,8 +27,9 @@ def records(n):
     return json.loads(DEMO.read_text())[:n]
 
 
-def loop_losses(model, tokenizer, pairs, max_length=10_000):
-    """The plain reference: one record at a time, the model's own loss with the context masked out."""
+def loop_losses(model, tokenizer, pairs, max_length=10_000, end=False):
+    """The plain reference: one record at a time, the model's own loss with the context masked out
+    (with ``end``, the EOS token after the response is a label too, as SFT trains it, when it fits)."""
     import torch
 
     out = []
@@ -36,6 +37,8 @@ def loop_losses(model, tokenizer, pairs, max_length=10_000):
         ids = tokenizer(context + response)["input_ids"]
         head = tokenizer(context)["input_ids"]
         start = next((k for k, (a, b) in enumerate(zip(ids, head)) if a != b), min(len(ids), len(head)))
+        if end and len(ids) < max_length:
+            ids = ids + [tokenizer.eos_token_id]
         ids = ids[:max_length]
         labels = torch.tensor([ids])
         labels[0, :start] = -100
@@ -49,7 +52,8 @@ def loop_losses(model, tokenizer, pairs, max_length=10_000):
 
 @pytest.mark.parametrize("kind", ["byte-level", "metaspace-with-bos"])
 @pytest.mark.parametrize("max_length", [None, 12])
-def test_hf_response_losses_match_a_plain_loop(kind, max_length, tiny_model, tiny_tokenizer):
+@pytest.mark.parametrize("end", [False, True])
+def test_hf_response_losses_match_a_plain_loop(kind, max_length, end, tiny_model, tiny_tokenizer):
     from selectit.backends.hf import HFBackend
 
     if kind == "byte-level":
@@ -58,13 +62,13 @@ def test_hf_response_losses_match_a_plain_loop(kind, max_length, tiny_model, tin
         tok = build_metaspace_tokenizer()
         model = build_tiny_model(len(tok), seed=1)
     backend = HFBackend(model, tok, name="tiny")
-    batched = backend.response_losses(PAIRS, max_length)
-    expected = loop_losses(model, tok, PAIRS, max_length or 10_000)
+    batched = backend.response_losses(PAIRS, max_length, end=end)
+    expected = loop_losses(model, tok, PAIRS, max_length or 10_000, end=end)
     assert batched.shape == (len(PAIRS),) and batched.dtype == np.float64
     np.testing.assert_allclose(batched, expected, rtol=1e-5, atol=1e-5, equal_nan=True)
     assert np.isfinite(batched[:4]).all()
     # Batch neighbours and padding do not change a row's loss.
-    one_by_one = np.concatenate([backend.response_losses([p], max_length) for p in PAIRS])
+    one_by_one = np.concatenate([backend.response_losses([p], max_length, end=end) for p in PAIRS])
     np.testing.assert_allclose(batched, one_by_one, rtol=1e-5, atol=1e-6, equal_nan=True)
 
 
@@ -81,9 +85,9 @@ class CountingBackend(FakeBackend):
         super().__init__(**kw)
         self.loss_rows = 0
 
-    def response_losses(self, pairs, max_length=None):
+    def response_losses(self, pairs, max_length=None, **kw):
         self.loss_rows += len(pairs)
-        return super().response_losses(pairs, max_length)
+        return super().response_losses(pairs, max_length, **kw)
 
 
 def test_random_is_seeded():

@@ -92,3 +92,25 @@ def test_bad_input_gives_one_line_and_nonzero_exit(tmp_path, five_records, case,
 def test_usage_errors_exit_nonzero(five_records, tmp_path):
     res = selectit("run", five_records)  # no --out
     assert res.returncode == 2 and "--out" in res.stderr
+
+
+def test_defaults_and_the_paper_one_flag_away(tmp_path, five_records):
+    """The default is the measured best (auto template, expected rating, likelihood term); --paper (and
+    --mode reference, the authors' scripts) is the published method; a flag typed against it is an error."""
+    def config(*flags):
+        out = tmp_path / "-".join(flags or ("default",))
+        res = selectit("score", five_records, "--out", out, "--backend", "fake", "--quiet", *flags)
+        assert res.returncode == 0, res.stderr
+        return json.loads((out / "config.json").read_text())["config"]
+
+    picked = ("template", "rating", "calibrate", "prompt_weights", "likelihood_weight")
+    assert [config()[k] for k in picked] == ["auto", "expected", False, "equal", 1.0]
+    paper = ["plain", "argmax", False, "equal", 0.0]
+    assert [config("--paper")[k] for k in picked] == paper
+    assert [config("--paper", "--rating", "argmax")[k] for k in picked] == paper  # agreeing flags are fine
+    reference = config("--mode", "reference")
+    assert [reference[k] for k in picked] == paper and reference["mode"] == "reference"
+    for flags, expect in ((["--paper", "--rating", "expected"], "--paper uses the published method; drop --rating expected"),
+                          (["--mode", "reference", "--likelihood-weight", "1"], "drop --likelihood-weight 1.0")):
+        res = selectit("score", five_records, "--out", tmp_path / "bad", "--backend", "fake", *flags)
+        assert res.returncode == 2 and expect in res.stderr and "Traceback" not in res.stderr, res.stderr

@@ -6,6 +6,7 @@ import pytest
 import selectit
 from selectit.backends.fake import FakeBackend
 from selectit.backends.hf import HFBackend
+from selectit.config import PAPER
 from selectit.errors import ConfigError
 
 
@@ -35,10 +36,13 @@ def test_model_level_weights_by_parameter_count(alpaca_records):
 
 
 def test_reference_mode_differs_from_paper(alpaca_records):
-    paper = selectit.score(alpaca_records[:8], backends=[FakeBackend()])
-    ref = selectit.score(alpaca_records[:8], backends=[FakeBackend()], mode="reference")
+    paper = selectit.score(alpaca_records[:8], backends=[FakeBackend()], **PAPER)
+    ref = selectit.score(alpaca_records[:8], backends=[FakeBackend()], mode="reference", **PAPER)
     assert ref.final.max() < paper.final.max()
     assert ref.final.max() <= 5 * (np.e - 1) / (np.e + 4) + 1e-12  # softmax squashes every score
+    # the authors' scripts rate with the published method: the tool's own defaults do not mix with them
+    with pytest.raises(ConfigError, match="reference.*rating='expected'.*selectit.config.PAPER"):
+        selectit.score(alpaca_records[:8], backends=[FakeBackend()], mode="reference")
 
 
 def test_weight_override_and_errors(alpaca_records):
@@ -46,7 +50,7 @@ def test_weight_override_and_errors(alpaca_records):
     s = selectit.score(alpaca_records[:3], backends=two, models=("a", "b"), model_weights=(1, 1))
     np.testing.assert_allclose(s.weights, [0.5, 0.5])
     with pytest.raises(ConfigError, match="exactly 1 or 3"):
-        selectit.score(alpaca_records[:3], backends=two, mode="reference")
+        selectit.score(alpaca_records[:3], backends=two, mode="reference", **PAPER)
     with pytest.raises(ConfigError, match="num-prompts"):
         selectit.score(alpaca_records[:3], backends=[FakeBackend()], num_prompts=9)
 
@@ -86,10 +90,10 @@ def test_rating_options_change_only_the_math(alpaca_records):
     from selectit.scorer import levels
 
     records = alpaca_records[:10]
-    base = selectit.score(records, backends=[FakeBackend()])
+    base = selectit.score(records, backends=[FakeBackend()], **PAPER)
     for opts in (dict(rating="expected"), dict(calibrate=True), dict(prompt_weights="mass"),
                  dict(calibrate=True, rating="expected", prompt_weights="mass")):
-        s = selectit.score(records, backends=[FakeBackend()], **opts)
+        s = selectit.score(records, backends=[FakeBackend()], **{**PAPER, **opts})
         run = s.runs[0]
         np.testing.assert_array_equal(run.probs, base.runs[0].probs)
         assert (run.content_free is not None) == bool(opts.get("calibrate"))
@@ -136,14 +140,17 @@ def test_likelihood_weight_adds_the_response_losses_term(alpaca_records, tmp_pat
     from selectit.formats import from_dicts
 
     records = alpaca_records[:10]
-    base = selectit.score(records, backends=[FakeBackend()], rating="expected")
+    base = selectit.score(records, backends=[FakeBackend()], rating="expected", likelihood_weight=0)
     s = selectit.score(records, backends=[FakeBackend()], rating="expected", likelihood_weight=0.5)
     run = s.runs[0]
     np.testing.assert_array_equal(run.probs, base.runs[0].probs)
     recs = from_dicts(records)
     fake = FakeBackend()
-    given = fake.response_losses([(likelihood.instruction_context(r), r.response) for r in recs])
-    blank = fake.response_losses([(likelihood.blank_context(r), r.response) for r in recs])
+    given = fake.response_losses([(likelihood.instruction_context(r), r.response) for r in recs], end=True)
+    blank = fake.response_losses([(likelihood.blank_context(r), r.response) for r in recs], end=True)
+    # the end-of-text token is scored after the response (a truncated answer is not ready to stop)
+    assert not np.allclose(given, fake.response_losses([(likelihood.instruction_context(r), r.response)
+                                                         for r in recs]))
     np.testing.assert_allclose(run.losses[0], given, rtol=1e-12)
     np.testing.assert_allclose(run.losses[1], blank, rtol=1e-12)
     np.testing.assert_allclose(s.final, base.final + 0.5 * (blank - 2 * given), rtol=1e-12)
@@ -163,9 +170,9 @@ def test_likelihood_weight_adds_the_response_losses_term(alpaca_records, tmp_pat
     calls = []
 
     class Counting(FakeBackend):
-        def response_losses(self, pairs, max_length=None):
+        def response_losses(self, pairs, max_length=None, **kw):
             calls.append(len(pairs))
-            return super().response_losses(pairs, max_length)
+            return super().response_losses(pairs, max_length, **kw)
 
     again = selectit.score(records, backends=[Counting()], rating="expected", likelihood_weight=0.5,
                            store=str(tmp_path / "run" / "store.sqlite"))

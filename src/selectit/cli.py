@@ -12,7 +12,6 @@ Bad input or configuration: a one-line reason on stderr and exit code 2.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from pathlib import Path
 from typing import Annotated, Optional
@@ -38,16 +37,18 @@ Prompts = Annotated[Optional[Path], typer.Option("--prompts", help="Rating promp
 NumPrompts = Annotated[int, typer.Option(help="P: how many rating prompts to use.")]
 Scale = Annotated[int, typer.Option(help="S: ratings 1..S (2-9).")]
 Alpha = Annotated[float, typer.Option(help="Penalty on the prompts' disagreement (std).")]
-Mode = Annotated[str, typer.Option(help="paper (published formulas) or reference (the authors' scripts).")]
-Template = Annotated[str, typer.Option(help="plain (published template) or chat (model's chat template).")]
-Rating = Annotated[str, typer.Option(help="Token level: argmax (the paper) or expected (expected rating).")]
+Mode = Annotated[str, typer.Option(help="paper (published formulas) or reference (the authors' scripts; implies "
+    "--paper).")]
+Template = Annotated[str, typer.Option(
+    help="auto (chat if the model has a chat template, else plain), plain (published template) or chat.")]
+Rating = Annotated[str, typer.Option(help="Token level: expected (expected rating) or argmax (the paper).")]
 Calibrate = Annotated[bool, typer.Option(
     "--calibrate/--no-calibrate", help="Divide out the model's rating bias on content-free inputs (Zhao et al. 2021).")]
 PromptWeights = Annotated[str, typer.Option(
     help="Sentence level: equal (the paper) or mass (prompts weighted by their label mass).")]
 LikelihoodWeight = Annotated[float, typer.Option(
     help="Add this many rating points per nat of the model's likelihood of the response (fluency + relevance "
-    "to the instruction); 0: the paper. 2 more forward passes per record.")]
+    "to the instruction); 0: the paper. 2 more forward passes per record (any value > 0).")]
 Paper = Annotated[bool, typer.Option(
     "--paper", help="The published method: --template plain --rating argmax --likelihood-weight 0 "
     "(no calibration, equal prompt weights).")]
@@ -125,19 +126,20 @@ def _weights(text: str | None) -> tuple[float, ...] | None:
 def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, batch_size, max_length,
             overlong, dtype, device, model_weights, trust_remote_code, layout, batch_tokens, prefix_cache,
             allow_pickle, rating, calibrate, prompt_weights, tensor_parallel_size, chunk_size, method, seed,
-            likelihood_weight, paper):
+            likelihood_weight, paper, typed=()):
+    """The ScoringConfig of the command's flags; ``typed``: the flags the user typed (not left at their default)."""
     from selectit.config import PAPER, ScoringConfig
     from selectit.prompts import choose_prompts, read_prompts
 
-    if paper:  # the published method; a flag given with it that says otherwise is a contradiction
-        given = {"template": template, "rating": rating, "calibrate": calibrate, "prompt_weights": prompt_weights,
-                 "likelihood_weight": likelihood_weight}
-        default = {f.name: f.default for f in dataclasses.fields(ScoringConfig) if f.name in given}
-        clash = [k for k, v in given.items() if v != default[k] and v != PAPER[k]]
+    if paper or mode == "reference":  # the published method; a flag typed with it that says otherwise clashes
+        values = {"template": template, "rating": rating, "calibrate": calibrate, "prompt_weights": prompt_weights,
+                  "likelihood_weight": likelihood_weight}
+        clash = [k for k in values if k in typed and values[k] != PAPER[k]]
         if clash:
-            flags = ", ".join(f"--{k.replace('_', '-')} {given[k]}" for k in clash)
-            raise ConfigError(f"--paper uses the published method; drop {flags} or drop --paper")
-        template, rating, calibrate, prompt_weights, likelihood_weight = (PAPER[k] for k in given)
+            flags = ", ".join(f"--{k.replace('_', '-')} {values[k]}" for k in clash)
+            why = "--paper uses" if paper else "--mode reference (the authors' scripts) uses"
+            raise ConfigError(f"{why} the published method; drop {flags}")
+        template, rating, calibrate, prompt_weights, likelihood_weight = (PAPER[k] for k in values)
 
     config = ScoringConfig(
         models=_models(model), backend=backend, prompts_file=str(prompts) if prompts else None,
@@ -158,11 +160,12 @@ _CONFIG_FLAGS = ("model", "backend", "prompts", "num_prompts", "scale", "alpha",
                  "tensor_parallel_size", "chunk_size", "method", "seed", "likelihood_weight", "paper")
 
 
-def _score(input, out, fmt, quiet, store, skip_bad, container, runner, ray_address, workers, **args):
+def _score(ctx, input, out, fmt, quiet, store, skip_bad, container, runner, ray_address, workers, **args):
     """Score with the flags of `score` or `run` (``args``: the command's own arguments)."""
     from selectit.pipeline import score_file
 
-    config = _config(**{name: args[name] for name in _CONFIG_FLAGS})
+    typed = {n for n in _CONFIG_FLAGS if getattr(ctx.get_parameter_source(n), "name", None) == "COMMANDLINE"}
+    config = _config(**{name: args[name] for name in _CONFIG_FLAGS}, typed=typed)
     scored = score_file(input, out, config, schema=fmt, container=container, progress=not quiet, store=store,
                         skip_bad=skip_bad, runner=runner, ray_address=ray_address, workers=workers)
     dataset = scored.source
@@ -208,18 +211,18 @@ def _select(run_dir, fraction, top, threshold, output, keep_order):
 
 @app.command()
 @_user_errors
-def score(input: Input, out: Out, model: Models = None, backend: Backend = "hf", prompts: Prompts = None,
+def score(ctx: typer.Context, input: Input, out: Out, model: Models = None, backend: Backend = "hf", prompts: Prompts = None,
           num_prompts: NumPrompts = 5, scale: Scale = 5, alpha: Alpha = 0.2, mode: Mode = "paper",
-          template: Template = "plain", batch_size: BatchSize = 8, max_length: MaxLength = None,
+          template: Template = "auto", batch_size: BatchSize = 8, max_length: MaxLength = None,
           overlong: Overlong = "truncate", dtype: Dtype = "float32", device: Device = "auto",
           model_weights: Weights = None, fmt: Format = None, trust_remote_code: Trust = False,
           quiet: Quiet = False, layout: Layout = "prompt-first", batch_tokens: BatchTokens = None,
           prefix_cache: PrefixCache = True, store: Store = None, skip_bad: SkipBad = False,
-          allow_pickle: Pickle = False, rating: Rating = "argmax", calibrate: Calibrate = False,
+          allow_pickle: Pickle = False, rating: Rating = "expected", calibrate: Calibrate = False,
           prompt_weights: PromptWeights = "equal", tensor_parallel_size: TensorParallel = 1,
           container: Container = None, chunk_size: ChunkSize = 10_000, runner: Runner = "local",
           ray_address: RayAddress = None, workers: Workers = None, method: Method = "selectit",
-          seed: Seed = 0, likelihood_weight: LikelihoodWeight = 0.0, paper: Paper = False) -> None:
+          seed: Seed = 0, likelihood_weight: LikelihoodWeight = 1.0, paper: Paper = False) -> None:
     """Score every record of INPUT; write DIR/scores.jsonl and DIR/config.json."""
     _score(**locals())
 
@@ -235,20 +238,20 @@ def select(run_dir: Annotated[Path, typer.Argument(help="A run directory written
 
 @app.command()
 @_user_errors
-def run(input: Input, out: Out, fraction: Fraction = 0.2, top: Top = None, threshold: Threshold = None,
+def run(ctx: typer.Context, input: Input, out: Out, fraction: Fraction = 0.2, top: Top = None, threshold: Threshold = None,
         output: Output = None, keep_order: KeepOrder = False, model: Models = None, backend: Backend = "hf",
         prompts: Prompts = None, num_prompts: NumPrompts = 5, scale: Scale = 5, alpha: Alpha = 0.2,
-        mode: Mode = "paper", template: Template = "plain", batch_size: BatchSize = 8,
+        mode: Mode = "paper", template: Template = "auto", batch_size: BatchSize = 8,
         max_length: MaxLength = None, overlong: Overlong = "truncate", dtype: Dtype = "float32",
         device: Device = "auto", model_weights: Weights = None, fmt: Format = None,
         trust_remote_code: Trust = False, quiet: Quiet = False, layout: Layout = "prompt-first",
         batch_tokens: BatchTokens = None, prefix_cache: PrefixCache = True, store: Store = None,
-        skip_bad: SkipBad = False, allow_pickle: Pickle = False, rating: Rating = "argmax",
+        skip_bad: SkipBad = False, allow_pickle: Pickle = False, rating: Rating = "expected",
         calibrate: Calibrate = False, prompt_weights: PromptWeights = "equal", report: Report = True,
         tensor_parallel_size: TensorParallel = 1, container: Container = None,
         chunk_size: ChunkSize = 10_000, runner: Runner = "local", ray_address: RayAddress = None,
         workers: Workers = None, method: Method = "selectit", seed: Seed = 0,
-        likelihood_weight: LikelihoodWeight = 0.0, paper: Paper = False) -> None:
+        likelihood_weight: LikelihoodWeight = 1.0, paper: Paper = False) -> None:
     """Score INPUT and select from it in one go (default: the best 20%); write DIR/report.html."""
     if top is not None or threshold is not None:
         fraction = None

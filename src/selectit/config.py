@@ -33,11 +33,12 @@ class ScoringConfig:
     mode: str = "paper"
     """'paper' (the published formulas) or 'reference' (the authors' scripts: softmax renormalisation
     and their hard-coded 7/20, 13/20, 70/90 model weights)."""
-    template: str = "plain"
-    """'plain': the published template, byte for byte; 'chat': the model's chat template around it."""
-    rating: str = "argmax"
-    """Token level: 'argmax' (the paper: the top rating weighted by its margin over the others) or
-    'expected' (the expected rating sum_k k p'_k, in [1, S])."""
+    template: str = "auto"
+    """'plain': the published template, byte for byte; 'chat': the model's chat template around it;
+    'auto' (default): 'chat' for a model that has a chat template, 'plain' for one that has none."""
+    rating: str = "expected"
+    """Token level: 'expected' (default: the expected rating sum_k k p'_k, in [1, S]) or 'argmax'
+    (the paper: the top rating weighted by its margin over the others)."""
     calibrate: bool = False
     """Divide each prompt's rating distribution by the model's distribution on content-free inputs
     ("N/A", "[MASK]", "...": Zhao et al., ICML 2021), removing its bias towards some ratings.
@@ -45,13 +46,14 @@ class ScoringConfig:
     prompt_weights: str = "equal"
     """Sentence level: 'equal' (the paper) or 'mass' (each prompt's token score weighted by the label
     mass the model put on the ratings for that record, in the mean and the std)."""
-    likelihood_weight: float = 0.0
+    likelihood_weight: float = 1.0
     """Sentence level: add this many rating points per nat of the model's own likelihood evidence
     for the response (selectit.reflection.likelihood_scores: fluency, the response's mean
     log-probability given the instruction, plus relevance, how much the instruction raises it over a
-    blank instruction). 0 is the paper's method. Costs 2 forward passes per record per model (the
+    blank instruction). 0 is the paper's method; 1 (default) measured best in bench/discrimination.py.
+    Costs 2 forward passes per record per model (the
     response's losses in 2 contexts) on top of the P rating prompts; needs a backend with response
-    losses (hf)."""
+    losses (every built-in backend has them)."""
     layout: str = "prompt-first"
     """'prompt-first': the published order (rating prompt, then the record). 'record-first': the record,
     then the rating prompt, so one record's P prompts share its tokens (P times less record compute;
@@ -108,6 +110,13 @@ class ScoringConfig:
             raise ConfigError(f"--prompt-weights must be one of {', '.join(PROMPT_WEIGHTS)}, got {self.prompt_weights!r}")
         if not (isinstance(self.likelihood_weight, (int, float)) and 0 <= self.likelihood_weight < float("inf")):
             raise ConfigError(f"--likelihood-weight must be a number >= 0, got {self.likelihood_weight!r}")
+        if self.mode == "reference":
+            differ = [k for k, v in PAPER.items() if getattr(self, k) != v]
+            if differ:
+                raise ConfigError(
+                    "--mode reference reproduces the authors' scripts, which rate with the published method; "
+                    f"it cannot be combined with {', '.join(f'{k}={getattr(self, k)!r}' for k in differ)} "
+                    "(give it the published settings: ScoringConfig(**selectit.config.PAPER, mode='reference'))")
         if self.layout not in LAYOUTS:
             raise ConfigError(f"--layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
         if self.batch_tokens is not None and self.batch_tokens < 1:

@@ -12,6 +12,12 @@ from the context and the response tokens before it. Contexts ("kinds", as kept i
   nothing in particular. The gap BLANK - CONDITIONED is what the instruction adds (relevance).
 - ``ALONE``: the response with no context at all (IFD's denominator); its first token is not scored
   when the tokenizer adds no BOS.
+
+A kind ending in ``END`` scores the model's end-of-text token after the response too, as supervised
+fine-tuning trains it: how ready the model is to stop there. The likelihood term uses those
+(``GIVEN``, ``GIVEN_BLANK``): without the end token a truncated answer looks as fluent as a whole one
+(bench/discrimination.py: truncation 0.65 without it, 0.87 with it). The baselines keep the published
+definitions (no end token).
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ PROMPT_INPUT = ("Below is an instruction that describes a task, paired with an i
 CONDITIONED = prompt_key(PROMPT_NO_INPUT + "\0" + PROMPT_INPUT)  # store kind: response given the instruction
 BLANK = prompt_key(PROMPT_NO_INPUT.format(instruction=""))  # store kind: response given a blank instruction
 ALONE = "response-alone"  # store kind: the response with no context
+END = "+end"  # suffix of a store kind whose response is followed by the model's end-of-text token
+GIVEN, GIVEN_BLANK = CONDITIONED + END, BLANK + END  # the likelihood term's kinds
 
 
 def instruction_context(record: Record) -> str:
@@ -73,12 +81,13 @@ def has_losses(backend) -> bool:
 def response_losses(backend, records: Sequence[Record], kind: str, batch_size: int, max_length: int | None,
                     store: ScoreStore | None, progress: Callable[[float], object] | None = None,
                     key: str | None = None) -> np.ndarray:
-    """(n,) mean response-token loss of each record in context ``kind`` (one of CONTEXTS).
+    """(n,) mean response-token loss of each record in context ``kind`` (one of CONTEXTS, + END to
+    score the end-of-text token after the response too).
 
     Distinct records are run once, sorted by length and batched (little padding); losses already in
     ``store`` (under the model's :func:`loss_key`, ``kind``) are reused and every computed batch is
     stored at once, so a killed run resumes. ``progress`` is called with records done."""
-    context = CONTEXTS[kind]
+    context, end = CONTEXTS[kind.removesuffix(END)], kind.endswith(END)
     key = key or loss_key(backend, max_length)
     limit = loss_limit(backend, max_length)
     keys = [record_key(r) for r in records]
@@ -92,7 +101,7 @@ def response_losses(backend, records: Sequence[Record], kind: str, batch_size: i
         progress(len(records) - len(todo))  # stored, or a duplicate of another record
     for b in range(0, len(todo), batch_size):
         batch = todo[b : b + batch_size]
-        losses = backend.response_losses([(context(records[i]), records[i].response) for i in batch], limit)
+        losses = backend.response_losses([(context(records[i]), records[i].response) for i in batch], limit, end=end)
         found.update({keys[i]: float(v) for i, v in zip(batch, losses)})
         if store is not None:
             store.put_losses(key, kind, [(keys[i], float(v)) for i, v in zip(batch, losses)])
@@ -103,11 +112,11 @@ def response_losses(backend, records: Sequence[Record], kind: str, batch_size: i
 
 def likelihood_losses(backend, records: Sequence[Record], config, store: ScoreStore | None,
                       progress: Callable[[float], object] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(given (n,), blank (n,)): the response losses ``--likelihood-weight`` needs (kinds CONDITIONED
-    and BLANK), stored under the backend's :func:`loss_key`. ``progress`` gets records done (n in all)."""
+    """(given (n,), blank (n,)): the response losses ``--likelihood-weight`` needs (kinds GIVEN and
+    GIVEN_BLANK: the response and its end token), stored under the backend's :func:`loss_key`. ``progress`` gets records done (n in all)."""
     if not has_losses(backend):
         raise ConfigError(f"--likelihood-weight needs response losses; the {config.backend} backend has none: "
                           "use --backend hf, or --likelihood-weight 0")
     half = (lambda done: progress(done / 2)) if progress else None
     return tuple(response_losses(backend, records, kind, config.batch_size, config.max_length, store, half)
-                 for kind in (CONDITIONED, BLANK))
+                 for kind in (GIVEN, GIVEN_BLANK))

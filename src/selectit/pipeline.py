@@ -18,7 +18,7 @@ from selectit.atomic import atomic_write
 from selectit.baselines import score_method
 from selectit.config import ScoringConfig
 from selectit.errors import ConfigError
-from selectit.likelihood import BLANK, CONDITIONED
+from selectit.likelihood import GIVEN, GIVEN_BLANK
 from selectit.output import Totals, file_sha256, read_config, read_scores, write_chunks, write_run
 from selectit.prompts import choose_prompts, labels_for_scale, read_prompts
 from selectit.runners.shard import ModelResult
@@ -139,7 +139,7 @@ def _chunk_scores(source: formats.Source, models: list[ModelResult], config: Sco
 def _losses(db: ScoreStore, model: ModelResult, rkeys: list[str], records) -> tuple[np.ndarray, np.ndarray]:
     """(given (n,), blank (n,)) response losses of a chunk's records, from the store."""
     out = []
-    for kind in (CONDITIONED, BLANK):
+    for kind in (GIVEN, GIVEN_BLANK):
         stored = db.load_losses(model.loss_key, kind, rkeys)
         missing = [i for i, k in enumerate(rkeys) if k not in stored]
         if missing:

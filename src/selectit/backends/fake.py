@@ -43,12 +43,15 @@ class FakeBackend:
             out[i] = raw / raw.sum() * mass
         return out
 
-    def response_losses(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None) -> np.ndarray:
-        """(B,) mean loss over the response bytes of each (context, response); see HFBackend."""
+    def response_losses(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None, *,
+                        end: bool = False) -> np.ndarray:
+        """(B,) mean loss over the response bytes of each (context, response), then a 0 byte as the end
+        token with ``end`` (when it fits); see HFBackend."""
         limit = min(max_length or self.max_length, self.max_length)
         out = np.empty(len(pairs))
         for i, (context, response) in enumerate(pairs):
-            ids = list((context + response).encode("utf-8"))[:limit]
+            ids = list((context + response).encode("utf-8"))
+            ids = (ids + [0] if end and len(ids) < limit else ids)[:limit]
             start = max(len(context.encode("utf-8")), 1)
             losses = [_token_loss(ids[t - 1], ids[t], t) for t in range(start, len(ids))]
             out[i] = np.mean(losses) if losses else np.nan

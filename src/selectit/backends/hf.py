@@ -117,17 +117,21 @@ class HFBackend:
             picked = logp[:, list(label_ids)].double().exp()  # (B, S), float64 so tiny mass survives
         return picked.cpu().numpy()
 
-    def response_losses(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None) -> np.ndarray:
+    def response_losses(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None, *,
+                        end: bool = False) -> np.ndarray:
         """(B,) mean next-token loss (nats, float64) over the response tokens of each (context, response).
 
         The model reads ``context + response`` as plain text (the tokenizer adds its BOS as usual);
         ``context`` "" scores the response alone. Losses are over response tokens only, each predicted
         from everything before it; a response's first token is not scored when nothing precedes it
         (no BOS, no context). Over ``max_length`` the response's end is cut. NaN: no response token.
+        ``end``: the tokenizer's end-of-text token follows the response and is scored with it (when
+        the whole response fits).
         Batched with right padding; logits in float32 at the response positions only."""
         torch = self.torch
         limit = min(max_length or self.max_length, self.max_length)
-        rows = [response_tokens(self.tokenizer, c, r, limit) for c, r in pairs]
+        stop = end_token(self.tokenizer) if end else None
+        rows = [response_tokens(self.tokenizer, c, r, limit, stop) for c, r in pairs]
         width = max(len(ids) for ids, _ in rows)
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -219,12 +223,24 @@ def _float32_head(model) -> None:
     model.set_output_embeddings(Float32Head(head))
 
 
-def response_tokens(tokenizer, context: str, response: str, max_length: int) -> tuple[list[int], int]:
-    """Token ids of ``context + response`` (cut to ``max_length``) and where the response starts.
+def end_token(tokenizer) -> int:
+    """The id of the tokenizer's end-of-text token (what a fine-tuned response ends with)."""
+    if tokenizer.eos_token_id is None:
+        raise ConfigError("the model's tokenizer has no end-of-text (EOS) token, which the likelihood term "
+                          "scores; use --likelihood-weight 0")
+    return int(tokenizer.eos_token_id)
+
+
+def response_tokens(tokenizer, context: str, response: str, max_length: int,
+                    end: int | None = None) -> tuple[list[int], int]:
+    """Token ids of ``context + response`` (then ``end``, if given and the whole response fits), cut
+    to ``max_length``, and where the response starts.
 
     The start is the length of the longest common prefix of the ids of ``context`` alone and of the
     whole text, so a token that merges across the boundary counts as the response's."""
     ids = tokenizer(context + response)["input_ids"]
+    if end is not None and len(ids) < max_length:
+        ids = [*ids, end]
     head = tokenizer(context)["input_ids"]
     start = 0
     while start < min(len(ids), len(head)) and ids[start] == head[start]:

@@ -77,10 +77,12 @@ class LlamaCppBackend:
             out[r] = np.exp(logp[list(label_ids)])
         return out
 
-    def response_losses(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None) -> np.ndarray:
+    def response_losses(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None, *,
+                        end: bool = False) -> np.ndarray:
         """(B,) mean next-token loss (nats) over the response tokens of each (context, response), as
         :meth:`selectit.backends.hf.HFBackend.response_losses` defines it (plain text, BOS as the model
-        adds it, the response's end cut over ``max_length``, NaN where no response token is scored).
+        adds it, the response's end cut over ``max_length``, NaN where no response token is scored;
+        ``end``: the model's end-of-text token follows the response, when it fits).
 
         The context is evaluated like a rating prompt (its keys/values reused from the last call where
         they match, so a context shared by many records is computed once); the response is decoded with
@@ -90,7 +92,10 @@ class LlamaCppBackend:
         n_vocab = llm.n_vocab()
         out = np.empty(len(pairs))
         for r, (context, response) in enumerate(pairs):
-            ids = self.encode_plain(context + response)[:limit]
+            ids = self.encode_plain(context + response)
+            if end and len(ids) < limit:
+                ids.append(llm.token_eos())
+            ids = ids[:limit]
             head = self.encode_plain(context)
             start = 0
             while start < min(len(ids), len(head)) and ids[start] == head[start]:

@@ -244,14 +244,17 @@ class VLLMBackend:
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids))
 
-    def response_losses(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None) -> np.ndarray:
+    def response_losses(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None, *,
+                        end: bool = False) -> np.ndarray:
         """(B,) mean next-token loss over the response tokens of each (context, response), as
         :meth:`selectit.backends.hf.HFBackend.response_losses` defines it (same tokenizer code), read
         from vLLM's prompt log-probabilities in one request per pair."""
-        from selectit.backends.hf import response_tokens
+        from selectit.backends.hf import end_token, response_tokens
 
         limit = min(max_length or self.max_length, self.max_length)
-        rows = [(ids, max(start, 1)) for ids, start in (response_tokens(self.tokenizer, c, r, limit) for c, r in pairs)]
+        stop = end_token(self.tokenizer) if end else None
+        rows = [(ids, max(start, 1))
+                for ids, start in (response_tokens(self.tokenizer, c, r, limit, stop) for c, r in pairs)]
         out = np.full(len(rows), np.nan)
         todo = [i for i, (ids, first) in enumerate(rows) if first < len(ids)]  # else no response token: NaN
         if todo:
