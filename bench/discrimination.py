@@ -12,6 +12,8 @@ the tool's own options applied to the same label probabilities (``selectit.score
 every row is exactly what ``selectit score`` with those flags computes.
 
     python bench/discrimination.py --alpaca 10 --seed-tasks 10          # ~10 min on 2 idle cores
+    python bench/discrimination.py --alpaca 50 --seed-tasks 50 --seed 1 --forward published/plain,ours/chat
+                                                     # the held-out table of bench/README.md, ~30 min
 """
 
 from __future__ import annotations
