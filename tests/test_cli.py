@@ -35,6 +35,8 @@ def test_run_end_to_end_on_the_embedded_model(tmp_path, five_records):
         assert r["score"] == pytest.approx(r["sentence_scores"]["SmolLM2-135M-Instruct"])
     config = json.loads((out / "config.json").read_text())
     assert config["models"][0]["num_parameters"] == 134_515_008 and config["models"][0]["weight"] == 1.0
+    assert config["models"][0]["template"] == "chat"  # --template auto (default): SmolLM2 has a chat template
+    assert config["config"]["likelihood_weight"] == 1.0 and all(r["likelihood"] for r in rows)
     selected = json.loads((out / "selected.json").read_text())
     source = json.loads(five_records.read_text())
     best = sorted(range(5), key=lambda i: -rows[i]["score"])[:2]
@@ -101,7 +103,9 @@ def test_defaults_and_the_paper_one_flag_away(tmp_path, five_records):
         out = tmp_path / "-".join(flags or ("default",))
         res = selectit("score", five_records, "--out", out, "--backend", "fake", "--quiet", *flags)
         assert res.returncode == 0, res.stderr
-        return json.loads((out / "config.json").read_text())["config"]
+        written = json.loads((out / "config.json").read_text())
+        assert written["models"][0]["template"] == "plain"  # what 'auto' became: the fake model has no chat template
+        return written["config"]
 
     picked = ("template", "rating", "calibrate", "prompt_weights", "likelihood_weight")
     assert [config()[k] for k in picked] == ["auto", "expected", False, "equal", 1.0]

@@ -50,6 +50,7 @@ def test_ray_equals_local_on_the_tiny_model(tmp_path, local_ray, tiny_model_dir)
         assert db.execute("SELECT COUNT(*) FROM losses").fetchone()[0] == 60
     cfg = json.loads((tmp_path / "ray" / "config.json").read_text())
     assert cfg["models"][0]["prompt_tokens"] == run.models[0].tokens > 0
+    assert cfg["models"][0]["template"] == "plain"  # 'auto' resolved on the workers: no chat template
 
 
 def test_ray_user_errors_and_flags(tmp_path, local_ray):

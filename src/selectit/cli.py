@@ -178,7 +178,8 @@ def _score(ctx, input, out, fmt, quiet, store, skip_bad, container, runner, ray_
     for run in scored.totals.models:
         mass = np.nan if run["mean_label_mass"] is None else run["mean_label_mass"]
         seconds = max(run["seconds"], 1e-9)
-        typer.echo(f"{run['name']}: {len(dataset)} records x {len(scored.prompts)} prompts in {seconds:.1f}s "
+        typer.echo(f"{run['name']} ({run['template']} template): {len(dataset)} records x {len(scored.prompts)} "
+                   f"prompts in {seconds:.1f}s "
                    f"({len(dataset) / seconds:.2f} rec/s, {run['prompt_tokens'] / seconds:.0f} tok/s); "
                    f"mean label mass {mass:.3f}; truncated {run['truncated_records']}", err=True)
         if mass < 0.1:

@@ -93,8 +93,8 @@ class Totals:
     def add(self, scores: Scores) -> None:
         if not self.models:
             self.models = [{"name": r.name, "num_parameters": r.num_parameters, "weight": float(w),
-                            "label_ids": r.label_ids, "prompt_tokens": 0, "seconds": 0.0, "truncated_records": 0,
-                            "mean_label_mass": None, "failed_prompts": 0,
+                            "template": r.template, "label_ids": r.label_ids, "prompt_tokens": 0, "seconds": 0.0,
+                            "truncated_records": 0, "mean_label_mass": None, "failed_prompts": 0,
                             "content_free_probs": None if r.content_free is None else r.content_free.tolist()}
                            for r, w in zip(scores.runs, scores.weights)]
             self._mass = [[0.0, 0] for _ in scores.runs]

@@ -130,7 +130,7 @@ def _chunk_scores(source: formats.Source, models: list[ModelResult], config: Sco
                                       "while scoring (written to by another run?); run the command again")
             losses = _losses(db, m, rkeys, records) if config.likelihood_weight > 0 else None
             runs.append(model_run(m.name, m.num_parameters, m.label_ids, grid, cut.any(axis=1), errors, config,
-                                  tokens=0, seconds=0.0, content_free=cf, losses=losses))
+                                  tokens=0, seconds=0.0, content_free=cf, losses=losses, template=m.template))
         weights, final = combine(runs, config)
         yield Scores(config=config, prompts=prompts, labels=labels, runs=runs, weights=weights, final=final,
                      ids=[r.id for r in records])

@@ -48,6 +48,7 @@ class ModelRun:
     errors: dict = field(default_factory=dict)  # (record, prompt) -> why the model failed on it
     losses: tuple[np.ndarray, np.ndarray] | None = None  # (given (n,), blank (n,)) with --likelihood-weight
     likelihood: np.ndarray | None = None  # (n,) reflection.likelihood_scores of those losses
+    template: str = ""  # the template it was scored with ('auto' resolved)
 
 
 @dataclass
@@ -73,6 +74,7 @@ class ModelSetup:
     max_length: int
     key: str  # the store's model key (see store.model_key)
     loss_key: str = ""  # the store's model key for response losses (see likelihood.loss_key)
+    template: str = ""  # the template the model is scored with ('auto' resolved)
 
 
 def setup_model(backend: Backend, probe: Record, prompts: Sequence[str], labels: Sequence[str],
@@ -88,7 +90,8 @@ def setup_model(backend: Backend, probe: Record, prompts: Sequence[str], labels:
     key = model_key({**backend.fingerprint, "layout": config.layout, "max_length": max_length,
                      "overlong": config.overlong, "label_ids": label_ids})
     return ModelSetup(label_ids=label_ids, max_length=max_length, key=key,
-                      loss_key=likelihood.loss_key(backend, config.max_length))
+                      loss_key=likelihood.loss_key(backend, config.max_length),
+                      template=str(getattr(backend, "template", config.template)))
 
 
 @dataclass
@@ -143,7 +146,8 @@ def score_items(backend: Backend, setup: ModelSetup, records: Sequence[Record], 
 
 def model_run(name: str, num_parameters: int, label_ids: list[int], grid: np.ndarray, truncated: np.ndarray,
               errors: dict, config: ScoringConfig, *, tokens: int, seconds: float,
-              content_free: np.ndarray | None = None, losses: tuple[np.ndarray, np.ndarray] | None = None) -> ModelRun:
+              content_free: np.ndarray | None = None, losses: tuple[np.ndarray, np.ndarray] | None = None,
+              template: str = "") -> ModelRun:
     """The token and sentence levels of one model. grid: (n, P, S) label probabilities; truncated: (n,);
     content_free: (P, S) mean label probabilities on the content-free inputs (needed with calibrate);
     losses: (given (n,), blank (n,)) response losses (needed with a likelihood weight)."""
@@ -153,6 +157,7 @@ def model_run(name: str, num_parameters: int, label_ids: list[int], grid: np.nda
         name=name, num_parameters=int(num_parameters), label_ids=label_ids, probs=grid,
         label_mass=reflection.label_mass(grid), token=token, sentence=sentence, truncated=truncated,
         content_free=content_free, tokens=tokens, seconds=seconds, errors=errors, losses=losses, likelihood=lik,
+        template=template,
     )
 
 
@@ -177,7 +182,7 @@ def rate(
         np.asarray(shard.cut, dtype=bool)[shard.of[:n]].any(axis=1),
         {(int(i), int(j)): errors[k] for (i, j), k in np.ndenumerate(shard.of[:n]) if k in errors} if errors else {},
         config, tokens=shard.tokens, seconds=time.perf_counter() - start,
-        content_free=grid[n:].mean(axis=0) if config.calibrate else None, losses=losses,
+        content_free=grid[n:].mean(axis=0) if config.calibrate else None, losses=losses, template=setup.template,
     )
 
 

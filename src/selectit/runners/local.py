@@ -20,7 +20,7 @@ def score_model(source: Source, spec: str | None, config: ScoringConfig, prompts
     backend = load_model(config, spec)
     setup = setup_model(backend, next(source.records()), prompts, labels, config)
     result = ModelResult(name=backend.name, num_parameters=int(backend.num_parameters), label_ids=setup.label_ids,
-                         key=setup.key, loss_key=setup.loss_key)
+                         key=setup.key, loss_key=setup.loss_key, template=setup.template)
     bar = _progress_bar(len(source), f"{desc} {backend.name}") if progress else None
     db = ScoreStore(store)
     try:

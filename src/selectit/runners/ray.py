@@ -117,7 +117,7 @@ class ShardScorer:
 
     def __call__(self, batch: dict) -> dict:
         out = {"chunk": [], "records": [], "tokens": [], "errors": [], "name": [], "num_parameters": [],
-               "label_ids": [], "key": [], "loss_key": []}
+               "label_ids": [], "key": [], "loss_key": [], "template": []}
         for k in batch["chunk"]:
             records = self.source.chunk(int(k))
             tokens, errors = score_shard(self.backend, self.setup, records, self.prompts, self.config, self.store)
@@ -130,6 +130,7 @@ class ShardScorer:
             out["label_ids"].append(json.dumps(self.setup.label_ids))
             out["key"].append(self.setup.key)
             out["loss_key"].append(self.setup.loss_key)
+            out["template"].append(self.setup.template)
         return {name: np.asarray(values) for name, values in out.items()}
 
 
@@ -178,7 +179,7 @@ def score_model(source: Source, spec: str | None, config: ScoringConfig, prompts
             if result is None:
                 result = ModelResult(name=str(row["name"]), num_parameters=int(row["num_parameters"]),
                                      label_ids=json.loads(str(row["label_ids"])), key=str(row["key"]),
-                                     loss_key=str(row["loss_key"]))
+                                     loss_key=str(row["loss_key"]), template=str(row["template"]))
             result.tokens += int(row["tokens"])
             result.errors.update({(p, r): (msg, bool(cut)) for p, r, msg, cut in json.loads(str(row["errors"]))})
     except ray.exceptions.RayError as e:

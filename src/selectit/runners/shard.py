@@ -24,6 +24,7 @@ class ModelResult:
     label_ids: list[int]
     key: str
     loss_key: str = ""  # where its response losses are (with a likelihood weight)
+    template: str = ""  # the template it was scored with ('auto' resolved)
     tokens: int = 0
     seconds: float = 0.0
     errors: Errors = field(default_factory=dict)
