@@ -6,7 +6,7 @@ import torch
 
 from selectit import formats, reflection
 from selectit.backends.hf import HFBackend
-from selectit.config import ScoringConfig
+from selectit.config import PAPER, ScoringConfig
 from selectit.errors import ConfigError
 from selectit.prompts import choose_prompts, labels_for_scale, rating_text, read_prompts
 from selectit.scorer import rate
@@ -28,9 +28,10 @@ def _naive_run(model, tokenizer, records, prompts, label_ids, layout="prompt-fir
 
 
 def _check_parity(backend, model, tokenizer, records, batch_size, *, probs_tol=1e-5, token_tol=1e-5, **options):
-    """The record scores (sentence level: what selection ranks) agree within 1e-5 with the plain loop."""
+    """The record scores (sentence level: what selection ranks) agree within 1e-5 with the plain loop of
+    the published method (``--paper``: what the loop computes)."""
     prompts = choose_prompts(read_prompts(), 5, 5)
-    run = rate(backend, records, prompts, LABELS, ScoringConfig(batch_size=batch_size, **options))
+    run = rate(backend, records, prompts, LABELS, ScoringConfig(**{**PAPER, "batch_size": batch_size, **options}))
     naive = _naive_run(model, tokenizer, records, prompts, run.label_ids)
     token = reflection.token_scores(naive)
     sentence = reflection.sentence_scores(token)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from selectit import formats
-from selectit.config import ScoringConfig
+from selectit.config import PAPER, ScoringConfig
 from selectit.prompts import choose_prompts, labels_for_scale, rating_text, read_prompts
 from selectit.scorer import rate
 
@@ -24,7 +24,7 @@ def test_label_probs_match_a_fresh_evaluation(llamacpp_backend, alpaca_records):
     b = llamacpp_backend
     records = formats.from_dicts(alpaca_records[:3])
     prompts = choose_prompts(read_prompts(), 3, 5)
-    run = rate(b, records, prompts, labels_for_scale(5), ScoringConfig())
+    run = rate(b, records, prompts, labels_for_scale(5), ScoringConfig(**PAPER))  # the ratings only
     assert run.label_ids == [b.llm.tokenize(str(k).encode(), add_bos=False)[0] for k in range(1, 6)]
     assert b.num_parameters == 134_515_008
     for i, j in [(0, 0), (2, 1), (1, 2)]:
@@ -39,8 +39,8 @@ def test_close_to_the_hf_backend(llamacpp_backend, embedded_backend, alpaca_reco
     probabilities differ a little; the rating each prompt favours mostly agrees."""
     records = formats.from_dicts(alpaca_records[:4])
     prompts = choose_prompts(read_prompts(), 2, 5)
-    a = rate(llamacpp_backend, records, prompts, labels_for_scale(5), ScoringConfig())
-    b = rate(embedded_backend, records, prompts, labels_for_scale(5), ScoringConfig())
+    a = rate(llamacpp_backend, records, prompts, labels_for_scale(5), ScoringConfig(**PAPER))
+    b = rate(embedded_backend, records, prompts, labels_for_scale(5), ScoringConfig(**PAPER))
     assert np.abs(a.label_mass - b.label_mass).max() < 0.2
     assert (a.probs.argmax(-1) == b.probs.argmax(-1)).mean() >= 0.75
 
