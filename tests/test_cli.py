@@ -114,7 +114,8 @@ def test_defaults_and_the_paper_one_flag_away(tmp_path, five_records):
     assert [config("--paper", "--rating", "argmax")[k] for k in picked] == paper  # agreeing flags are fine
     reference = config("--mode", "reference")
     assert [reference[k] for k in picked] == paper and reference["mode"] == "reference"
-    for flags, expect in ((["--paper", "--rating", "expected"], "--paper uses the published method; drop --rating expected"),
-                          (["--mode", "reference", "--likelihood-weight", "1"], "drop --likelihood-weight 1.0")):
+    for flags, expect in (
+            (["--paper", "--rating", "expected"], "--paper uses the published method; drop --rating expected"),
+            (["--mode", "reference", "--likelihood-weight", "1"], "drop --likelihood-weight 1.0")):
         res = selectit("score", five_records, "--out", tmp_path / "bad", "--backend", "fake", *flags)
         assert res.returncode == 2 and expect in res.stderr and "Traceback" not in res.stderr, res.stderr

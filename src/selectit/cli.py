@@ -212,8 +212,8 @@ def _select(run_dir, fraction, top, threshold, output, keep_order):
 
 @app.command()
 @_user_errors
-def score(ctx: typer.Context, input: Input, out: Out, model: Models = None, backend: Backend = "hf", prompts: Prompts = None,
-          num_prompts: NumPrompts = 5, scale: Scale = 5, alpha: Alpha = 0.2, mode: Mode = "paper",
+def score(ctx: typer.Context, input: Input, out: Out, model: Models = None, backend: Backend = "hf",
+          prompts: Prompts = None, num_prompts: NumPrompts = 5, scale: Scale = 5, alpha: Alpha = 0.2, mode: Mode = "paper",
           template: Template = "auto", batch_size: BatchSize = 8, max_length: MaxLength = None,
           overlong: Overlong = "truncate", dtype: Dtype = "float32", device: Device = "auto",
           model_weights: Weights = None, fmt: Format = None, trust_remote_code: Trust = False,
@@ -239,8 +239,8 @@ def select(run_dir: Annotated[Path, typer.Argument(help="A run directory written
 
 @app.command()
 @_user_errors
-def run(ctx: typer.Context, input: Input, out: Out, fraction: Fraction = 0.2, top: Top = None, threshold: Threshold = None,
-        output: Output = None, keep_order: KeepOrder = False, model: Models = None, backend: Backend = "hf",
+def run(ctx: typer.Context, input: Input, out: Out, fraction: Fraction = 0.2, top: Top = None,
+        threshold: Threshold = None, output: Output = None, keep_order: KeepOrder = False, model: Models = None, backend: Backend = "hf",
         prompts: Prompts = None, num_prompts: NumPrompts = 5, scale: Scale = 5, alpha: Alpha = 0.2,
         mode: Mode = "paper", template: Template = "auto", batch_size: BatchSize = 8,
         max_length: MaxLength = None, overlong: Overlong = "truncate", dtype: Dtype = "float32",

@@ -51,9 +51,8 @@ class ScoringConfig:
     for the response (selectit.reflection.likelihood_scores: fluency, the response's mean
     log-probability given the instruction, plus relevance, how much the instruction raises it over a
     blank instruction). 0 is the paper's method; 1 (default) measured best in bench/discrimination.py.
-    Costs 2 forward passes per record per model (the
-    response's losses in 2 contexts) on top of the P rating prompts; needs a backend with response
-    losses (every built-in backend has them)."""
+    Costs 2 forward passes per record per model (the response's losses in 2 contexts) on top of the P
+    rating prompts; needs a backend with response losses (every built-in backend has them)."""
     layout: str = "prompt-first"
     """'prompt-first': the published order (rating prompt, then the record). 'record-first': the record,
     then the rating prompt, so one record's P prompts share its tokens (P times less record compute;

@@ -113,7 +113,8 @@ def response_losses(backend, records: Sequence[Record], kind: str, batch_size: i
 def likelihood_losses(backend, records: Sequence[Record], config, store: ScoreStore | None,
                       progress: Callable[[float], object] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(given (n,), blank (n,)): the response losses ``--likelihood-weight`` needs (kinds GIVEN and
-    GIVEN_BLANK: the response and its end token), stored under the backend's :func:`loss_key`. ``progress`` gets records done (n in all)."""
+    GIVEN_BLANK: the response and its end token), stored under the backend's :func:`loss_key`.
+    ``progress`` gets records done (n in all)."""
     if not has_losses(backend):
         raise ConfigError(f"--likelihood-weight needs response losses; the {config.backend} backend has none: "
                           "use --backend hf, or --likelihood-weight 0")

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from selectit.backends.hf import response_ids
 from selectit.prompts import chat_parts
 
 
@@ -50,9 +51,9 @@ class FakeBackend:
         limit = min(max_length or self.max_length, self.max_length)
         out = np.empty(len(pairs))
         for i, (context, response) in enumerate(pairs):
-            ids = list((context + response).encode("utf-8"))
-            ids = (ids + [0] if end and len(ids) < limit else ids)[:limit]
-            start = max(len(context.encode("utf-8")), 1)
+            ids, start = response_ids(lambda text: list(text.encode("utf-8")), context, response, limit,
+                                      0 if end else None)
+            start = max(start, 1)
             losses = [_token_loss(ids[t - 1], ids[t], t) for t in range(start, len(ids))]
             out[i] = np.mean(losses) if losses else np.nan
         return out

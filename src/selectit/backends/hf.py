@@ -7,7 +7,7 @@ what it is batched with; the output head runs at the last position only; float32
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -231,18 +231,26 @@ def end_token(tokenizer) -> int:
     return int(tokenizer.eos_token_id)
 
 
-def response_tokens(tokenizer, context: str, response: str, max_length: int,
-                    end: int | None = None) -> tuple[list[int], int]:
+def response_ids(encode: Callable[[str], list[int]], context: str, response: str, max_length: int,
+                 end: int | None = None) -> tuple[list[int], int]:
     """Token ids of ``context + response`` (then ``end``, if given and the whole response fits), cut
-    to ``max_length``, and where the response starts.
+    to ``max_length``, and where the response starts: the definition every backend's response losses
+    share (``encode``: the backend's plain-text tokenizer).
 
     The start is the length of the longest common prefix of the ids of ``context`` alone and of the
     whole text, so a token that merges across the boundary counts as the response's."""
-    ids = tokenizer(context + response)["input_ids"]
+    ids = list(encode(context + response))
     if end is not None and len(ids) < max_length:
-        ids = [*ids, end]
-    head = tokenizer(context)["input_ids"]
+        ids.append(end)
+    ids = ids[:max_length]
+    head = encode(context)
     start = 0
     while start < min(len(ids), len(head)) and ids[start] == head[start]:
         start += 1
-    return ids[:max_length], start
+    return ids, start
+
+
+def response_tokens(tokenizer, context: str, response: str, max_length: int,
+                    end: int | None = None) -> tuple[list[int], int]:
+    """:func:`response_ids` with a Hugging Face tokenizer."""
+    return response_ids(lambda text: tokenizer(text)["input_ids"], context, response, max_length, end)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from selectit.backends.hf import response_ids
 from selectit.errors import ConfigError, optional_import
 from selectit.models import resolve_model
 from selectit.prompts import chat_parts, resolve_template
@@ -92,14 +93,7 @@ class LlamaCppBackend:
         n_vocab = llm.n_vocab()
         out = np.empty(len(pairs))
         for r, (context, response) in enumerate(pairs):
-            ids = self.encode_plain(context + response)
-            if end and len(ids) < limit:
-                ids.append(llm.token_eos())
-            ids = ids[:limit]
-            head = self.encode_plain(context)
-            start = 0
-            while start < min(len(ids), len(head)) and ids[start] == head[start]:
-                start += 1
+            ids, start = response_ids(self.encode_plain, context, response, limit, llm.token_eos() if end else None)
             first = max(start, 1)  # the first scored token; position first - 1 predicts it
             if first >= len(ids):
                 out[r] = np.nan
