@@ -27,8 +27,10 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "alpaca_5000.json"
 MODES = {
     # name: (description, options)
     "naive": ("published method: one prompt at a time, full logits at every position, float32", {}),
-    "exact-nocache": ("batched (8), length-sorted, head at the last position only, float32", {"prefix_cache": False}),
-    "exact": ("exact-nocache + rating-prompt prefix KV computed once (selectit default)", {}),
+    "exact-nocache": ("batched (8), length-sorted, padded, head at the last position only, float32",
+                      {"prefix_cache": False, "packed": False}),
+    "exact-padded": ("exact-nocache + rating-prompt prefix KV computed once", {"packed": False}),
+    "exact": ("exact-padded, the rows of a batch packed without padding (selectit default)", {}),
     "bf16": ("exact in bfloat16", {"dtype": "bfloat16"}),
     "record-first": ("record encoded once, the P prompts as suffixes (changes the prompt), float32",
                      {"layout": "record-first"}),
@@ -71,7 +73,8 @@ def run_mode(mode: str, records_path: Path, n: int, num_prompts: int, batch_size
         backend = LlamaCppBackend.load(None)
         cfg = HFBackend.load(None).model.config  # for the FLOP count only
     else:
-        backend = HFBackend.load(None, dtype=opts.pop("dtype", "float32"), prefix_cache=opts.get("prefix_cache", True))
+        backend = HFBackend.load(None, dtype=opts.pop("dtype", "float32"), prefix_cache=opts.get("prefix_cache", True),
+                                 packed=opts.pop("packed", None))
         cfg = backend.model.config
     layout = opts.get("layout", "prompt-first")
     lengths = [len(backend.encode(rating_text(p, r))) for r in records for p in prompts]  # published template
@@ -125,10 +128,26 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ranks(a), ranks(b))[0, 1])
 
 
-def final_scores(probs: np.ndarray) -> np.ndarray:
+def final_scores(probs: np.ndarray, rating: str = "argmax") -> np.ndarray:
+    """Sentence-level scores from (n, P, S) probabilities: the published token score (argmax) or
+    selectit's default expected rating (continuous in the probabilities)."""
     from selectit import reflection
 
-    return reflection.sentence_scores(reflection.token_scores(np.asarray(probs)))
+    probs = np.asarray(probs)
+    token = reflection.token_scores(probs) if rating == "argmax" else reflection.expected_scores(probs)
+    return reflection.sentence_scores(token)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
@@ -146,6 +165,9 @@ def main() -> None:
 
     peak32, peak16 = matmul_peak("float32"), matmul_peak("bfloat16")
     print(f"data: {args.data} ({args.records} records x {args.num_prompts} prompts), embedded SmolLM2-135M-Instruct")
+    import os
+
+    print(f"machine: {cpu_name()}, {os.cpu_count()} cores")
     print(f"matmul peak (torch, 2048^3, this run): float32 {peak32:.0f} GFLOP/s, bfloat16 {peak16:.0f} GFLOP/s")
     results = {}
     for mode in args.modes.split(","):
@@ -160,20 +182,24 @@ def main() -> None:
     base = results.get("naive")
     exact = results.get("exact")
     header = (f"{'mode':<18}{'wall s':>8}{'rec/s':>8}{'tok/s':>8}{'peak MB':>9}{'speed-up':>9}"
-              f"{'max|d| naive':>13}{'rho naive':>10}{'rho exact':>10}{'GFLOP/s':>9}{'% peak':>8}")
+              f"{'max|d| naive':>13}{'rho naive':>10}{'rho exact':>10}{'rho exp':>9}{'GFLOP/s':>9}{'% peak':>8}")
     print(header)
     for mode, r in results.items():
         f = final_scores(r["probs"])
         d = np.abs(f - final_scores(base["probs"])).max() if base else float("nan")
         rho_n = spearman(f, final_scores(base["probs"])) if base else float("nan")
         rho_e = spearman(f, final_scores(exact["probs"])) if exact else float("nan")
+        rho_x = (spearman(final_scores(r["probs"], "expected"), final_scores(exact["probs"], "expected"))
+                 if exact else float("nan"))
         gflops = r["flops"] / r["seconds"] / 1e9
         peak = peak16 if "bf16" in mode else peak32  # llama.cpp's Q4 x Q8 kernels: shown against float32
         print(f"{mode:<18}{r['seconds']:>8.1f}{args.records / r['seconds']:>8.2f}{r['prompt_tokens'] / r['seconds']:>8.0f}"
               f"{r['peak_rss_mb']:>9.0f}{(base['seconds'] / r['seconds']) if base else float('nan'):>8.2f}x"
-              f"{d:>13.1e}{rho_n:>10.4f}{rho_e:>10.4f}{gflops:>9.1f}{100 * gflops / peak:>7.0f}%")
+              f"{d:>13.1e}{rho_n:>10.4f}{rho_e:>10.4f}{rho_x:>9.4f}{gflops:>9.1f}{100 * gflops / peak:>7.0f}%")
     for mode in results:
         print(f"  {mode}: {MODES[mode][0]}")
+    print("  rho exact: Spearman of the published scores (argmax token score) against exact; rho exp: the same")
+    print("  probabilities scored with selectit's default expected rating (continuous: no argmax flips)")
 
 
 if __name__ == "__main__":

@@ -43,11 +43,12 @@ def _check_parity(backend, model, tokenizer, records, batch_size, *, probs_tol=1
     return run, naive
 
 
+@pytest.mark.parametrize("packed", [True, False])
 @pytest.mark.parametrize("prefix_cache", [True, False])
 @pytest.mark.parametrize("batch_size", [1, 3, 16])
-def test_parity_tiny_model(tiny_model, tiny_tokenizer, alpaca_records, batch_size, prefix_cache):
+def test_parity_tiny_model(tiny_model, tiny_tokenizer, alpaca_records, batch_size, prefix_cache, packed):
     records = formats.from_dicts(alpaca_records[:6])
-    backend = HFBackend(tiny_model, tiny_tokenizer, name="tiny", prefix_cache=prefix_cache)
+    backend = HFBackend(tiny_model, tiny_tokenizer, name="tiny", prefix_cache=prefix_cache, packed=packed)
     _check_parity(backend, tiny_model, tiny_tokenizer, records, batch_size, prefix_cache=prefix_cache)
     if prefix_cache:  # the rating prompt's tokens were run once per prompt, not once per record
         assert backend.tokens_computed < sum(len(tiny_tokenizer(rating_text(p, r))["input_ids"])
@@ -144,3 +145,38 @@ def test_bfloat16_runs_the_head_in_float32(tiny_model_dir, alpaca_records):
     a = rate(f32, records, prompts, LABELS, ScoringConfig())
     b = rate(b16, records, prompts, LABELS, ScoringConfig(dtype="bfloat16"))
     assert np.isfinite(b.probs).all() and np.abs(a.probs - b.probs).max() < 0.01
+
+
+def _tiny(kind: str, vocab_size: int):
+    """A tiny randomly initialised model of another architecture than the Llama fixture."""
+    from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(2)
+    shape = dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048)
+    if kind == "qwen2":  # q/k/v biases, no sliding window in use
+        return Qwen2ForCausalLM(Qwen2Config(**shape)).eval()
+    return MistralForCausalLM(MistralConfig(**shape, sliding_window=8)).eval()
+
+
+def test_packed_rows_equal_padded_rows_on_another_architecture(tiny_tokenizer, alpaca_records):
+    """Packing (CPU default) changes no score: rows never see each other, with and without a shared
+    prefix, in the ratings and in the response losses."""
+    model = _tiny("qwen2", len(tiny_tokenizer))
+    packed = HFBackend(model, tiny_tokenizer, name="tiny-qwen2")
+    padded = HFBackend(model, tiny_tokenizer, name="tiny-qwen2", packed=False)
+    assert packed.packed and not padded.packed
+    records = formats.from_dicts(alpaca_records[:5])
+    prompts = choose_prompts(read_prompts(), 3, 5)
+    config = ScoringConfig(batch_size=4, template="plain")
+    a, b = rate(packed, records, prompts, LABELS, config), rate(padded, records, prompts, LABELS, config)
+    np.testing.assert_allclose(a.probs, b.probs, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(a.losses, b.losses, rtol=1e-5)
+
+
+def test_packing_is_off_for_attention_it_would_change(tiny_tokenizer):
+    """A sliding-window model runs padded; asking for packing there is a clear error."""
+    model = _tiny("mistral", len(tiny_tokenizer))
+    assert not HFBackend(model, tiny_tokenizer, name="tiny-mistral").packed
+    with pytest.raises(ConfigError, match="packed"):
+        HFBackend(model, tiny_tokenizer, name="tiny-mistral", packed=True)

@@ -53,7 +53,8 @@ def loop_losses(model, tokenizer, pairs, max_length=10_000, end=False):
 @pytest.mark.parametrize("kind", ["byte-level", "metaspace-with-bos"])
 @pytest.mark.parametrize("max_length", [None, 12])
 @pytest.mark.parametrize("end", [False, True])
-def test_hf_response_losses_match_a_plain_loop(kind, max_length, end, tiny_model, tiny_tokenizer):
+@pytest.mark.parametrize("packed", [True, False])
+def test_hf_response_losses_match_a_plain_loop(kind, max_length, end, packed, tiny_model, tiny_tokenizer):
     from selectit.backends.hf import HFBackend
 
     if kind == "byte-level":
@@ -61,7 +62,7 @@ def test_hf_response_losses_match_a_plain_loop(kind, max_length, end, tiny_model
     else:
         tok = build_metaspace_tokenizer()
         model = build_tiny_model(len(tok), seed=1)
-    backend = HFBackend(model, tok, name="tiny")
+    backend = HFBackend(model, tok, name="tiny", packed=packed)
     batched = backend.response_losses(PAIRS, max_length, end=end)
     expected = loop_losses(model, tok, PAIRS, max_length or 10_000, end=end)
     assert batched.shape == (len(PAIRS),) and batched.dtype == np.float64

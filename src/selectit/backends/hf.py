@@ -1,7 +1,9 @@
 """Hugging Face transformers backend (CPU and GPU).
 
-Batched with left padding; position ids follow the padding, so a record's scores do not depend on
-what it is batched with; the output head runs at the last position only; float32 by default.
+On CPU a batch's rows run packed as one sequence, without padding (:mod:`selectit.backends.packing`),
+where the model supports it; otherwise batched with left padding. Either way position ids count only
+a row's own tokens, so a record's scores do not depend on what it is batched with; the output head
+runs at the last position only; float32 by default.
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ DEFAULT_MAX_LENGTH = 4096
 
 class HFBackend:
     def __init__(self, model, tokenizer, *, name: str, template: str = "plain", max_length: int | None = None,
-                 prefix_cache: bool = True, source: str | None = None, num_parameters: int | None = None):
+                 prefix_cache: bool = True, source: str | None = None, num_parameters: int | None = None,
+                 packed: bool | None = None):
         import torch
+
+        from selectit.backends import packing
 
         self.torch = torch
         self.model = model.eval()
@@ -40,6 +45,10 @@ class HFBackend:
         keeps_last = "logits_to_keep" in inspect.signature(model.forward).parameters
         self._last_only = {"logits_to_keep": 1} if keeps_last else {}
         self.prefix_cache = prefix_cache
+        # None: pack on CPU where the model supports it (on GPU one padded kernel is faster).
+        self.packed = (self.device.type == "cpu" and packing.supported(model)) if packed is None else packed
+        if self.packed and not packing.supported(model):
+            raise ConfigError(f"{name}: this model's attention cannot run packed batches")
         self._prefix = None  # (prefix token ids, its KV cache for one row)
         # What makes this model's output what it is, for the score store's keys.
         self.fingerprint = {"backend": "hf", "name": name, "source": source, "dtype": str(model.dtype),
@@ -49,7 +58,7 @@ class HFBackend:
     @classmethod
     def load(cls, spec: str | None, *, template: str = "plain", dtype: str = "float32", device: str = "auto",
              max_length: int | None = None, trust_remote_code: bool = False, prefix_cache: bool = True,
-             allow_pickle: bool = False) -> HFBackend:
+             allow_pickle: bool = False, packed: bool | None = None) -> HFBackend:
         """Load a hub id, a local folder, a GGUF file, or (spec None) the embedded model.
 
         Safe by default: no repository code runs unless ``trust_remote_code``; weights must be
@@ -80,7 +89,7 @@ class HFBackend:
             _float32_head(model)
         return cls(model.to(device), tokenizer, name=source.name, template=template, max_length=max_length,
                    prefix_cache=prefix_cache, source=f"{source.path}::{source.gguf_file or ''}",
-                   num_parameters=num_parameters)
+                   num_parameters=num_parameters, packed=packed)
 
     def encode(self, text: str, suffix: str = "") -> list[int]:
         return encode_text(self.tokenizer, self.template, text, suffix)
@@ -95,6 +104,9 @@ class HFBackend:
         torch = self.torch
         shared = shared if self.prefix_cache else 0
         suffixes = [ids[shared:] for ids in batch]
+        self.tokens_computed += sum(len(ids) for ids in suffixes)
+        if self.packed:
+            return self._packed_label_probs(batch, suffixes, label_ids, shared)
         width = max(len(ids) for ids in suffixes)
         input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), shared + width), dtype=torch.long)
@@ -109,12 +121,29 @@ class HFBackend:
             kwargs.update(past_key_values=self._prefix_kv(batch[0][:shared], len(batch)), use_cache=True)
         else:
             kwargs.update(use_cache=False)
-        self.tokens_computed += sum(len(ids) for ids in suffixes)
         with torch.inference_mode():
             out = self._forward(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
                                 position_ids=positions.to(self.device), **kwargs)
             logp = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)  # (B, V)
             picked = logp[:, list(label_ids)].double().exp()  # (B, S), float64 so tiny mass survives
+        return picked.cpu().numpy()
+
+    def _packed_label_probs(self, batch, suffixes, label_ids, shared: int) -> np.ndarray:
+        """:meth:`label_probs` with the rows packed into one sequence (no padding)."""
+        from selectit.backends import packing
+
+        torch = self.torch
+        ids, positions, lengths, ends = packing.pack(suffixes, shared)
+        kwargs = {"use_cache": False}
+        if shared:
+            kwargs = {"past_key_values": self._prefix_kv(batch[0][:shared], 1), "use_cache": True}
+        with torch.inference_mode(), packing.packed(self.model):
+            hidden = self._forward(self.model.base_model, input_ids=ids.to(self.device),
+                                   position_ids=positions.to(self.device), selectit_segments=tuple(lengths),
+                                   **kwargs).last_hidden_state  # (1, T, H)
+            logits = self.model.get_output_embeddings()(hidden[0, ends.to(self.device)])  # (B, V)
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            picked = logp[:, list(label_ids)].double().exp()  # (B, S)
         return picked.cpu().numpy()
 
     def response_losses(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None, *,
@@ -127,33 +156,55 @@ class HFBackend:
         (no BOS, no context). Over ``max_length`` the response's end is cut. NaN: no response token.
         ``end``: the tokenizer's end-of-text token follows the response and is scored with it (when
         the whole response fits).
-        Batched with right padding; logits in float32 at the response positions only."""
+        Packed (on CPU, see :mod:`selectit.backends.packing`) or batched with right padding; logits in
+        float32 at the response positions only."""
         torch = self.torch
         limit = min(max_length or self.max_length, self.max_length)
         stop = end_token(self.tokenizer) if end else None
         rows = [response_tokens(self.tokenizer, c, r, limit, stop) for c, r in pairs]
-        width = max(len(ids) for ids, _ in rows)
-        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        scored = torch.zeros((len(rows), width), dtype=torch.bool)  # (B, T): position t predicts token t+1
-        for i, (ids, start) in enumerate(rows):
-            input_ids[i, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
-            mask[i, : len(ids)] = 1
-            scored[i, max(start, 1) - 1 : len(ids) - 1] = True
-        targets = torch.roll(input_ids, -1, dims=1)[scored]  # (N,)
-        which = torch.arange(len(rows)).unsqueeze(1).expand(-1, width)[scored]  # (N,) row of each target
-        self.tokens_computed += int(mask.sum())
-        with torch.inference_mode():
-            try:
-                hidden = self.model.base_model(input_ids=input_ids.to(self.device),
-                                               attention_mask=mask.to(self.device)).last_hidden_state
-            except self.torch.OutOfMemoryError as e:
-                raise MemoryError(str(e)) from e
-            logits = self.model.get_output_embeddings()(hidden[scored.to(self.device)]).float()  # (N, V)
-            nll = torch.nn.functional.cross_entropy(logits, targets.to(self.device), reduction="none").double()
-            total = torch.zeros(len(rows), dtype=torch.float64).index_add_(0, which, nll.cpu())
-            count = torch.zeros(len(rows), dtype=torch.float64).index_add_(0, which, torch.ones_like(nll.cpu()))
+        if self.packed:
+            from selectit.backends import packing
+
+            ids, positions, lengths, _ = packing.pack([r for r, _ in rows])
+            offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+            # position t predicts token t + 1: a row's scored positions run from its response start - 1
+            at = [np.arange(o + max(start, 1) - 1, o + len(r) - 1) for o, (r, start) in zip(offsets, rows)]
+            where = torch.as_tensor(np.concatenate(at), dtype=torch.long)  # (N,)
+            targets = ids[0, where + 1]
+            which = torch.as_tensor(np.repeat(np.arange(len(rows)), [len(a) for a in at]), dtype=torch.long)
+            self.tokens_computed += int(ids.shape[1])
+            with torch.inference_mode(), packing.packed(self.model):
+                hidden = self._forward(self.model.base_model, input_ids=ids.to(self.device),
+                                       position_ids=positions.to(self.device), use_cache=False,
+                                       selectit_segments=tuple(lengths)).last_hidden_state[0]  # (T, H)
+                nll = self._losses(hidden[where.to(self.device)], targets)
+        else:
+            width = max(len(ids) for ids, _ in rows)
+            input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            scored = torch.zeros((len(rows), width), dtype=torch.bool)  # (B, T): position t predicts token t+1
+            for i, (ids, start) in enumerate(rows):
+                input_ids[i, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+                mask[i, : len(ids)] = 1
+                scored[i, max(start, 1) - 1 : len(ids) - 1] = True
+            targets = torch.roll(input_ids, -1, dims=1)[scored]  # (N,)
+            which = torch.arange(len(rows)).unsqueeze(1).expand(-1, width)[scored]  # (N,) row of each target
+            self.tokens_computed += int(mask.sum())
+            with torch.inference_mode():
+                hidden = self._forward(self.model.base_model, input_ids=input_ids.to(self.device),
+                                       attention_mask=mask.to(self.device)).last_hidden_state
+                nll = self._losses(hidden[scored.to(self.device)], targets)
+        total = torch.zeros(len(rows), dtype=torch.float64).index_add_(0, which, nll)
+        count = torch.zeros(len(rows), dtype=torch.float64).index_add_(0, which, torch.ones_like(nll))
         return (total / count).numpy()  # 0/0 -> NaN where no response token was scored
+
+    def _losses(self, hidden, targets):
+        """(N,) float64 next-token losses on CPU from hidden states (N, H) and target ids (N,)."""
+        torch = self.torch
+        with torch.inference_mode():
+            logits = self.model.get_output_embeddings()(hidden).float()  # (N, V)
+            nll = torch.nn.functional.cross_entropy(logits, targets.to(self.device), reduction="none")
+        return nll.double().cpu()
 
     def _prefix_kv(self, prefix: Sequence[int], rows: int):
         """A fresh cache holding ``prefix``'s keys/values for ``rows`` rows (computed once per prefix)."""
@@ -172,10 +223,11 @@ class HFBackend:
             cache.batch_repeat_interleave(rows)
         return cache
 
-    def _forward(self, **kwargs):
-        """One model call; on out-of-memory the caller gets a MemoryError it can split on."""
+    def _forward(self, module=None, **kwargs):
+        """One call of ``module`` (default: the model); on out-of-memory the caller gets a MemoryError
+        it can split on."""
         try:
-            return self.model(**kwargs)
+            return (module or self.model)(**kwargs)
         except self.torch.OutOfMemoryError as e:
             raise MemoryError(str(e)) from e
         except RuntimeError as e:

@@ -1,0 +1,112 @@
+"""Packed batches for transformers models: the rows of a batch run as one sequence, no padding.
+
+A padded batch of B rows runs B x (longest row) tokens through every linear layer; a packed one runs
+the sum of the row lengths. Attention stays per row: each row ("segment") attends causally to itself
+and to a shared prefix held in the KV cache, never to another row, so its results are the padded
+batch's (up to float rounding). On CPU the linear layers are nearly all of the time, so the padding
+saved is time saved (about 10% of the tokens on 200 length-sorted Alpaca records in batches of 8).
+On GPU one padded kernel is faster than a loop over rows, so the backend packs on CPU only.
+
+Works through transformers' attention interface: models that dispatch attention through it
+(``_supports_attention_backend``: Llama, Mistral, Qwen2/3, SmolLM, Phi-3, ...) and have no attention
+feature a per-row causal mask would drop (sliding windows, logit soft-capping, ALiBi bias).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import contextmanager
+
+NAME = "selectit_packed"
+_MASKS: dict[tuple[int, int], object] = {}
+
+
+def supported(model) -> bool:
+    """Whether ``model`` can run packed batches with results equal to padded ones."""
+    config = model.config
+    if not getattr(model, "_supports_attention_backend", False):
+        return False
+    if getattr(config, "is_encoder_decoder", False) or not getattr(config, "is_causal", True):
+        return False
+    blockers = ("attn_logit_softcapping", "final_logit_softcapping", "alibi", "use_alibi")
+    if any(getattr(config, name, None) for name in blockers):
+        return False
+    window = getattr(config, "sliding_window", None)
+    if window and getattr(config, "use_sliding_window", True):
+        return False
+    return getattr(config, "_attn_implementation", None) in ("sdpa", "eager", None)
+
+
+def packed_attention(module, query, key, value, attention_mask, *, selectit_segments: Sequence[int] = (),
+                     **kwargs):
+    """Attention over packed rows (registered with transformers as ``NAME``).
+
+    query: (1, H, T, D); key, value: (1, Hkv, P + T, D) where the first P positions are a prefix every
+    row sees (from the cache; P may be 0); selectit_segments: the rows' lengths, summing to T.
+    Returns (1, T, H, D) and no weights, like transformers' sdpa attention."""
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    kwargs.pop("is_causal", None)
+    prefix = key.shape[2] - query.shape[2]
+    outs, start = [], 0
+    for n in selectit_segments:
+        if not n:
+            continue
+        q = query[:, :, start:start + n]
+        if prefix:
+            k = torch.cat([key[:, :, :prefix], key[:, :, prefix + start:prefix + start + n]], dim=2)
+            v = torch.cat([value[:, :, :prefix], value[:, :, prefix + start:prefix + start + n]], dim=2)
+            out, _ = sdpa_attention_forward(module, q, k, v, _mask(n, prefix, q.device), **kwargs)
+        else:  # no prefix: plain causal attention within the row
+            k, v = key[:, :, start:start + n], value[:, :, start:start + n]
+            out, _ = sdpa_attention_forward(module, q, k, v, None, is_causal=True, **kwargs)
+        outs.append(out)
+        start += n
+    if start != query.shape[2]:
+        raise ValueError(f"packed rows cover {start} of {query.shape[2]} positions")
+    return torch.cat(outs, dim=1), None
+
+
+def _mask(n: int, prefix: int, device):
+    """(1, 1, n, prefix + n) bool: query i sees the whole prefix and row positions 0..i."""
+    import torch
+
+    key = (n, prefix)
+    mask = _MASKS.get(key)
+    if mask is None or mask.device != device:
+        if len(_MASKS) > 4096:
+            _MASKS.clear()
+        mask = _MASKS[key] = torch.ones(n, prefix + n, dtype=torch.bool, device=device).tril(prefix)[None, None]
+    return mask
+
+
+@contextmanager
+def packed(model):
+    """Run ``model`` with the packed attention inside the block (its own implementation after)."""
+    from transformers import AttentionInterface
+
+    if NAME not in AttentionInterface._global_mapping:
+        AttentionInterface.register(NAME, packed_attention)
+    config = model.config
+    before = config._attn_implementation
+    config._attn_implementation = NAME
+    try:
+        yield
+    finally:
+        config._attn_implementation = before
+
+
+def pack(rows: Sequence[Sequence[int]], offset: int = 0):
+    """One packed row from ``rows`` (token ids).
+
+    Returns input_ids (1, T) and position_ids (1, T) as long tensors (each row's positions count
+    from ``offset``: the length of a shared prefix before it), the rows' lengths, and ends (B,):
+    the index in T of each row's last token (meaningless for an empty row)."""
+    import torch
+
+    lengths = [len(r) for r in rows]
+    ids = torch.tensor([[t for r in rows for t in r]], dtype=torch.long)
+    positions = torch.cat([torch.arange(offset, offset + n) for n in lengths] or [torch.zeros(0)]).long().unsqueeze(0)
+    ends = torch.tensor(lengths).cumsum(0) - 1
+    return ids, positions, lengths, ends
