@@ -27,7 +27,7 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "alpaca_5000.json"
 MODES = {
     # name: (description, options)
     "naive": ("published method: one prompt at a time, full logits at every position, float32", {}),
-    "exact-nocache": ("batched (8), length-sorted, padded, head at the last position only, float32",
+    "exact-nocache": ("batched (--batch-size), length-sorted, padded, head at the last position only, float32",
                       {"prefix_cache": False, "packed": False}),
     "exact-padded": ("exact-nocache + rating-prompt prefix KV computed once", {"packed": False}),
     "exact": ("exact-padded, the rows of a batch packed without padding (selectit default)", {}),
@@ -154,7 +154,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=200)
     ap.add_argument("--num-prompts", type=int, default=5)
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA if DEFAULT_DATA.exists() else ROOT / "examples" / "alpaca_demo.json")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one mode, print JSON

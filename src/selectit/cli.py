@@ -214,7 +214,7 @@ def _select(run_dir, fraction, top, threshold, output, keep_order):
 @_user_errors
 def score(ctx: typer.Context, input: Input, out: Out, model: Models = None, backend: Backend = "hf",
           prompts: Prompts = None, num_prompts: NumPrompts = 5, scale: Scale = 5, alpha: Alpha = 0.2, mode: Mode = "paper",
-          template: Template = "auto", batch_size: BatchSize = 8, max_length: MaxLength = None,
+          template: Template = "auto", batch_size: BatchSize = 16, max_length: MaxLength = None,
           overlong: Overlong = "truncate", dtype: Dtype = "float32", device: Device = "auto",
           model_weights: Weights = None, fmt: Format = None, trust_remote_code: Trust = False,
           quiet: Quiet = False, layout: Layout = "prompt-first", batch_tokens: BatchTokens = None,
@@ -242,7 +242,7 @@ def select(run_dir: Annotated[Path, typer.Argument(help="A run directory written
 def run(ctx: typer.Context, input: Input, out: Out, fraction: Fraction = 0.2, top: Top = None,
         threshold: Threshold = None, output: Output = None, keep_order: KeepOrder = False, model: Models = None, backend: Backend = "hf",
         prompts: Prompts = None, num_prompts: NumPrompts = 5, scale: Scale = 5, alpha: Alpha = 0.2,
-        mode: Mode = "paper", template: Template = "auto", batch_size: BatchSize = 8,
+        mode: Mode = "paper", template: Template = "auto", batch_size: BatchSize = 16,
         max_length: MaxLength = None, overlong: Overlong = "truncate", dtype: Dtype = "float32",
         device: Device = "auto", model_weights: Weights = None, fmt: Format = None,
         trust_remote_code: Trust = False, quiet: Quiet = False, layout: Layout = "prompt-first",

@@ -57,7 +57,7 @@ class ScoringConfig:
     """'prompt-first': the published order (rating prompt, then the record). 'record-first': the record,
     then the rating prompt, so one record's P prompts share its tokens (P times less record compute;
     it changes what the model reads, so scores differ from the paper's)."""
-    batch_size: int = 8
+    batch_size: int = 16
     """Most prompts per forward pass."""
     batch_tokens: int | None = None
     """Most padded tokens per forward pass (rows x longest row); None: only batch_size limits."""
