@@ -149,13 +149,16 @@ def test_bfloat16_runs_the_head_in_float32(tiny_model_dir, alpaca_records):
 
 def _tiny(kind: str, vocab_size: int):
     """A tiny randomly initialised model of another architecture than the Llama fixture."""
-    from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
+    from transformers import (GraniteConfig, GraniteForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
+                              Qwen2ForCausalLM)
 
     torch.manual_seed(2)
     shape = dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048)
     if kind == "qwen2":  # q/k/v biases, no sliding window in use
         return Qwen2ForCausalLM(Qwen2Config(**shape)).eval()
+    if kind == "granite":  # logits divided by logits_scaling after the head
+        return GraniteForCausalLM(GraniteConfig(**shape, logits_scaling=8.0)).eval()
     return MistralForCausalLM(MistralConfig(**shape, sliding_window=8)).eval()
 
 
@@ -168,15 +171,25 @@ def test_packed_rows_equal_padded_rows_on_another_architecture(tiny_tokenizer, a
     assert packed.packed and not padded.packed
     records = formats.from_dicts(alpaca_records[:5])
     prompts = choose_prompts(read_prompts(), 3, 5)
-    config = ScoringConfig(batch_size=4, template="plain")
-    a, b = rate(packed, records, prompts, LABELS, config), rate(padded, records, prompts, LABELS, config)
-    np.testing.assert_allclose(a.probs, b.probs, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(a.losses, b.losses, rtol=1e-5)
+    for prefix_cache in (True, False):
+        config = ScoringConfig(batch_size=4, template="plain", prefix_cache=prefix_cache)
+        a, b = rate(packed, records, prompts, LABELS, config), rate(padded, records, prompts, LABELS, config)
+        np.testing.assert_allclose(a.probs, b.probs, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(a.losses, b.losses, rtol=1e-5)
+    # Rows of one token after the prefix, and a batch of losses with an empty row among others.
+    rows = [[5, 6, 7, 8], [5, 6, 7, 9, 10], [5, 6, 7, 11]]
+    np.testing.assert_allclose(packed.label_probs(rows, [1, 2, 3], shared=3),
+                               padded.label_probs(rows, [1, 2, 3], shared=3), rtol=1e-5, atol=1e-9)
+    pairs = [("Say hi.", " Hi there!"), ("", ""), ("Count.", " 1 2 3")]
+    np.testing.assert_allclose(packed.response_losses(pairs), padded.response_losses(pairs), rtol=1e-5,
+                               equal_nan=True)
 
 
-def test_packing_is_off_for_attention_it_would_change(tiny_tokenizer):
-    """A sliding-window model runs padded; asking for packing there is a clear error."""
-    model = _tiny("mistral", len(tiny_tokenizer))
-    assert not HFBackend(model, tiny_tokenizer, name="tiny-mistral").packed
+@pytest.mark.parametrize("kind", ["mistral", "granite"])
+def test_packing_is_off_where_it_would_change_scores(kind, tiny_tokenizer):
+    """A sliding-window model, or one that scales its logits after the head, runs padded; asking for
+    packing there is a clear error."""
+    model = _tiny(kind, len(tiny_tokenizer))
+    assert not HFBackend(model, tiny_tokenizer, name=f"tiny-{kind}").packed
     with pytest.raises(ConfigError, match="packed"):
-        HFBackend(model, tiny_tokenizer, name="tiny-mistral", packed=True)
+        HFBackend(model, tiny_tokenizer, name=f"tiny-{kind}", packed=True)

@@ -186,7 +186,7 @@ class HFBackend:
             for i, (ids, start) in enumerate(rows):
                 input_ids[i, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
                 mask[i, : len(ids)] = 1
-                scored[i, max(start, 1) - 1 : len(ids) - 1] = True
+                scored[i, max(start, 1) - 1 : max(len(ids) - 1, 0)] = True  # an empty row scores nothing
             targets = torch.roll(input_ids, -1, dims=1)[scored]  # (N,)
             which = torch.arange(len(rows)).unsqueeze(1).expand(-1, width)[scored]  # (N,) row of each target
             self.tokens_computed += int(mask.sum())

@@ -7,9 +7,11 @@ batch's (up to float rounding). On CPU the linear layers are nearly all of the t
 saved is time saved (about 10% of the tokens on 200 length-sorted Alpaca records in batches of 8).
 On GPU one padded kernel is faster than a loop over rows, so the backend packs on CPU only.
 
-Works through transformers' attention interface: models that dispatch attention through it
-(``_supports_attention_backend``: Llama, Mistral, Qwen2/3, SmolLM, Phi-3, ...) and have no attention
-feature a per-row causal mask would drop (sliding windows, logit soft-capping, ALiBi bias).
+Works through transformers' attention interface, for the decoder-only model types listed in
+``MODEL_TYPES`` (their code was read for this: every layer but attention works token by token, logits
+are the head's output unscaled) when no sliding window is in use. Other models (hybrids with
+recurrent or convolution layers, sliding windows, attention sinks, soft-capping, scaled logits,
+multimodal wrappers) run padded.
 """
 
 from __future__ import annotations
@@ -21,15 +23,15 @@ NAME = "selectit_packed"
 _MASKS: dict[tuple[int, int], object] = {}
 
 
+MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")  # SmolLM/SmolLM2, TinyLlama and Llama 2/3 are "llama"
+
+
 def supported(model) -> bool:
     """Whether ``model`` can run packed batches with results equal to padded ones."""
     config = model.config
-    if not getattr(model, "_supports_attention_backend", False):
+    if getattr(config, "model_type", None) not in MODEL_TYPES:
         return False
-    if getattr(config, "is_encoder_decoder", False) or not getattr(config, "is_causal", True):
-        return False
-    blockers = ("attn_logit_softcapping", "final_logit_softcapping", "alibi", "use_alibi")
-    if any(getattr(config, name, None) for name in blockers):
+    if not getattr(model, "_supports_attention_backend", False) or not getattr(config, "is_causal", True):
         return False
     window = getattr(config, "sliding_window", None)
     if window and getattr(config, "use_sliding_window", True):
@@ -48,6 +50,9 @@ def packed_attention(module, query, key, value, attention_mask, *, selectit_segm
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     kwargs.pop("is_causal", None)
+    for name in ("sliding_window", "s_aux", "sinks", "softcap"):  # what per-row causal attention would drop
+        if kwargs.get(name) is not None:
+            raise NotImplementedError(f"packed attention does not implement {name}; load with packed=False")
     prefix = key.shape[2] - query.shape[2]
     outs, start = [], 0
     for n in selectit_segments:
