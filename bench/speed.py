@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -165,8 +166,6 @@ def main() -> None:
 
     peak32, peak16 = matmul_peak("float32"), matmul_peak("bfloat16")
     print(f"data: {args.data} ({args.records} records x {args.num_prompts} prompts), embedded SmolLM2-135M-Instruct")
-    import os
-
     print(f"machine: {cpu_name()}, {os.cpu_count()} cores")
     print(f"matmul peak (torch, 2048^3, this run): float32 {peak32:.0f} GFLOP/s, bfloat16 {peak16:.0f} GFLOP/s")
     results = {}

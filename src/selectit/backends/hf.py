@@ -130,21 +130,28 @@ class HFBackend:
 
     def _packed_label_probs(self, batch, suffixes, label_ids, shared: int) -> np.ndarray:
         """:meth:`label_probs` with the rows packed into one sequence (no padding)."""
-        from selectit.backends import packing
-
         torch = self.torch
-        ids, positions, lengths, ends = packing.pack(suffixes, shared)
-        kwargs = {"use_cache": False}
-        if shared:
-            kwargs = {"past_key_values": self._prefix_kv(batch[0][:shared], 1), "use_cache": True}
-        with torch.inference_mode(), packing.packed(self.model):
-            hidden = self._forward(self.model.base_model, input_ids=ids.to(self.device),
-                                   position_ids=positions.to(self.device), selectit_segments=tuple(lengths),
-                                   **kwargs).last_hidden_state  # (1, T, H)
-            logits = self.model.get_output_embeddings()(hidden[0, ends.to(self.device)])  # (B, V)
+        kwargs = {"past_key_values": self._prefix_kv(batch[0][:shared], 1), "use_cache": True} if shared else {}
+        hidden, ids, lengths = self._packed_hidden(suffixes, shared, **kwargs)
+        ends = torch.as_tensor(np.cumsum(lengths) - 1, device=self.device)  # (B,) each row's last token
+        with torch.inference_mode():
+            logits = self.model.get_output_embeddings()(hidden[ends])  # (B, V)
             logp = torch.log_softmax(logits.float(), dim=-1)
             picked = logp[:, list(label_ids)].double().exp()  # (B, S)
         return picked.cpu().numpy()
+
+    def _packed_hidden(self, rows: Sequence[Sequence[int]], offset: int = 0, **kwargs):
+        """Last hidden states (T, H) of ``rows`` run packed as one sequence (see
+        :mod:`selectit.backends.packing`; ``offset``: the length of a cached prefix every row follows,
+        passed in ``kwargs`` as past_key_values), with the packed ids (1, T) and the rows' lengths."""
+        from selectit.backends import packing
+
+        ids, positions, lengths = packing.pack(rows, offset)
+        kwargs.setdefault("use_cache", False)
+        with self.torch.inference_mode(), packing.packed(self.model):
+            out = self._forward(self.model.base_model, input_ids=ids.to(self.device),
+                                position_ids=positions.to(self.device), selectit_segments=tuple(lengths), **kwargs)
+        return out.last_hidden_state[0], ids, lengths
 
     def response_losses(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None, *,
                         end: bool = False) -> np.ndarray:
@@ -162,22 +169,16 @@ class HFBackend:
         limit = min(max_length or self.max_length, self.max_length)
         stop = end_token(self.tokenizer) if end else None
         rows = [response_tokens(self.tokenizer, c, r, limit, stop) for c, r in pairs]
+        self.tokens_computed += sum(len(ids) for ids, _ in rows)
         if self.packed:
-            from selectit.backends import packing
-
-            ids, positions, lengths, _ = packing.pack([r for r, _ in rows])
+            hidden, ids, lengths = self._packed_hidden([ids for ids, _ in rows])  # (T, H)
             offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
             # position t predicts token t + 1: a row's scored positions run from its response start - 1
             at = [np.arange(o + max(start, 1) - 1, o + len(r) - 1) for o, (r, start) in zip(offsets, rows)]
             where = torch.as_tensor(np.concatenate(at), dtype=torch.long)  # (N,)
             targets = ids[0, where + 1]
             which = torch.as_tensor(np.repeat(np.arange(len(rows)), [len(a) for a in at]), dtype=torch.long)
-            self.tokens_computed += int(ids.shape[1])
-            with torch.inference_mode(), packing.packed(self.model):
-                hidden = self._forward(self.model.base_model, input_ids=ids.to(self.device),
-                                       position_ids=positions.to(self.device), use_cache=False,
-                                       selectit_segments=tuple(lengths)).last_hidden_state[0]  # (T, H)
-                nll = self._losses(hidden[where.to(self.device)], targets)
+            nll = self._losses(hidden[where.to(self.device)], targets)
         else:
             width = max(len(ids) for ids, _ in rows)
             input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
@@ -189,7 +190,6 @@ class HFBackend:
                 scored[i, max(start, 1) - 1 : max(len(ids) - 1, 0)] = True  # an empty row scores nothing
             targets = torch.roll(input_ids, -1, dims=1)[scored]  # (N,)
             which = torch.arange(len(rows)).unsqueeze(1).expand(-1, width)[scored]  # (N,) row of each target
-            self.tokens_computed += int(mask.sum())
             with torch.inference_mode():
                 hidden = self._forward(self.model.base_model, input_ids=input_ids.to(self.device),
                                        attention_mask=mask.to(self.device)).last_hidden_state

@@ -106,12 +106,10 @@ def pack(rows: Sequence[Sequence[int]], offset: int = 0):
     """One packed row from ``rows`` (token ids).
 
     Returns input_ids (1, T) and position_ids (1, T) as long tensors (each row's positions count
-    from ``offset``: the length of a shared prefix before it), the rows' lengths, and ends (B,):
-    the index in T of each row's last token (meaningless for an empty row)."""
+    from ``offset``: the length of a shared prefix before it) and the rows' lengths."""
     import torch
 
     lengths = [len(r) for r in rows]
     ids = torch.tensor([[t for r in rows for t in r]], dtype=torch.long)
     positions = torch.cat([torch.arange(offset, offset + n) for n in lengths] or [torch.zeros(0)]).long().unsqueeze(0)
-    ends = torch.tensor(lengths).cumsum(0) - 1
-    return ids, positions, lengths, ends
+    return ids, positions, lengths
