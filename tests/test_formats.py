@@ -107,7 +107,8 @@ def test_missing_file_and_unknown_format_flag(tmp_path):
 def test_json_array_streams_and_resumes_at_any_element(tmp_path, monkeypatch, block):
     """A JSON array is read element by element (blocks as small as 3 bytes here, so values, numbers and
     UTF-8 characters cross block edges); a read can start again at any element's cursor."""
-    from selectit.formats.containers import _JsonArray, read_positioned
+    from selectit.formats.containers import read_positioned
+    from selectit.formats.jsonarray import _JsonArray
 
     monkeypatch.setattr(_JsonArray, "BLOCK", block)
     objs = [{"i": i, "t": "é✓" * (i % 4), "n": 12345678901234 + i} for i in range(30)] + [[1, 2], 5]
@@ -116,6 +117,7 @@ def test_json_array_streams_and_resumes_at_any_element(tmp_path, monkeypatch, bl
         path.write_text(json.dumps(objs, indent=indent, ensure_ascii=False), encoding="utf-8")
         items = list(read_positioned(path, "json"))
         assert [obj for _, (obj, *_) in items[:30]] == objs[:30]
+        assert [json.loads(text) for _, (_, text, *_) in items] == objs  # each element's own text, cut nowhere
         assert [item[3] for _, item in items[30:]] == ["is a JSON list, expected an object",
                                                        "is a JSON int, expected an object"]
         for k in (1, 17, 31):
@@ -125,7 +127,7 @@ def test_json_array_streams_and_resumes_at_any_element(tmp_path, monkeypatch, bl
 @pytest.mark.parametrize("text,match", [
     ("", "Expecting value, line 1 column 1"), ("[{}", "line 1 column 4"), ("[{},]", "Expecting value, line 1 column 5"),
     ("[] x", "Extra data, line 1 column 4"), ('[\n{"a": tru}]', "line 2 column 7"),
-    ('{"a": 1}', "expected a JSON array of records, got a JSON dict"),
+    ('{\n  "a": 1\n}', "expected a JSON array of records, got a JSON dict; .* pass --container jsonl"),
 ])
 def test_json_array_errors_name_the_place(tmp_path, text, match):
     path = tmp_path / "bad.json"

@@ -14,7 +14,8 @@ class Record:
     instruction: what was asked (for conversations: every turn before the final reply).
     response: the reply being rated (for conversations: the final assistant turn).
     raw: the record exactly as read (a dict), written back unchanged on selection.
-    raw_text: for line-based inputs, the original line, so selection can copy it byte for byte.
+    raw_text: the record's original text, so selection can copy it byte for byte: a JSON Lines line
+        with its line ending ('\\n' or '\\r\\n'), a JSON array's element; None for columnar inputs.
     """
 
     id: Any

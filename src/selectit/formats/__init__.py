@@ -1,8 +1,9 @@
 """Input and output formats (SPEC section 4).
 
-``read(path)`` detects the container (JSON array, JSON Lines, parquet, CSV, a datasets folder) and
-the schema (alpaca, sharegpt, messages) and returns a :class:`Dataset`; ``write(dataset, indices,
-path)`` writes chosen records in the input's own format, each record unchanged.
+``read(path)`` detects the container (JSON array, JSON Lines, parquet, CSV, a datasets folder; gzip,
+bz2 or zstd compressed) and the schema (alpaca, sharegpt, messages) and returns a :class:`Dataset`;
+``write(dataset, indices, path)`` writes chosen records in the input's own format, each record
+unchanged, or in the container ``path``'s name asks for (see writers.py).
 
 For files that need not fit in memory: ``scan(path)`` checks every record once and returns a
 :class:`Source`, which reads the records again chunk by chunk (any chunk on its own, so shards can
@@ -22,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from selectit.formats import alpaca, conversation
-from selectit.formats.containers import (
-    CONTAINERS, START, Cursor, Item, detect_container, read_container, read_positioned, write_container,
-)
+from selectit.formats.containers import CONTAINERS, START, Item, detect_container, read_container, read_positioned
+from selectit.formats.jsonarray import Cursor
+from selectit.formats.writers import output_suffix, plan_output, write_records
 from selectit.records import DataError, Record
 
 SCHEMAS = ("alpaca", "sharegpt", "messages")
@@ -105,7 +106,7 @@ def _parse_item(index: int, item: Item, schema: str | None) -> tuple[str | None,
         except (ValueError, DataError) as e:
             problem = str(e)
     if problem is not None:
-        return schema, Reject(where=f"record {index} ({where})", reason=problem, text=(text or "")[:200])
+        return schema, Reject(where=f"record {index} ({where})", reason=problem, text=(text or "").rstrip("\r\n")[:200])
     rid = obj["id"] if "id" in obj else index
     return schema, Record(id=rid, instruction=instruction, response=response, raw=obj, raw_text=text)
 
@@ -149,10 +150,19 @@ def from_dicts(objs: Iterable[dict], *, schema: str | None = None) -> list[Recor
     return parse_records(items, schema=schema)[1]
 
 
-def write(dataset: Dataset, indices: Sequence[int], path: str | Path) -> None:
-    """Write the records at ``indices`` (in that order) to ``path`` in the dataset's own format."""
+def write(dataset: Dataset, indices: Sequence[int], path: str | Path, *, container: str | None = None) -> None:
+    """Write the records at ``indices`` (in that order) to ``path``: in the dataset's own format, or in
+    ``container`` or the one ``path``'s suffix names (``.gz``/``.bz2``/``.zst``: compressed); see
+    :func:`write_selection`."""
+    target = plan_output(path, dataset.path, dataset.container, container)
     chosen = [dataset.records[i] for i in indices]
-    write_container([(r.raw, r.raw_text) for r in chosen], Path(path), dataset.container, like=dataset.path)
+    write_records(lambda: ((r.raw, r.raw_text) for r in chosen), target)
+
+
+def selection_suffix(data: Dataset | Source) -> str:
+    """The file-name ending that writes a selection like its input: '.jsonl.gz' for data.jsonl.gz,
+    '.json' for a .json file (even one holding JSON Lines), '' for a datasets folder."""
+    return output_suffix(data.path, data.container)
 
 
 @dataclass
@@ -232,21 +242,24 @@ def scan(path: str | Path, *, schema: str | None = None, container: str | None =
                   starts=starts, rejects=rejects, duplicate_ids=duplicates)
 
 
-def write_selection(source: Source, indices: np.ndarray, path: str | Path) -> None:
+def write_selection(source: Source, indices: np.ndarray, path: str | Path, *, container: str | None = None) -> None:
     """Write the records at ``indices`` (positions among the usable records, in that order) to
-    ``path`` in the source's own format, streamed. Out of input order, the chosen records are first
-    copied (one pass over the input) to a temporary file next to ``path``, then read back in order."""
+    ``path``, streamed, in the source's own format; or in ``container``, or in the container that
+    ``path``'s suffix names when it differs from the input's (``sel.csv`` from a JSON Lines input is
+    CSV), compressed when ``path`` ends with .gz, .bz2 or .zst. What cannot be written faithfully (e.g.
+    conversations as CSV) is a DataError before anything is written. Out of input order, the chosen
+    records are first copied (one pass over the input) to a temporary file next to ``path``, then read
+    back in order; a conversion from JSON to CSV or parquet reads them twice (schema, then rows)."""
+    target = plan_output(path, source.path, source.container, container)
     indices = np.asarray(indices, dtype=np.int64)
-    path = Path(path)
     chosen = np.zeros(len(source), dtype=bool)
     chosen[indices] = True
     if np.all(np.diff(indices) > 0):
-        picked = ((r.raw, r.raw_text) for i, r in enumerate(source.records()) if chosen[i])
-        write_container(picked, path, source.container, like=source.path)
+        write_records(lambda: ((r.raw, r.raw_text) for i, r in enumerate(source.records()) if chosen[i]), target)
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    target.path.parent.mkdir(parents=True, exist_ok=True)
     offsets = np.zeros(len(source), dtype=np.int64)
-    fd, spill = tempfile.mkstemp(prefix=".selectit-", dir=path.parent)
+    fd, spill = tempfile.mkstemp(prefix=".selectit-", dir=target.path.parent)
     try:
         with os.fdopen(fd, "w+b") as f:
             for i, r in enumerate(source.records()):
@@ -254,11 +267,11 @@ def write_selection(source: Source, indices: np.ndarray, path: str | Path) -> No
                     offsets[i] = f.tell()
                     pickle.dump((r.raw, r.raw_text), f, protocol=pickle.HIGHEST_PROTOCOL)
 
-            def in_order():
+            def in_order() -> Iterator[tuple[dict, str | None]]:
                 for i in indices:
                     f.seek(offsets[i])
                     yield pickle.load(f)  # noqa: S301 - our own temporary file, written just above
 
-            write_container(in_order(), path, source.container, like=source.path)
+            write_records(in_order, target)
     finally:
         os.unlink(spill)

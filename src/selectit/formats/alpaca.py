@@ -19,11 +19,17 @@ def parse(obj: dict) -> tuple[str, str]:
 
 
 def _text(obj: dict, key: str, *, required: bool) -> str:
-    if key not in obj or obj[key] is None:
+    """The field ``key`` as text. A null (JSON null, an empty parquet cell) is told apart from a missing
+    field in the message; an optional field (``input``) missing or null is ''."""
+    if key not in obj:
         if required:
             raise ValueError(f"has no '{key}' field")
         return ""
     value = obj[key]
+    if value is None:
+        if required:
+            raise ValueError(f"field '{key}' is null")
+        return ""
     if not isinstance(value, str):
         raise ValueError(f"field '{key}' is a {type(value).__name__}, expected a string")
     if required and not value.strip():

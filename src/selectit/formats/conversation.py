@@ -27,15 +27,16 @@ def parse(obj: dict, schema: str) -> tuple[str, str]:
     list_key, role_key, text_key = SCHEMAS[schema]
     turns = obj.get(list_key)
     if not isinstance(turns, list) or not turns:
-        raise ValueError(f"field '{list_key}' must be a non-empty list of turns")
+        got = "empty" if isinstance(turns, list) else "null" if turns is None else f"a {type(turns).__name__}"
+        raise ValueError(f"field '{list_key}' is {got}; expected a non-empty list of turns")
     parsed = []
     for j, turn in enumerate(turns):
         if not isinstance(turn, dict):
             raise ValueError(f"turn {j} is a {type(turn).__name__}, expected an object")
-        role = _ROLES.get(str(turn.get(role_key, "")).lower())
+        role = _ROLES.get(str(_field(turn, j, role_key)).lower())
         if role is None:
             raise ValueError(f"turn {j} has unknown {role_key} {turn.get(role_key)!r}")
-        text = turn.get(text_key)
+        text = _field(turn, j, text_key)
         if not isinstance(text, str):
             raise ValueError(f"turn {j} field '{text_key}' is a {type(text).__name__}, expected a string")
         parsed.append((role, text))
@@ -50,3 +51,12 @@ def parse(obj: dict, schema: str) -> tuple[str, str]:
     if len(before) == 1 and before[0][0] == "user":
         return before[0][1], response
     return "\n\n".join(f"{r.capitalize()}: {t}" for r, t in before), response
+
+
+def _field(turn: dict, j: int, key: str):
+    """``turn[key]``; a missing field and a null one are errors that say which."""
+    if key not in turn:
+        raise ValueError(f"turn {j} has no '{key}' field")
+    if turn[key] is None:
+        raise ValueError(f"turn {j} field '{key}' is null")
+    return turn[key]
