@@ -8,7 +8,7 @@ random-score line as the floor.
 
 Variants that need their own forward passes (template, prompt set) are scored once each through the
 public API (``selectit.score``); the others (calibration, expected rating, label-mass weighting) are
-the tool's own options applied to the same label probabilities (``selectit.scorer.levels``), so
+the tool's own options applied to the same label probabilities (``SelectIT.levels`` of selectit.methods), so
 every row is exactly what ``selectit score`` with those flags computes.
 
     python bench/discrimination.py --alpaca 10 --seed-tasks 10          # ~10 min on 2 idle cores
@@ -22,7 +22,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -88,8 +87,9 @@ def main() -> None:
     args = ap.parse_args()
 
     import selectit
-    from selectit.config import PAPER, ScoringConfig
-    from selectit.scorer import levels
+    from selectit.methods import METHODS, PAPER, configure
+
+    levels = METHODS["selectit"].levels
 
     originals = load_originals(DATA / "alpaca_5000.json", DATA / "alpaca_seed_tasks.jsonl", args.alpaca,
                                args.seed_tasks, seed=args.seed)
@@ -103,7 +103,7 @@ def main() -> None:
         opts = FORWARD[name]
         t = time.perf_counter()
         # content-free probs (3 extra inputs) and response losses (2 per record) come along
-        config = ScoringConfig(**{**PAPER, "calibrate": True, "likelihood_weight": 1.0, **opts})
+        config, _ = configure({**PAPER, "calibrate": True, "likelihood_weight": 1.0, **opts})
         store = args.cache / f"{args.alpaca}-{args.seed_tasks}-{args.seed}.sqlite"
         store.parent.mkdir(parents=True, exist_ok=True)
         scores = selectit.score(data, config, store=str(store))
@@ -118,16 +118,16 @@ def main() -> None:
         if forward not in runs:
             continue
         config, run = runs[forward]
-        cfg = replace(config, **{**PAPER, "template": config.template, **post})  # the paper's math unless post says
-        _, sentence = levels(run.probs, run.content_free, cfg, run.likelihood)
-        extra = 3 if cfg.calibrate else 0
+        cfg = config.with_options(**{**PAPER, "template": config.measure.template, **post})  # the paper's math
+        _, sentence = levels(run.probs, run.content_free, cfg, run.likelihood)  # unless post says otherwise
+        extra = 3 if cfg.method.calibrate else 0
         table.append((label, pairwise_accuracy({r["id"]: float(s) for r, s in zip(records, sentence)}, records), extra))
 
     table.append(("likelihood term alone (no rating)", pairwise_accuracy(
         {r["id"]: float(s) for r, s in zip(records, runs["ours/chat"][1].likelihood)}, records), 0))
     for method in BASELINES:  # the other selectors of `--method`, scored by what they rank by
         t = time.perf_counter()
-        final = selectit.score(data, ScoringConfig(method=method), store=str(store)).final
+        final = selectit.score(data, method=method, store=str(store)).final
         table.append((f"--method {method}", pairwise_accuracy(
             {r["id"]: float(s) for r, s in zip(records, final)}, records), 0))
         print(f"  --method {method}: {time.perf_counter() - t:.0f}s", flush=True)

@@ -6,6 +6,7 @@ Each size runs in a fresh subprocess (the CLI, in-process there) that reports it
 
     python bench/memory.py                      # 10k, 100k, 1M records
     python bench/memory.py --sizes 10000 --src /work/main/src   # the same on another checkout's code
+    python bench/memory.py --method ifd --sizes 10000 100000    # another method (every method streams)
 
 Prints one line per size: records, peak RSS (MiB), seconds, input size (MiB).
 """
@@ -47,11 +48,11 @@ def synthetic(path: Path, n: int, seed: int = 0) -> None:
             f.write(json.dumps(rec) + "\n")
 
 
-def measure(n: int, work: Path, src: str | None) -> tuple[float, float, float]:
+def measure(n: int, work: Path, src: str | None, method: str = "selectit") -> tuple[float, float, float]:
     data = work / f"alpaca_{n}.jsonl"
     if not data.exists():
         synthetic(data, n)
-    out = work / f"run_{n}_{abs(hash(src))}"
+    out = work / f"run_{n}_{method}_{abs(hash(src))}"
     env = None
     if src:
         import os
@@ -59,7 +60,7 @@ def measure(n: int, work: Path, src: str | None) -> tuple[float, float, float]:
         env = {**os.environ, "PYTHONPATH": src}
     start = time.perf_counter()
     res = subprocess.run([sys.executable, "-c", CHILD, "run", str(data), "--out", str(out), "--backend", "fake",
-                          "--fraction", "0.2", "--quiet"], capture_output=True, text=True, env=env)
+                          "--method", method, "--fraction", "0.2", "--quiet"], capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - start
     if res.returncode != 0:
         raise SystemExit(f"{n} records: failed\n{res.stderr}")
@@ -72,13 +73,15 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--src", help="PYTHONPATH for the child (another checkout's src/), default: installed selectit")
     ap.add_argument("--work", type=Path, help="folder for data and runs (default: a temporary one)")
+    ap.add_argument("--method", default="selectit", help="--method of the runs (default: selectit)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
+        print(f"--method {args.method}, --backend fake")
         print(f"{'records':>10} {'peak RSS MiB':>13} {'seconds':>8} {'input MiB':>10}")
         for n in args.sizes:
-            rss, seconds, size = measure(n, work, args.src)
+            rss, seconds, size = measure(n, work, args.src, args.method)
             print(f"{n:>10} {rss:>13.0f} {seconds:>8.1f} {size:>10.1f}", flush=True)
 
 

@@ -29,24 +29,25 @@ def main() -> None:
 
     import ray
 
-    from selectit.config import ScoringConfig
-    from selectit.pipeline import score_file
+    from selectit.jobs import score_file
+    from selectit.methods import configure
 
-    config = ScoringConfig(models=(args.model,), backend=args.backend, num_prompts=args.num_prompts,
-                           chunk_size=args.chunk_size)
+    options = dict(models=(args.model,), backend=args.backend, num_prompts=args.num_prompts, chunk_size=args.chunk_size)
+    config, method = configure(options)
+    ray_config, _ = configure({**options, "runner": "ray", "workers": args.workers})
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = tmp / "data.jsonl"
         rows = json.loads((ROOT / "examples" / "alpaca_demo.json").read_text())[: args.records]
         data.write_text("".join(json.dumps(r) + "\n" for r in rows))
         start = time.perf_counter()
-        score_file(data, tmp / "local", config, progress=False)
+        score_file(data, tmp / "local", config, method, progress=False)
         local = time.perf_counter() - start
         start = time.perf_counter()
         ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
         init = time.perf_counter() - start
         start = time.perf_counter()
-        score_file(data, tmp / "ray", config, progress=False, runner="ray", workers=args.workers)
+        score_file(data, tmp / "ray", ray_config, method, progress=False)
         distributed = time.perf_counter() - start
         same = (tmp / "local" / "scores.jsonl").read_bytes() == (tmp / "ray" / "scores.jsonl").read_bytes()
     print(f"records {args.records} x prompts {args.num_prompts}, chunks of {args.chunk_size}, model "

@@ -60,10 +60,10 @@ def model_flops(cfg, tokens: int, attn_pairs: int, head_positions: int) -> float
 def run_mode(mode: str, records_path: Path, n: int, num_prompts: int, batch_size: int) -> dict:
     import torch
 
+    import selectit
     from selectit.backends.hf import HFBackend
-    from selectit.config import PAPER, ScoringConfig
-    from selectit.prompts import choose_prompts, labels_for_scale, rating_text, read_prompts
-    from selectit.scorer import rate
+    from selectit.methods import PAPER
+    from selectit.prompts import choose_prompts, rating_text, read_prompts
 
     records = load_records(records_path, n)
     prompts = choose_prompts(read_prompts(), num_prompts, 5)
@@ -93,8 +93,8 @@ def run_mode(mode: str, records_path: Path, n: int, num_prompts: int, batch_size
         tokens = sum(lengths)
         flops = model_flops(cfg, tokens, sum(t * (t + 1) // 2 for t in lengths), tokens)
     else:
-        config = ScoringConfig(**{**PAPER, "batch_size": batch_size, **opts})  # the published method, as naive
-        run = rate(backend, records, prompts, labels_for_scale(5), config)
+        config = {**PAPER, "batch_size": batch_size, "num_prompts": num_prompts, **opts}  # published, as naive
+        run = selectit.score(records, backends=[backend], **config).runs[0]
         seconds = time.perf_counter() - start
         probs = run.probs
         tokens = backend.tokens_computed

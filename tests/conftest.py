@@ -91,3 +91,19 @@ def embedded_backend():
 @pytest.fixture(scope="session")
 def alpaca_records():
     return json.loads(DEMO.read_text())
+
+
+def score_file(path, out, *, progress=False, **options):
+    """Score a file as `selectit score` does, options by configuration field name."""
+    from selectit.jobs import score_file as job
+    from selectit.methods import configure
+
+    config, method = configure(options)
+    return job(path, out, config, method, progress=progress)
+
+
+def rate(backend, records, **options):
+    """One loaded model's ratings (ModelRun) of records, through the API."""
+    import selectit
+
+    return selectit.score(records, backends=[backend], **options).runs[0]

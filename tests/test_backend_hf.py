@@ -6,10 +6,10 @@ import torch
 
 from selectit import formats, reflection
 from selectit.backends.hf import HFBackend
-from selectit.config import PAPER, ScoringConfig
+from selectit.methods import PAPER
 from selectit.errors import ConfigError
 from selectit.prompts import choose_prompts, labels_for_scale, rating_text, read_prompts
-from selectit.scorer import rate
+from conftest import rate
 
 LABELS = labels_for_scale(5)
 
@@ -31,7 +31,7 @@ def _check_parity(backend, model, tokenizer, records, batch_size, *, probs_tol=1
     """The record scores (sentence level: what selection ranks) agree within 1e-5 with the plain loop of
     the published method (``--paper``: what the loop computes)."""
     prompts = choose_prompts(read_prompts(), 5, 5)
-    run = rate(backend, records, prompts, LABELS, ScoringConfig(**{**PAPER, "batch_size": batch_size, **options}))
+    run = rate(backend, records, **{**PAPER, "batch_size": batch_size, **options})
     naive = _naive_run(model, tokenizer, records, prompts, run.label_ids)
     token = reflection.token_scores(naive)
     sentence = reflection.sentence_scores(token)
@@ -69,10 +69,9 @@ def test_token_budget_and_memory_split(tiny_model, tiny_tokenizer, alpaca_record
         return real(rows, label_ids, shared)
 
     backend.label_probs = tight_memory
-    prompts = choose_prompts(read_prompts(), 2, 5)
-    run = rate(backend, records, prompts, LABELS, ScoringConfig(batch_size=6))
+    run = rate(backend, records, num_prompts=2, batch_size=6)
     backend.label_probs = real
-    ref = rate(backend, records, prompts, LABELS, ScoringConfig(batch_size=1, batch_tokens=10_000))
+    ref = rate(backend, records, num_prompts=2, batch_size=1, batch_tokens=10_000)
     assert max(calls) == 6 and 3 in calls and np.abs(run.probs - ref.probs).max() < 1e-5
 
 
@@ -80,7 +79,7 @@ def test_record_first_layout_shares_the_record(tiny_model, tiny_tokenizer, alpac
     records = formats.from_dicts(alpaca_records[:3])
     backend = HFBackend(tiny_model, tiny_tokenizer, name="tiny")
     prompts = choose_prompts(read_prompts(), 5, 5)
-    run = rate(backend, records, prompts, LABELS, ScoringConfig(layout="record-first"))
+    run = rate(backend, records, layout="record-first")
     naive = _naive_run(tiny_model, tiny_tokenizer, records, prompts, run.label_ids, "record-first")
     assert np.abs(run.probs - naive).max() <= 1e-5
     assert rating_text(prompts[0], records[0], "record-first").startswith("Instruction:")
@@ -111,7 +110,7 @@ def test_truncation_keeps_the_template_and_flags(tiny_model, tiny_tokenizer, alp
     long = formats.from_dicts([{"instruction": "Summarise.", "output": "word " * 3000}])
     backend = HFBackend(tiny_model, tiny_tokenizer, name="tiny", max_length=1500)
     prompts = choose_prompts(read_prompts(), 2, 5)
-    run = rate(backend, records + long, prompts, LABELS, ScoringConfig(max_length=1500))
+    run = rate(backend, records + long, num_prompts=2, max_length=1500)
     assert run.truncated.tolist() == [False, False, False, True]
     assert np.isfinite(run.sentence).all()
     from selectit.truncation import fit_prompt
@@ -141,9 +140,8 @@ def test_bfloat16_runs_the_head_in_float32(tiny_model_dir, alpaca_records):
     assert b16.model.get_output_embeddings().weight.dtype == torch.float32
     assert next(b16.model.model.parameters()).dtype == torch.bfloat16
     records = formats.from_dicts(alpaca_records[:3])
-    prompts = choose_prompts(read_prompts(), 2, 5)
-    a = rate(f32, records, prompts, LABELS, ScoringConfig())
-    b = rate(b16, records, prompts, LABELS, ScoringConfig(dtype="bfloat16"))
+    a = rate(f32, records, num_prompts=2)
+    b = rate(b16, records, num_prompts=2, dtype="bfloat16")
     assert np.isfinite(b.probs).all() and np.abs(a.probs - b.probs).max() < 0.01
 
 
@@ -170,10 +168,9 @@ def test_packed_rows_equal_padded_rows_on_another_architecture(tiny_tokenizer, a
     padded = HFBackend(model, tiny_tokenizer, name="tiny-qwen2", packed=False)
     assert packed.packed and not padded.packed
     records = formats.from_dicts(alpaca_records[:5])
-    prompts = choose_prompts(read_prompts(), 3, 5)
     for prefix_cache in (True, False):
-        config = ScoringConfig(batch_size=4, template="plain", prefix_cache=prefix_cache)
-        a, b = rate(packed, records, prompts, LABELS, config), rate(padded, records, prompts, LABELS, config)
+        config = dict(num_prompts=3, batch_size=4, template="plain", prefix_cache=prefix_cache)
+        a, b = rate(packed, records, **config), rate(padded, records, **config)
         np.testing.assert_allclose(a.probs, b.probs, rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(a.losses, b.losses, rtol=1e-5)
     # Rows of one token after the prefix, and a batch of losses with an empty row among others.

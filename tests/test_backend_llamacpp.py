@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from selectit import formats
-from selectit.config import PAPER, ScoringConfig
-from selectit.prompts import choose_prompts, labels_for_scale, rating_text, read_prompts
-from selectit.scorer import rate
+from selectit.methods import PAPER
+from selectit.prompts import choose_prompts, rating_text, read_prompts
+from conftest import rate
 
 pytest.importorskip("llama_cpp")
 pytestmark = pytest.mark.embedded
@@ -24,7 +24,7 @@ def test_label_probs_match_a_fresh_evaluation(llamacpp_backend, alpaca_records):
     b = llamacpp_backend
     records = formats.from_dicts(alpaca_records[:3])
     prompts = choose_prompts(read_prompts(), 3, 5)
-    run = rate(b, records, prompts, labels_for_scale(5), ScoringConfig(**PAPER))  # the ratings only
+    run = rate(b, records, num_prompts=3, **PAPER)  # the ratings only
     assert run.label_ids == [b.llm.tokenize(str(k).encode(), add_bos=False)[0] for k in range(1, 6)]
     assert b.num_parameters == 134_515_008
     for i, j in [(0, 0), (2, 1), (1, 2)]:
@@ -38,9 +38,8 @@ def test_close_to_the_hf_backend(llamacpp_backend, embedded_backend, alpaca_reco
     """Same weights (HF dequantises the same GGUF); llama.cpp also quantises activations, so the
     probabilities differ a little; the rating each prompt favours mostly agrees."""
     records = formats.from_dicts(alpaca_records[:4])
-    prompts = choose_prompts(read_prompts(), 2, 5)
-    a = rate(llamacpp_backend, records, prompts, labels_for_scale(5), ScoringConfig(**PAPER))
-    b = rate(embedded_backend, records, prompts, labels_for_scale(5), ScoringConfig(**PAPER))
+    a = rate(llamacpp_backend, records, num_prompts=2, **PAPER)
+    b = rate(embedded_backend, records, num_prompts=2, **PAPER)
     assert np.abs(a.label_mass - b.label_mass).max() < 0.2
     assert (a.probs.argmax(-1) == b.probs.argmax(-1)).mean() >= 0.75
 
@@ -48,7 +47,7 @@ def test_close_to_the_hf_backend(llamacpp_backend, embedded_backend, alpaca_reco
 def test_response_losses_match_the_hf_backend(llamacpp_backend, embedded_backend, alpaca_records):
     """Same definition as the hf backend (same GGUF weights; llama.cpp quantises activations, so close,
     not equal); the context shared by the two calls is reused without changing the losses."""
-    from selectit.likelihood import blank_context, instruction_context
+    from selectit.measures.losses import blank_context, instruction_context
 
     records = formats.from_dicts(alpaca_records[:4])
     pairs = [(ctx(r), r.response) for r in records for ctx in (instruction_context, blank_context)]

@@ -27,7 +27,7 @@ from selectit.backends.vllm import (
     DEFAULT_TOPK, VLLMBackend, count_parameters, engine_kwargs, has_logprob_token_ids, loss_kwargs, parse_label_probs,
     parse_response_losses, sampling_kwargs, token_prompts,
 )
-from selectit.config import ScoringConfig
+from selectit.methods import configure
 from selectit.errors import ConfigError
 
 from conftest import DEMO
@@ -303,7 +303,7 @@ def test_tensor_parallelism_needs_the_vllm_backend():
     with pytest.raises(ConfigError, match="needs --backend vllm"):
         load_backend("hf", None, tensor_parallel_size=2)
     with pytest.raises(ConfigError, match="tensor-parallel-size must be >= 1"):
-        ScoringConfig(tensor_parallel_size=0)
+        configure({"tensor_parallel_size": 0})
 
 
 NO_VLLM = "import sys; sys.modules['vllm'] = None; from selectit.cli import main; sys.argv[0] = 'selectit'; main()"
@@ -347,9 +347,9 @@ def test_gpu_check_compares_runs_against_its_tolerance():
 
 
 def test_response_losses_read_the_prompt_logprobs_like_the_hf_backend(tiny_tokenizer, alpaca_records):
-    """Same tokens and positions as the hf backend's definition (selectit.backends.hf.response_tokens);
+    """Same tokens and positions as every backend's definition (selectit.backends.base.response_ids);
     the loss is the mean of minus the prompt tokens' own log-probabilities from ``first`` on."""
-    from selectit.backends.hf import response_tokens
+    from selectit.backends.base import response_ids
 
     assert loss_kwargs() == {"max_tokens": 1, "temperature": 0.0, "detokenize": False, "prompt_logprobs": 1}
     backend, llm = stand_in_backend(tiny_tokenizer, exact=True)
@@ -357,7 +357,7 @@ def test_response_losses_read_the_prompt_logprobs_like_the_hf_backend(tiny_token
     for end in (None, tiny_tokenizer.eos_token_id):  # with --likelihood-weight, EOS follows the response
         losses = backend.response_losses(pairs, end=end is not None)
         for (c, r), got in zip(pairs[:2], losses):
-            ids, start = response_tokens(tiny_tokenizer, c, r, 8192, end)
+            ids, start = response_ids(lambda t: tiny_tokenizer(t)["input_ids"], c, r, 8192, end)
             assert (ids[-1] == end) if end is not None else True
             want = -np.mean([llm.distribution(ids[:t])[ids[t]] for t in range(max(start, 1), len(ids))])
             assert got == pytest.approx(want, rel=1e-12)

@@ -46,7 +46,7 @@ def test_bad_records_fail_loudly_then_skip_cleanly(tmp_path):
     assert len(res.stderr.strip().splitlines()) == 1
 
     out = tmp_path / "skip"
-    res = _run("run", data, "--out", out, "--backend", "fake", "--skip-bad", "--fraction", "1", "--quiet")
+    res = _run("run", data, "--out", out, "--backend", "fake", "--skip-bad", "--fraction", "1")
     assert res.returncode == 0, res.stderr
     rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
     assert len(rejects) == 7

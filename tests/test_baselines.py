@@ -9,8 +9,11 @@ from typer.testing import CliRunner
 import selectit
 from conftest import DEMO, build_metaspace_tokenizer, build_tiny_model
 from selectit.backends.fake import FakeBackend
-from selectit.likelihood import ALONE, CONDITIONED, PROMPT_INPUT, instruction_context
+from selectit.measures.losses import (
+    ALONE, CONDITIONED, PROMPT_INPUT, REVERSE_ASK, instruction_context,
+)
 from selectit.cli import app
+from selectit.formats import from_dicts
 from selectit.records import Record
 from selectit.store import ScoreStore
 
@@ -110,7 +113,7 @@ def test_length_is_response_characters():
 def test_perplexity_and_ifd_follow_their_definitions():
     data = records(40)
     fake = FakeBackend()
-    recs = selectit.formats.from_dicts(data)
+    recs = from_dicts(data)
     given = fake.response_losses([(instruction_context(r), r.response) for r in recs])
     alone = fake.response_losses([("", r.response) for r in recs])
     ppl = selectit.score(data, method="perplexity", backends=[fake])
@@ -120,7 +123,34 @@ def test_perplexity_and_ifd_follow_their_definitions():
     ratio = given / alone
     np.testing.assert_allclose(ifd.extra["ifd"], ratio)
     np.testing.assert_allclose(ifd.final, np.where(ratio <= 1, ratio, np.nan))  # IFD > 1 is dropped
-    assert ifd.info["dropped_ifd_over_1"] == int((ratio > 1).sum())
+    assert int(np.isnan(ifd.final).sum()) == int((ratio > 1).sum())
+
+
+def test_rifd_follows_its_definition():
+    """r-IFD (Li et al. 2024, Selective Reflection-Tuning): loss(instruction | response) / loss(instruction
+    alone), the instruction predicted after their prompt that shows the response; the lowest ranks first,
+    r-IFD >= 1 is dropped."""
+    data = records(40)
+    fake = FakeBackend()
+    recs = from_dicts(data)
+    ask = [PROMPT_INPUT.split("### Instruction")[0].replace(", paired with an input that provides further context", "")
+           + f"### Instruction:\n{REVERSE_ASK.format(response=r.response)}\n\n### Response:" for r in recs]
+    given = fake.response_losses([(a, r.instruction) for a, r in zip(ask, recs)])
+    alone = fake.response_losses([("", r.instruction) for r in recs])
+    s = selectit.score(data, method="rifd", backends=[fake])
+    ratio = given / alone
+    np.testing.assert_allclose(s.extra["rifd"], ratio)
+    np.testing.assert_allclose(s.final, np.where(ratio < 1, -ratio, np.nan))
+    assert s.extra["loss_reversed"].shape == (40,) and np.isfinite(s.extra["loss_instruction"]).all()
+
+    class Harder(FakeBackend):  # the response context makes every instruction token twice as costly
+        def response_losses(self, pairs, max_length=None, **kw):
+            return super().response_losses(pairs, max_length, **kw) * [2.0 if c else 1.0 for c, _ in pairs]
+
+    hard = selectit.score(data, method="rifd", backends=[Harder()])
+    np.testing.assert_allclose(hard.extra["rifd"], 2 * ratio)
+    assert np.isnan(hard.final[2 * ratio >= 1]).all() and np.isfinite(hard.final[2 * ratio < 1]).all()
+    assert 0 < int((2 * ratio >= 1).sum()) < len(data)
 
 
 def test_alpaca_input_fills_the_input_section():
@@ -168,7 +198,7 @@ def test_cli_method_columns_and_config(tmp_path):
                                  "--quiet", "--fraction", "0.1"])
     assert r.exit_code == 0, r.output
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["config"]["method"] == "ifd" and cfg["method_info"]["model"] == "fake"
+    assert cfg["method"] == cfg["config"]["method"]["method"] == "ifd" and cfg["models"][0]["name"] == "fake"
     rows = [json.loads(x) for x in (out / "scores.jsonl").read_text().splitlines()]
     assert {"id", "score", "token_scores", "sentence_scores", "label_mass", "loss", "loss_alone", "ifd"} <= set(rows[0])
     kept = [x for x in rows if x["score"] is not None]
@@ -177,7 +207,7 @@ def test_cli_method_columns_and_config(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--method", "best"], "--method must be one of selectit, token"),
+    (["--method", "best"], "--method must be one of selectit, paper, reference, token"),
     (["--method", "ifd", "--model", "a,b"], "--method ifd uses one model; got 2"),
 ])
 def test_cli_method_errors(tmp_path, args, message):

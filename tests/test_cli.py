@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from conftest import DEMO
+from selectit.config import flat_options
 
 
 def selectit(*args, cwd=None):
@@ -36,7 +37,7 @@ def test_run_end_to_end_on_the_embedded_model(tmp_path, five_records):
     config = json.loads((out / "config.json").read_text())
     assert config["models"][0]["num_parameters"] == 134_515_008 and config["models"][0]["weight"] == 1.0
     assert config["models"][0]["template"] == "chat"  # --template auto (default): SmolLM2 has a chat template
-    assert config["config"]["likelihood_weight"] == 1.0 and all(r["likelihood"] for r in rows)
+    assert config["config"]["method"]["likelihood_weight"] == 1.0 and all(r["likelihood"] for r in rows)
     selected = json.loads((out / "selected.json").read_text())
     source = json.loads(five_records.read_text())
     best = sorted(range(5), key=lambda i: -rows[i]["score"])[:2]
@@ -105,17 +106,21 @@ def test_defaults_and_the_paper_one_flag_away(tmp_path, five_records):
         assert res.returncode == 0, res.stderr
         written = json.loads((out / "config.json").read_text())
         assert written["models"][0]["template"] == "plain"  # what 'auto' became: the fake model has no chat template
-        return written["config"]
+        return {**flat_options(written), "run_method": written["method"]}
 
     picked = ("template", "rating", "calibrate", "prompt_weights", "likelihood_weight")
     assert [config()[k] for k in picked] == ["auto", "expected", False, "equal", 1.0]
     paper = ["plain", "argmax", False, "equal", 0.0]
     assert [config("--paper")[k] for k in picked] == paper
     assert [config("--paper", "--rating", "argmax")[k] for k in picked] == paper  # agreeing flags are fine
+    assert config()["run_method"] == "selectit" and config("--paper")["run_method"] == "paper"
     reference = config("--mode", "reference")
-    assert [reference[k] for k in picked] == paper and reference["mode"] == "reference"
+    assert [reference[k] for k in picked] == paper and reference["run_method"] == "reference"
+    assert [config("--method", "reference")[k] for k in picked] == paper
     for flags, expect in (
             (["--paper", "--rating", "expected"], "--paper uses the published method; drop --rating expected"),
+            (["--method", "paper", "--template", "chat"], "--method paper uses the published method; drop --template chat"),
+            (["--paper", "--method", "ifd"], "--paper is --method paper; drop --method ifd"),
             (["--mode", "reference", "--likelihood-weight", "1"], "drop --likelihood-weight 1.0")):
         res = selectit("score", five_records, "--out", tmp_path / "bad", "--backend", "fake", *flags)
         assert res.returncode == 2 and expect in res.stderr and "Traceback" not in res.stderr, res.stderr

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from conftest import DEMO  # noqa: E402
 from selectit import formats  # noqa: E402
-from selectit.config import ScoringConfig  # noqa: E402
-from selectit.pipeline import score_file, select_run  # noqa: E402
+from conftest import score_file  # noqa: E402
+from selectit.jobs import select_run  # noqa: E402
 from selectit.records import DataError  # noqa: E402
 
 ALPACA = [
@@ -77,7 +77,7 @@ def test_csv_cells_stay_text(tmp_path):
 def test_bad_rows_are_named(tmp_path):
     rows = [ALPACA[0], {"instruction": "x", "input": "", "output": None}, ALPACA[1]]
     path = _save(rows, tmp_path / "bad.parquet", "parquet")
-    with pytest.raises(DataError, match=r"1 bad record\(s\) as alpaca: record 1 \(row 1\) has no 'output'"):
+    with pytest.raises(DataError, match=r"1 bad record\(s\) as alpaca: record 1 \(row 1\) field 'output' is null"):
         formats.read(path)
     assert len(formats.read(path, skip_bad=True)) == 2
 
@@ -110,9 +110,9 @@ def test_score_and_select_columnar_like_jsonl(tmp_path, container, name):
     jsonl = tmp_path / "d.jsonl"
     jsonl.write_text("".join(json.dumps(o) + "\n" for o in data))
     src = _save(data, tmp_path / name, container)
-    config = ScoringConfig(backend="fake", num_prompts=3)
-    score_file(jsonl, tmp_path / "ref", config, progress=False)
-    score_file(src, tmp_path / "col", config, progress=False)
+    config = dict(backend="fake", num_prompts=3)
+    score_file(jsonl, tmp_path / "ref", **config)
+    score_file(src, tmp_path / "col", **config)
     assert (tmp_path / "col" / "scores.jsonl").read_bytes() == (tmp_path / "ref" / "scores.jsonl").read_bytes()
     sel = select_run(tmp_path / "col", fraction=0.2)
     ref = select_run(tmp_path / "ref", fraction=0.2)
@@ -138,10 +138,8 @@ def test_chunked_scoring_is_byte_identical(tmp_path, container):
     else:
         src = _save(data[:10] + [{"instruction": "no output", "output": None}] + data[10:], tmp_path / "d.parquet",
                     "parquet")
-    whole = ScoringConfig(backend="fake", num_prompts=3)
-    chunked = ScoringConfig(backend="fake", num_prompts=3, chunk_size=7)
-    a = score_file(src, tmp_path / "a", whole, progress=False, skip_bad=True)
-    b = score_file(src, tmp_path / "b", chunked, progress=False, skip_bad=True)
+    a = score_file(src, tmp_path / "a", backend="fake", num_prompts=3, skip_bad=True)
+    b = score_file(src, tmp_path / "b", backend="fake", num_prompts=3, chunk_size=7, skip_bad=True)
     assert (tmp_path / "a" / "scores.jsonl").read_bytes() == (tmp_path / "b" / "scores.jsonl").read_bytes()
     assert len(b.source.starts) == 7 and len(b.source) == 45 and len(b.source.rejects) == 1
     assert a.source.duplicate_ids == b.source.duplicate_ids == 0  # ids are positions here
@@ -161,7 +159,7 @@ def test_streamed_selection_matches_in_memory_write(tmp_path, keep_order):
         src = tmp_path / f"d.{container}"
         src.write_text(json.dumps(data, indent=1) if container == "json"
                        else "".join(json.dumps(o, separators=(",", ":")) + "\n" for o in data))
-        score_file(src, tmp_path / container, ScoringConfig(backend="fake", chunk_size=4), progress=False)
+        score_file(src, tmp_path / container, backend="fake", chunk_size=4)
         sel = select_run(tmp_path / container, fraction=0.5, keep_order=keep_order)
         expect = tmp_path / f"expect.{container}"
         formats.write(formats.read(src), sel.indices.tolist(), expect)
@@ -175,13 +173,13 @@ def test_cli_parquet_run_with_chunks_and_container_override(tmp_path):
     data = _demo(12)
     src = _save(data, tmp_path / "data.bin", "parquet")  # an unknown suffix: --container says what it is
     res = subprocess.run([sys.executable, "-m", "selectit", "run", src, "--out", tmp_path / "run", "--backend", "fake",
-                          "--container", "parquet", "--chunk-size", "5", "--top", "3", "--quiet"],
+                          "--container", "parquet", "--chunk-size", "5", "--top", "3"],
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert "selected 3 of 12" in res.stderr
     assert len(_rows(tmp_path / "run" / "selected.parquet", "parquet")) == 3
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert cfg["config"]["chunk_size"] == 5 and cfg["input"]["container"] == "parquet"
+    assert cfg["config"]["execution"]["chunk_size"] == 5 and cfg["input"]["container"] == "parquet"
     res = subprocess.run([sys.executable, "-m", "selectit", "score", src, "--out", tmp_path / "x", "--backend", "fake",
                           "--chunk-size", "0"], capture_output=True, text=True)
     assert res.returncode == 2 and "--chunk-size must be >= 1" in res.stderr

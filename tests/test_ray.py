@@ -13,10 +13,8 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from conftest import DEMO  # noqa: E402
-from selectit.config import ScoringConfig  # noqa: E402
+from conftest import DEMO, score_file  # noqa: E402
 from selectit.errors import ConfigError  # noqa: E402
-from selectit.pipeline import score_file  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +31,14 @@ def _data(tmp_path, n):
 
 
 def _both(tmp_path, data, config):
-    score_file(data, tmp_path / "local", config, progress=False)
-    ray_run = score_file(data, tmp_path / "ray", config, progress=False, runner="ray", workers=2)
+    score_file(data, tmp_path / "local", **config)
+    ray_run = score_file(data, tmp_path / "ray", **config, runner="ray", workers=2)
     return ray_run, (tmp_path / "local" / "scores.jsonl").read_bytes(), (tmp_path / "ray" / "scores.jsonl").read_bytes()
 
 
 def test_ray_equals_local_on_the_tiny_model(tmp_path, local_ray, tiny_model_dir):
-    config = ScoringConfig(models=(str(tiny_model_dir),), num_prompts=3, batch_size=4, chunk_size=8,
-                           likelihood_weight=1.0)  # the response losses travel through the part files too
+    config = dict(models=(str(tiny_model_dir),), num_prompts=3, batch_size=4, chunk_size=8,
+                  likelihood_weight=1.0)  # the response losses travel through the part files too
     run, local, distributed = _both(tmp_path, _data(tmp_path, 30), config)
     assert local == distributed and len(local.splitlines()) == 30
     assert b'"likelihood"' in distributed
@@ -49,18 +47,18 @@ def test_ray_equals_local_on_the_tiny_model(tmp_path, local_ray, tiny_model_dir)
         assert db.execute("SELECT COUNT(*) FROM probs").fetchone()[0] == 90
         assert db.execute("SELECT COUNT(*) FROM losses").fetchone()[0] == 60
     cfg = json.loads((tmp_path / "ray" / "config.json").read_text())
-    assert cfg["models"][0]["prompt_tokens"] == run.models[0].tokens > 0
+    assert cfg["models"][0]["tokens"] == run.models[0].tokens > 0
     assert cfg["models"][0]["template"] == "plain"  # 'auto' resolved on the workers: no chat template
 
 
 def test_ray_user_errors_and_flags(tmp_path, local_ray):
     data = _data(tmp_path, 4)
     with pytest.raises(ConfigError, match="needs 3 CPUs"):
-        score_file(data, tmp_path / "x", ScoringConfig(backend="fake"), progress=False, runner="ray", workers=3)
+        score_file(data, tmp_path / "x", backend="fake", runner="ray", workers=3)
     with pytest.raises(ConfigError, match="--runner must be one of"):
-        score_file(data, tmp_path / "x", ScoringConfig(backend="fake"), progress=False, runner="spark")
+        score_file(data, tmp_path / "x", backend="fake", runner="spark")
     with pytest.raises(ConfigError, match="apply to --runner ray only"):
-        score_file(data, tmp_path / "x", ScoringConfig(backend="fake"), progress=False, workers=2)
+        score_file(data, tmp_path / "x", backend="fake", workers=2)
 
 
 def _descends_from_us(pid):
@@ -97,14 +95,14 @@ def _part_rows(parts):
 
 
 def test_a_killed_worker_is_restarted_and_the_run_completes(tmp_path, local_ray, tiny_model_dir):
-    config = ScoringConfig(models=(str(tiny_model_dir),), num_prompts=5, batch_size=1, chunk_size=10)
+    config = dict(models=(str(tiny_model_dir),), num_prompts=5, batch_size=1, chunk_size=10)
     data = _data(tmp_path, 40)
-    score_file(data, tmp_path / "local", config, progress=False)
+    score_file(data, tmp_path / "local", **config)
     parts, errors = tmp_path / "ray" / "store.sqlite.parts", []
 
     def run():
         try:
-            score_file(data, tmp_path / "ray", config, progress=False, runner="ray", workers=2)
+            score_file(data, tmp_path / "ray", **config, runner="ray", workers=2)
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
@@ -124,6 +122,16 @@ def test_a_killed_worker_is_restarted_and_the_run_completes(tmp_path, local_ray,
 
 @pytest.mark.embedded
 def test_ray_equals_local_on_the_embedded_model(tmp_path, local_ray):
-    config = ScoringConfig(num_prompts=2, batch_size=2, chunk_size=2)
+    config = dict(num_prompts=2, batch_size=2, chunk_size=2)
     _, local, distributed = _both(tmp_path, _data(tmp_path, 4), config)
     assert local == distributed and len(local.splitlines()) == 4
+
+
+@pytest.mark.parametrize("method", ["selectit", "paper", "token", "random", "length", "perplexity", "ifd", "rifd"])
+def test_every_method_runs_on_ray_as_locally(tmp_path, local_ray, method):
+    """Every method measures through the same shard function on Ray: scores.jsonl byte for byte the
+    local runner's (fake backend, chunks of 4). sentence, model and reference are views of the same
+    measurements as selectit and paper (tests/test_conformance.py: rescore == score)."""
+    _, local, distributed = _both(tmp_path, _data(tmp_path, 12), dict(backend="fake", method=method, chunk_size=4,
+                                                                        num_prompts=2))
+    assert local == distributed and len(local.splitlines()) == 12

@@ -148,7 +148,7 @@ def runs(tmp_path_factory):
     data.write_text(json.dumps(records, indent=1))
     a, b = base / "run-a", base / "run-b"
     for out, prompts in ((a, 3), (b, 5)):
-        res = selectit("run", data, "--out", out, "--backend", "fake", "--num-prompts", prompts, "--quiet")
+        res = selectit("run", data, "--out", out, "--backend", "fake", "--num-prompts", prompts)
         assert res.returncode == 0, res.stderr
         assert "report:" in res.stderr
     return base, data, a, b

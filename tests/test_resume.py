@@ -80,7 +80,8 @@ def test_a_failing_forward_pass_hits_only_its_record(tmp_path):
     assert np.isnan(broken.final[5])
     others = [i for i in range(12) if i != 5]
     np.testing.assert_array_equal(broken.final[others], clean.final[others])
-    # failures are not stored: the next run reruns only the batches that held them (5 prompts x 4 rows)
+    # failures are stored as failures, never as scores: the next run reruns only the batches that held them
+    # (5 prompts x 4 rows)
     retry = CountingBackend()
     fixed = selectit.score(data, backends=[retry], store=store, batch_size=4)
     assert retry.calls == 20 and np.isfinite(fixed.final).all()

@@ -6,7 +6,7 @@ import pytest
 import selectit
 from selectit.backends.fake import FakeBackend
 from selectit.backends.hf import HFBackend
-from selectit.config import PAPER
+from selectit.methods import PAPER
 from selectit.errors import ConfigError
 
 
@@ -36,13 +36,15 @@ def test_model_level_weights_by_parameter_count(alpaca_records):
 
 
 def test_reference_mode_differs_from_paper(alpaca_records):
-    paper = selectit.score(alpaca_records[:8], backends=[FakeBackend()], **PAPER)
-    ref = selectit.score(alpaca_records[:8], backends=[FakeBackend()], mode="reference", **PAPER)
+    paper = selectit.score(alpaca_records[:8], backends=[FakeBackend()], method="paper")
+    np.testing.assert_array_equal(paper.final, selectit.score(alpaca_records[:8], backends=[FakeBackend()],
+                                                              **PAPER).final)
+    ref = selectit.score(alpaca_records[:8], backends=[FakeBackend()], method="reference")
     assert ref.final.max() < paper.final.max()
     assert ref.final.max() <= 5 * (np.e - 1) / (np.e + 4) + 1e-12  # softmax squashes every score
     # the authors' scripts rate with the published method: the tool's own defaults do not mix with them
-    with pytest.raises(ConfigError, match="reference.*rating='expected'.*selectit.config.PAPER"):
-        selectit.score(alpaca_records[:8], backends=[FakeBackend()], mode="reference")
+    with pytest.raises(ConfigError, match="reference.*uses the published method; drop --rating expected"):
+        selectit.score(alpaca_records[:8], backends=[FakeBackend()], method="reference", rating="expected")
 
 
 def test_weight_override_and_errors(alpaca_records):
@@ -50,7 +52,7 @@ def test_weight_override_and_errors(alpaca_records):
     s = selectit.score(alpaca_records[:3], backends=two, models=("a", "b"), model_weights=(1, 1))
     np.testing.assert_allclose(s.weights, [0.5, 0.5])
     with pytest.raises(ConfigError, match="exactly 1 or 3"):
-        selectit.score(alpaca_records[:3], backends=two, mode="reference", **PAPER)
+        selectit.score(alpaca_records[:3], backends=two, method="reference")
     with pytest.raises(ConfigError, match="num-prompts"):
         selectit.score(alpaca_records[:3], backends=[FakeBackend()], num_prompts=9)
 
@@ -87,8 +89,9 @@ def test_chat_template_puts_more_mass_on_labels(embedded_backend, alpaca_records
 def test_rating_options_change_only_the_math(alpaca_records):
     """--rating, --calibrate and --prompt-weights reuse the same label probabilities; calibration adds
     the content-free inputs once per prompt, not per record."""
-    from selectit.scorer import levels
+    from selectit.methods import METHODS
 
+    levels = METHODS["selectit"].levels
     records = alpaca_records[:10]
     base = selectit.score(records, backends=[FakeBackend()], **PAPER)
     for opts in (dict(rating="expected"), dict(calibrate=True), dict(prompt_weights="mass"),
@@ -113,14 +116,12 @@ def test_calibrated_file_scoring_matches_the_api_chunk_by_chunk(alpaca_records, 
     once and the scores equal those of the in-memory API."""
     import json
 
-    from selectit.config import ScoringConfig
-    from selectit.output import read_run
-    from selectit.pipeline import score_file
+    from conftest import score_file
+    from selectit.rundir import read_run
 
     data = tmp_path / "data.json"
     data.write_text(json.dumps(alpaca_records[:10]))
-    config = ScoringConfig(backend="fake", calibrate=True, rating="expected", chunk_size=3)
-    score_file(data, tmp_path / "run", config, progress=False)
+    score_file(data, tmp_path / "run", backend="fake", calibrate=True, rating="expected", chunk_size=3)
     cfg, rows = read_run(tmp_path / "run")
     api = selectit.score(alpaca_records[:10], backends=[FakeBackend()], calibrate=True, rating="expected")
     np.testing.assert_allclose([r["score"] for r in rows], api.final, rtol=1e-12)
@@ -133,11 +134,11 @@ def test_likelihood_weight_adds_the_response_losses_term(alpaca_records, tmp_pat
     scored in chunks equals the API, writes the terms to scores.jsonl and reuses stored losses."""
     import json
 
-    from selectit import likelihood
-    from selectit.config import ScoringConfig
-    from selectit.output import read_run
-    from selectit.pipeline import score_file
+    from conftest import score_file
     from selectit.formats import from_dicts
+    from selectit.measures import losses as likelihood
+    from selectit.methods import configure
+    from selectit.rundir import read_run
 
     records = alpaca_records[:10]
     base = selectit.score(records, backends=[FakeBackend()], rating="expected", likelihood_weight=0)
@@ -158,8 +159,8 @@ def test_likelihood_weight_adds_the_response_losses_term(alpaca_records, tmp_pat
 
     data = tmp_path / "data.json"
     data.write_text(json.dumps(records))
-    config = ScoringConfig(backend="fake", rating="expected", likelihood_weight=0.5, chunk_size=3)
-    score_file(data, tmp_path / "run", config, progress=False)
+    config = dict(backend="fake", rating="expected", likelihood_weight=0.5, chunk_size=3)
+    score_file(data, tmp_path / "run", **config)
     _, rows = read_run(tmp_path / "run")
     np.testing.assert_allclose([r["score"] for r in rows], s.final, rtol=1e-12)
     np.testing.assert_allclose([r["response_loss"]["fake"] for r in rows], given, rtol=1e-12)
@@ -177,14 +178,14 @@ def test_likelihood_weight_adds_the_response_losses_term(alpaca_records, tmp_pat
     again = selectit.score(records, backends=[Counting()], rating="expected", likelihood_weight=0.5,
                            store=str(tmp_path / "run" / "store.sqlite"))
     assert calls == [] and np.array_equal(again.final, s.final)  # every loss came from the store
-    score_file(data, tmp_path / "run", config, progress=False)
+    score_file(data, tmp_path / "run", **config)
     assert (tmp_path / "run" / "scores.jsonl").read_bytes() == first
-    with pytest.raises(ConfigError, match="--likelihood-weight"):
-        ScoringConfig(likelihood_weight=-1)
+    with pytest.raises(ConfigError, match="--likelihood-weight must be >= 0"):
+        configure({"likelihood_weight": -1})
 
 
-def test_likelihood_weight_needs_a_backend_with_losses_and_says_so_before_scoring(alpaca_records):
-    class NoLosses:  # a backend without response_losses (as llamacpp, vllm)
+def test_a_backend_missing_part_of_the_protocol_is_refused_before_scoring(alpaca_records):
+    class NoLosses:  # a backend without response_losses
         def __init__(self):
             self.fake = FakeBackend()
             self.name, self.num_parameters, self.max_length = "x", 1, 1 << 20
@@ -194,5 +195,5 @@ def test_likelihood_weight_needs_a_backend_with_losses_and_says_so_before_scorin
         def label_probs(self, *a, **k):
             raise AssertionError("scored before the check")
 
-    with pytest.raises(ConfigError, match="needs response losses"):
+    with pytest.raises(ConfigError, match="does not implement .*response_losses"):
         selectit.score(alpaca_records[:3], backends=[NoLosses()], likelihood_weight=1.0)

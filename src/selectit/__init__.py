@@ -3,57 +3,61 @@
 Python API, mirroring the command line::
 
     import selectit
-    scores = selectit.score([{"instruction": "...", "input": "", "output": "..."}, ...])
-    best = selectit.select(scores, fraction=0.2)   # input positions, best first
+    records = [{"instruction": "Name a colour.", "input": "", "output": "Blue."}, ...]
+    scores = selectit.score(records, backend="fake")   # any option of the command line, by field name
+    best = selectit.select(scores, fraction=0.2)        # input positions, best first
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from collections.abc import Iterable
 
-from collections.abc import Iterable  # noqa: E402
+import numpy as np
 
-import numpy as np  # noqa: E402
+from selectit.config import RunConfig
+from selectit.errors import ConfigError, DataError
+from selectit.records import Record
+from selectit.version import __version__
 
-from selectit.config import ScoringConfig  # noqa: E402
-from selectit.errors import ConfigError, DataError  # noqa: E402
-from selectit.records import Record  # noqa: E402
 
-
-def score(records: Iterable[dict | Record], config: ScoringConfig | None = None, *, backends=None,
+def score(records: Iterable[dict | Record], config: RunConfig | None = None, *, backends=None,
           progress: bool = False, store=None, **options):
-    """Score records (dicts in alpaca, sharegpt or messages form, or Records).
+    """Score records (dicts in alpaca, sharegpt or messages form, or Records) with one engine: the same
+    measurements, store and methods as ``selectit score``.
 
-    options: any :class:`ScoringConfig` field (models, num_prompts, alpha, mode, template, ...), used
-    when ``config`` is not given. store: a :class:`selectit.store.ScoreStore` (or a path) to resume
-    from and add to. Returns :class:`selectit.scorer.Scores`; ``.final`` is (n,).
+    options: any configuration field by name (``method``, ``models``, ``num_prompts``, ``alpha``,
+    ``likelihood_weight``, ``backend``, ...; see selectit.config), used when ``config`` is not given; a
+    method's preset applies (``method="paper"``). backends: already loaded backends, one per model
+    (``selectit.backends.hf.HFBackend(model, tokenizer, name=...)``, ``selectit.backends.fake.FakeBackend()``).
+    store: a :class:`selectit.store.ScoreStore` or a path, to resume from and add to (default: in memory).
+    Returns :class:`selectit.results.Scores`; ``.final`` is (n,).
     """
     from selectit import formats
-    from selectit.baselines import score_method
+    from selectit.jobs import score_records
+    from selectit.methods import configure, get
+    from selectit.store import ScoreStore
 
-    items = list(records)
-    if items and not all(isinstance(r, Record) for r in items):
-        items = formats.from_dicts(items)
     if config is None:
-        if "models" in options:
-            options["models"] = tuple(options["models"])
-        config = ScoringConfig(**options)
+        config, method = configure(options)
     elif options:
         raise TypeError("pass either config or keyword options, not both")
-    if store is not None and not hasattr(store, "put"):
-        from selectit.store import ScoreStore
-
+    else:
+        method = get(config.method.method)
+    items = list(records)
+    if items and not all(isinstance(r, Record) for r in items):
+        items = formats.from_dicts(items, schema=config.input.format)
+    if store is not None and not isinstance(store, ScoreStore):
         store = ScoreStore(store)
-    return score_method(items, config, backends=backends, progress=progress, store=store)
+    return score_records(items, config, method, backends=backends, store=store, progress=progress)
 
 
 def select(scores, *, fraction: float | None = None, top: int | None = None,
            threshold: float | None = None) -> np.ndarray:
     """Input positions of the selected records, best first. ``scores``: a Scores or an (n,) array."""
-    from selectit.pipeline import choose
+    from selectit.selection import choose
 
     final = scores.final if hasattr(scores, "final") else np.asarray(scores, dtype=np.float64)
     return choose(final, fraction=fraction, top=top, threshold=threshold)
 
 
-__all__ = ["ConfigError", "DataError", "Record", "ScoringConfig", "score", "select", "__version__"]
+__all__ = ["ConfigError", "DataError", "Record", "RunConfig", "score", "select", "__version__"]

@@ -1,94 +1,58 @@
 """Command line (SPEC 3): thin, it parses flags and calls the library.
 
-    selectit score INPUT --out DIR [--model M ...] [--backend hf] [--prompts FILE] [--num-prompts P]
-                   [--alpha A] [--batch-size B] [--max-length L] ...
+    selectit score INPUT --out DIR [options]            measure and score every record
     selectit select DIR (--fraction F | --top N | --threshold T) [--output FILE]
-    selectit run INPUT --out DIR [--fraction F] ... [--no-report]
+    selectit run INPUT --out DIR [--fraction F] [options] [--no-report]
+    selectit rescore DIR [method options]               new scores from the stored measurements, no model
     selectit report DIR [DIR2 ...] [--output FILE] [--fraction F | --top N | --threshold T]
     selectit compare DIR DIR... [--fraction F | --top N | --threshold T] [--csv PATH]
 
-Bad input or configuration: a one-line reason on stderr and exit code 2.
+The scoring options are generated from the configuration's fields (selectit.config): one declaration
+each, with its help, default and allowed values; a YAML file (or a finished run's config.json) can
+give them too (``--config``), flags win over the file. Bad input or configuration: a one-line reason on
+stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
 import typer
 
+from selectit.config import all_fields, flag_of, load_file
 from selectit.errors import USER_ERRORS, ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Select instruction-tuning data with the model's own uncertainty (SelectIT).")
 
 Input = Annotated[Path, typer.Argument(
     help="Dataset: Alpaca, ShareGPT or messages; .json, .jsonl, .parquet, .csv or a datasets save_to_disk folder.")]
-Out = Annotated[Path, typer.Option("--out", help="Run directory for scores.jsonl and config.json.")]
-Models = Annotated[Optional[list[str]], typer.Option(
-    "--model", help="Model: hub id, local folder or .gguf file; repeat (or comma-separate) for several. "
-    "Default: the embedded SmolLM2-135M-Instruct.")]
-Backend = Annotated[str, typer.Option(
-    help="Backend: hf (transformers), llamacpp (GGUF as shipped; pip install selectit\\[llamacpp]), "
-    "vllm (GPUs; pip install selectit\\[vllm]) or fake (deterministic, for tests).")]
-Prompts = Annotated[Optional[Path], typer.Option("--prompts", help="Rating prompts file, one per line.")]
-NumPrompts = Annotated[int, typer.Option(help="P: how many rating prompts to use.")]
-Scale = Annotated[int, typer.Option(help="S: ratings 1..S (2-9).")]
-Alpha = Annotated[float, typer.Option(help="Penalty on the prompts' disagreement (std).")]
-Mode = Annotated[str, typer.Option(help="paper (published formulas) or reference (the authors' scripts; implies "
-    "--paper).")]
-Template = Annotated[str, typer.Option(
-    help="auto (chat if the model has a chat template, else plain), plain (published template) or chat.")]
-Rating = Annotated[str, typer.Option(help="Token level: expected (expected rating) or argmax (the paper).")]
-Calibrate = Annotated[bool, typer.Option(
-    "--calibrate/--no-calibrate", help="Divide out the model's rating bias on content-free inputs (Zhao et al. 2021).")]
-PromptWeights = Annotated[str, typer.Option(
-    help="Sentence level: equal (the paper) or mass (prompts weighted by their label mass).")]
-LikelihoodWeight = Annotated[float, typer.Option(
-    help="Add this many rating points per nat of the model's likelihood of the response (fluency + relevance "
-    "to the instruction); 0: the paper. 2 more forward passes per record (any value > 0).")]
-Paper = Annotated[bool, typer.Option(
-    "--paper", help="The published method: --template plain --rating argmax --likelihood-weight 0 "
-    "(no calibration, equal prompt weights).")]
-BatchSize = Annotated[int, typer.Option(help="Most prompts per forward pass.")]
-BatchTokens = Annotated[Optional[int], typer.Option(
-    help="Most padded tokens per forward pass; batches then adapt to prompt length.")]
-Layout = Annotated[str, typer.Option(help="prompt-first (published) or record-first (faster; changes the prompt).")]
-PrefixCache = Annotated[bool, typer.Option("--prefix-cache/--no-prefix-cache",
-                                          help="Compute the shared prompt prefix once (same scores, less work).")]
-MaxLength = Annotated[Optional[int], typer.Option(help="Longest prompt in tokens (default: the model's).")]
-Overlong = Annotated[str, typer.Option(help="Prompts over --max-length: truncate (flagged) or error.")]
-Dtype = Annotated[str, typer.Option(help="float32 (exact), bfloat16 or float16.")]
-Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")]
-TensorParallel = Annotated[int, typer.Option(help="GPUs to split one model over (--backend vllm).")]
-Weights = Annotated[Optional[str], typer.Option(
-    "--model-weights", help="Comma-separated weight per model (default: parameter counts).")]
-Format = Annotated[Optional[str], typer.Option("--format", help="alpaca, sharegpt or messages (default: detected).")]
-Container = Annotated[Optional[str], typer.Option(
-    "--container", help="json, jsonl, parquet, csv or hf (a datasets folder) (default: from the name).")]
-ChunkSize = Annotated[int, typer.Option(help="Records read and scored together (memory holds one chunk).")]
-Runner = Annotated[str, typer.Option(help="local (this process) or ray (Ray Data; pip install selectit\\[ray]).")]
-RayAddress = Annotated[Optional[str], typer.Option(help="Ray cluster to join (default: start a local one).")]
-Workers = Annotated[Optional[int], typer.Option(help="Ray scorer actors, one model each (default 2).")]
-Trust = Annotated[bool, typer.Option("--trust-remote-code", help="Let model repositories run their own code.")]
-Store = Annotated[Optional[Path], typer.Option(
-    "--store", help="Score store (SQLite) to resume from and add to (default: DIR/store.sqlite).")]
-SkipBad = Annotated[bool, typer.Option(
-    "--skip-bad", help="Leave out records that cannot be read; list them in DIR/rejects.jsonl.")]
-Pickle = Annotated[bool, typer.Option("--allow-pickle", help="Allow PyTorch .bin (pickle) weights.")]
-Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
-Fraction = Annotated[Optional[float], typer.Option(help="Keep this fraction of records, in (0, 1].")]
-Top = Annotated[Optional[int], typer.Option(help="Keep the N best records.")]
-Threshold = Annotated[Optional[float], typer.Option(help="Keep records scoring at least T.")]
-Output = Annotated[Optional[Path], typer.Option("--output", help="Selected records (default: DIR/selected.<ext>).")]
-Method = Annotated[str, typer.Option(
-    help="selectit (full method), token, sentence, model (one level), or a baseline: random, length, "
-    "perplexity, ifd.")]
-Seed = Annotated[int, typer.Option(help="Seed of --method random.")]
-KeepOrder = Annotated[bool, typer.Option("--keep-order", help="Write the selection in input order, not best first.")]
-Report = Annotated[bool, typer.Option("--report/--no-report", help="Write DIR/report.html at the end.")]
+Out = Annotated[Path, typer.Option("--out", help="Run directory for scores.jsonl and config.json.",
+                                   rich_help_panel="Output")]
+RunDir = Annotated[Path, typer.Argument(help="A run directory written by `selectit score`.")]
+Fraction = Annotated[Optional[float], typer.Option(help="Keep this fraction of records, in (0, 1].",
+                                                   rich_help_panel="Selection")]
+Top = Annotated[Optional[int], typer.Option(help="Keep the N best records.", rich_help_panel="Selection")]
+Threshold = Annotated[Optional[float], typer.Option(help="Keep records scoring at least T.",
+                                                    rich_help_panel="Selection")]
+Output = Annotated[Optional[Path], typer.Option("--output", help="Selected records (default: DIR/selected.<ext>).",
+                                                rich_help_panel="Selection")]
+KeepOrder = Annotated[bool, typer.Option("--keep-order", help="Write the selection in input order, not best first.",
+                                         rich_help_panel="Selection")]
+Report = Annotated[bool, typer.Option("--report/--no-report", help="Write DIR/report.html at the end.",
+                                      rich_help_panel="Output")]
+ConfigFile = Annotated[Optional[Path], typer.Option(
+    "--config", help="Options from a YAML file or a finished run's config.json (flags win).", rich_help_panel="Input")]
+Paper = Annotated[bool, typer.Option("--paper", help="The published method: --method paper (plain template, argmax "
+                                     "rating, no likelihood term).", rich_help_panel="Method")]
+Mode = Annotated[Optional[str], typer.Option(hidden=True, help="Old spelling: --mode reference is --method reference.")]
+Quiet = Annotated[bool, typer.Option("--quiet", help="Print only errors.", rich_help_panel="Output")]
+Verbose = Annotated[bool, typer.Option("--verbose", help="Also show the libraries' own messages and warnings.",
+                                       rich_help_panel="Output")]
 
 
 def _user_errors(fn):
@@ -101,181 +65,216 @@ def _user_errors(fn):
         except USER_ERRORS as e:
             typer.echo(f"selectit: error: {e}", err=True)
             raise typer.Exit(2) from None
+        except OSError as e:  # a path the user gave that cannot be read or written (nothing is left behind)
+            where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+            typer.echo(f"selectit: error: {where + ': ' if where else ''}{e.strerror or e}", err=True)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            typer.echo("selectit: interrupted", err=True)
+            typer.echo("selectit: interrupted; run the same command again to resume (what was computed is "
+                       "stored)", err=True)
             raise typer.Exit(130) from None
 
     return wrapper
 
 
-def _models(values: list[str] | None) -> tuple[str | None, ...]:
-    if not values:
-        return (None,)
-    return tuple(m.strip() for v in values for m in v.split(",") if m.strip())
+# ---------------------------------------------------------------- options generated from the config fields
+
+def _field_parameter(f) -> inspect.Parameter:
+    """A command-line option for one configuration field. Every option defaults to None (not given), so
+    a config file's value or the field's default applies; the help shows the field's default."""
+    meta, flag = f.metadata, flag_of(f)
+    help_text = meta["help"].replace("[", "\\[")  # rich markup: "selectit[ray]" is text, not a style
+    if f.name == "method":
+        from selectit.methods import METHODS
+
+        help_text += f" One of: {', '.join(METHODS)}."
+    shown = _shown_default(f.default)
+    if shown:
+        help_text += f" \\[default: {shown}]"
+    common = {"help": help_text, "rich_help_panel": meta.get("panel") or None, "show_default": False}
+    if meta.get("kind") == "models":
+        annotation = Annotated[Optional[list[str]], typer.Option(flag, metavar="MODEL", **common)]
+    elif isinstance(f.default, bool):  # an on-by-default switch can be turned off; the others only on
+        spelled = f"{flag}/--no-{flag[2:]}" if f.default else flag
+        annotation = Annotated[Optional[bool], typer.Option(spelled, **common)]
+    else:
+        kind = str if meta.get("kind") == "floats" else _python_type(f)
+        annotation = Annotated[Optional[kind], typer.Option(flag, **common)]
+    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
 
 
-def _weights(text: str | None) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(float(w) for w in text.split(","))
-    except ValueError:
-        raise ConfigError(f"--model-weights must be comma-separated numbers, got {text!r}") from None
+def _python_type(f) -> type:
+    if f.default is not None:
+        return type(f.default)
+    text = str(f.type)
+    return int if "int" in text else float if "float" in text else str
 
 
-def _config(model, backend, prompts, num_prompts, scale, alpha, mode, template, batch_size, max_length,
-            overlong, dtype, device, model_weights, trust_remote_code, layout, batch_tokens, prefix_cache,
-            allow_pickle, rating, calibrate, prompt_weights, tensor_parallel_size, chunk_size, method, seed,
-            likelihood_weight, paper, typed=()):
-    """The ScoringConfig of the command's flags; ``typed``: the flags the user typed (not left at their default)."""
-    from selectit.config import PAPER, ScoringConfig
-    from selectit.prompts import choose_prompts, read_prompts
-
-    if paper or mode == "reference":  # the published method; a flag typed with it that says otherwise clashes
-        values = {"template": template, "rating": rating, "calibrate": calibrate, "prompt_weights": prompt_weights,
-                  "likelihood_weight": likelihood_weight}
-        clash = [k for k in values if k in typed and values[k] != PAPER[k]]
-        if clash:
-            flags = ", ".join(f"--{k.replace('_', '-')} {values[k]}" for k in clash)
-            why = "--paper uses" if paper else "--mode reference (the authors' scripts) uses"
-            raise ConfigError(f"{why} the published method; drop {flags}")
-        template, rating, calibrate, prompt_weights, likelihood_weight = (PAPER[k] for k in values)
-
-    config = ScoringConfig(
-        models=_models(model), backend=backend, prompts_file=str(prompts) if prompts else None,
-        num_prompts=num_prompts, scale=scale, alpha=alpha, mode=mode, template=template,
-        batch_size=batch_size, max_length=max_length, overlong=overlong, dtype=dtype, device=device,
-        model_weights=_weights(model_weights), trust_remote_code=trust_remote_code, layout=layout,
-        batch_tokens=batch_tokens, prefix_cache=prefix_cache, allow_pickle=allow_pickle, rating=rating,
-        calibrate=calibrate, prompt_weights=prompt_weights, tensor_parallel_size=tensor_parallel_size,
-        chunk_size=chunk_size, method=method, seed=seed, likelihood_weight=likelihood_weight,
-    )
-    choose_prompts(read_prompts(config.prompts_file), config.num_prompts, config.scale)  # fail before loading
-    return config
+def _shown_default(default) -> str:
+    if default is None:
+        return ""
+    if isinstance(default, tuple):
+        return ",".join(str(v) for v in default)
+    return str(default).lower() if isinstance(default, bool) else str(default)
 
 
-_CONFIG_FLAGS = ("model", "backend", "prompts", "num_prompts", "scale", "alpha", "mode", "template", "batch_size",
-                 "max_length", "overlong", "dtype", "device", "model_weights", "trust_remote_code", "layout",
-                 "batch_tokens", "prefix_cache", "allow_pickle", "rating", "calibrate", "prompt_weights",
-                 "tensor_parallel_size", "chunk_size", "method", "seed", "likelihood_weight", "paper")
+FIELDS = {f.name: (section, f) for section, f in all_fields()}
+SCORE_SECTIONS = ("model", "measure", "method", "execution", "input")
 
 
-def _score(ctx, input, out, fmt, quiet, store, skip_bad, container, runner, ray_address, workers, **args):
-    """Score with the flags of `score` or `run` (``args``: the command's own arguments)."""
-    from selectit.pipeline import score_file
+def _command(fn, fixed: list[inspect.Parameter], names: list[str]):
+    """``fn`` with a signature of its ``fixed`` parameters plus one option per configuration field in
+    ``names`` (typer reads the signature)."""
+    params = [*fixed, *(_field_parameter(FIELDS[n][1]) for n in names)]
 
-    typed = {n for n in _CONFIG_FLAGS if getattr(ctx.get_parameter_source(n), "name", None) == "COMMANDLINE"}
-    config = _config(**{name: args[name] for name in _CONFIG_FLAGS}, typed=typed)
-    scored = score_file(input, out, config, schema=fmt, container=container, progress=not quiet, store=store,
-                        skip_bad=skip_bad, runner=runner, ray_address=ray_address, workers=workers)
-    dataset = scored.source
-    if dataset.rejects:
-        typer.echo(f"warning: left out {len(dataset.rejects)} bad record(s), listed in {Path(out) / 'rejects.jsonl'}",
-                   err=True)
-    if dataset.duplicate_ids:
-        typer.echo(f"warning: {dataset.duplicate_ids} duplicate id(s) in {input}; scores.jsonl "
-                   "keeps input order, so rows stay aligned with records", err=True)
-    for run in scored.totals.models:
-        mass = np.nan if run["mean_label_mass"] is None else run["mean_label_mass"]
-        seconds = max(run["seconds"], 1e-9)
-        typer.echo(f"{run['name']} ({run['template']} template): {len(dataset)} records x {len(scored.prompts)} "
-                   f"prompts in {seconds:.1f}s "
-                   f"({len(dataset) / seconds:.2f} rec/s, {run['prompt_tokens'] / seconds:.0f} tok/s); "
-                   f"mean label mass {mass:.3f}; truncated {run['truncated_records']}", err=True)
-        if mass < 0.1:
-            typer.echo(f"warning: {run['name']} puts only {mass:.1%} of its next-token probability on the rating "
-                       "labels; the template may not suit it (try --template chat)", err=True)
-    if config.method != "selectit" and not scored.totals.models:
-        typer.echo(f"{config.method}: {len(dataset)} records in {scored.info.get('seconds', 0):.1f}s", err=True)
-    for run in scored.totals.models:
-        if run["failed_prompts"]:
-            typer.echo(f"warning: {run['name']} failed on {run['failed_prompts']} prompt(s) (see 'errors' in "
-                       "scores.jsonl); run the same command again to retry them", err=True)
-    unscored = scored.totals.unscored
-    if unscored and config.method == "ifd":
-        typer.echo(f"note: {unscored} record(s) have IFD > 1 (or no response token) and are never selected, "
-                   "as in Li et al. (2024)", err=True)
-    elif unscored:
-        typer.echo(f"warning: {unscored} record(s) got no score (zero label mass); they are never selected", err=True)
-    typer.echo(f"scores: {Path(out) / 'scores.jsonl'}", err=True)
+    @functools.wraps(fn)
+    def command(**kwargs):
+        return fn(**kwargs)
+
+    command.__signature__ = inspect.Signature(params)
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    return command
 
 
-def _select(run_dir, fraction, top, threshold, output, keep_order):
-    from selectit.pipeline import select_run
+def _param(name: str, annotation, default=inspect.Parameter.empty) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
-    sel = select_run(run_dir, fraction=fraction, top=top, threshold=threshold, output=output,
-                     keep_order=keep_order)
-    typer.echo(f"selected {len(sel.indices)} of {sel.total} records -> {sel.output}", err=True)
-    if len(sel.indices) == 0:
+
+def _typed(kwargs: dict) -> dict:
+    """The configuration options the user typed (None: not typed), as the config expects them."""
+    out = {}
+    for name, value in kwargs.items():
+        if name not in FIELDS or value is None:
+            continue
+        if FIELDS[name][1].metadata.get("kind") == "models":
+            value = tuple(m.strip() for v in value for m in v.split(",") if m.strip())
+        out[name] = value
+    return out
+
+
+def _resolve(kwargs: dict, config_file: Path | None, paper: bool, mode: str | None, base: dict | None = None):
+    """(options, given, source of the preset): the config file's options under the typed ones; --paper
+    and the old --mode reference pick their method."""
+    options = {**(base or {}), **(load_file(config_file) if config_file else {})}
+    typed = _typed(kwargs)
+    given = set(options) - set(base or {}) | set(typed)
+    options.update(typed)
+    source = None
+    for flag, method, wanted in (("--paper", "paper", paper),
+                                 ("--mode reference (the authors' scripts)", "reference", mode == "reference")):
+        if wanted:
+            if "method" in typed and typed["method"] != method:
+                raise ConfigError(f"{flag.split(' (')[0]} is --method {method}; drop --method {typed['method']}")
+            options["method"], source = method, flag
+            given.add("method")
+    if mode not in (None, "paper", "reference"):
+        raise ConfigError(f"--mode must be paper or reference, got {mode!r} (use --method)")
+    return options, given, source
+
+
+# ---------------------------------------------------------------- commands
+
+def _score_job(input, out, config_file, paper, mode, quiet, verbose, kwargs):
+    from selectit.jobs import score_file
+    from selectit.methods import configure
+    from selectit.noise import quiet_libraries
+
+    quiet_libraries(verbose)
+    options, given, source = _resolve(kwargs, config_file, paper, mode)
+    config, method = configure(options, given=given, source=source)
+    scored = score_file(input, out, config, method, progress=not quiet)
+    if not quiet:
+        _summary(scored, input, out)
+
+
+def _summary(scored, input, out) -> None:
+    """What the run did, on stderr: per model, load and measuring time, throughput of the work done."""
+    from selectit.summary import summary_lines
+
+    for line in summary_lines(scored, input, out):
+        typer.echo(line, err=True)
+
+
+def score_command(*, input, out, config_file=None, paper=False, mode=None, quiet=False, verbose=False, **kwargs):
+    """Score every record of INPUT; write DIR/scores.jsonl and DIR/config.json."""
+    _score_job(input, out, config_file, paper, mode, quiet, verbose, kwargs)
+
+
+def run_command(*, input, out, fraction=None, top=None, threshold=None, output=None, keep_order=False, report=True,
+                config_file=None, paper=False, mode=None, quiet=False, verbose=False, **kwargs):
+    """Score INPUT and select from it in one go (default: the best 20%); write DIR/report.html."""
+    from selectit.selection import choose
+
+    if top is not None or threshold is not None:
+        fraction = None
+    elif fraction is None:
+        fraction = 0.2
+    choose([0.0], fraction=fraction, top=top, threshold=threshold)  # fail before scoring
+    _score_job(input, out, config_file, paper, mode, quiet, verbose, kwargs)
+    _select(out, fraction, top, threshold, output, keep_order, quiet)
+    if report:
+        _report([out], None, None, None, None, quiet)
+
+
+def rescore_command(*, run_dir, paper=False, quiet=False, **kwargs):
+    """Recompute DIR/scores.jsonl from the stored measurements with other method options (no model);
+    says which measurement is missing, if one is."""
+    from selectit.jobs import rescore_run
+
+    options, given, source = _resolve(kwargs, None, paper, None)
+    scored = rescore_run(run_dir, options, given=given, source_flag=source)
+    if not quiet:
+        seconds = scored.config.get("rescored", {}).get("seconds", 0.0)
+        typer.echo(f"rescored {scored.totals.records} records with --method {scored.method.name} in {seconds:.1f}s "
+                   f"-> {Path(run_dir) / 'scores.jsonl'}", err=True)
+        if scored.totals.unscored:
+            typer.echo(scored.method.unscored_note(scored.totals.unscored), err=True)
+
+
+SCORE_FIXED = [
+    _param("input", Input), _param("out", Out), _param("config_file", ConfigFile, None), _param("paper", Paper, False),
+    _param("mode", Mode, None), _param("quiet", Quiet, False), _param("verbose", Verbose, False)]
+SCORE_FIELDS = ["method", *(n for n, (s, _) in FIELDS.items() if s in SCORE_SECTIONS and n != "method")]
+RUN_FIXED = [*SCORE_FIXED[:2], _param("fraction", Fraction, None), _param("top", Top, None),
+             _param("threshold", Threshold, None), _param("output", Output, None),
+             _param("keep_order", KeepOrder, False), _param("report", Report, True), *SCORE_FIXED[2:]]
+RESCORE_FIELDS = [n for n, (s, _) in FIELDS.items() if s == "method"] + ["num_prompts"]
+
+app.command("score")(_user_errors(_command(score_command, SCORE_FIXED, SCORE_FIELDS)))
+app.command("run")(_user_errors(_command(run_command, RUN_FIXED, SCORE_FIELDS)))
+app.command("rescore")(_user_errors(_command(
+    rescore_command, [_param("run_dir", RunDir), _param("paper", Paper, False), _param("quiet", Quiet, False)],
+    RESCORE_FIELDS)))
+
+
+def _select(run_dir, fraction, top, threshold, output, keep_order, quiet=False):
+    from selectit.jobs import select_run
+
+    sel = select_run(run_dir, fraction=fraction, top=top, threshold=threshold, output=output, keep_order=keep_order)
+    if not quiet:
+        typer.echo(f"selected {len(sel.indices)} of {sel.total} records -> {sel.output}", err=True)
+    if len(sel.indices) == 0 and not quiet:
         typer.echo("warning: the selection is empty", err=True)
 
 
 @app.command()
 @_user_errors
-def score(ctx: typer.Context, input: Input, out: Out, model: Models = None, backend: Backend = "hf",
-          prompts: Prompts = None, num_prompts: NumPrompts = 5, scale: Scale = 5, alpha: Alpha = 0.2, mode: Mode = "paper",
-          template: Template = "auto", batch_size: BatchSize = 16, max_length: MaxLength = None,
-          overlong: Overlong = "truncate", dtype: Dtype = "float32", device: Device = "auto",
-          model_weights: Weights = None, fmt: Format = None, trust_remote_code: Trust = False,
-          quiet: Quiet = False, layout: Layout = "prompt-first", batch_tokens: BatchTokens = None,
-          prefix_cache: PrefixCache = True, store: Store = None, skip_bad: SkipBad = False,
-          allow_pickle: Pickle = False, rating: Rating = "expected", calibrate: Calibrate = False,
-          prompt_weights: PromptWeights = "equal", tensor_parallel_size: TensorParallel = 1,
-          container: Container = None, chunk_size: ChunkSize = 10_000, runner: Runner = "local",
-          ray_address: RayAddress = None, workers: Workers = None, method: Method = "selectit",
-          seed: Seed = 0, likelihood_weight: LikelihoodWeight = 1.0, paper: Paper = False) -> None:
-    """Score every record of INPUT; write DIR/scores.jsonl and DIR/config.json."""
-    _score(**locals())
-
-
-@app.command()
-@_user_errors
-def select(run_dir: Annotated[Path, typer.Argument(help="A run directory written by `selectit score`.")],
-           fraction: Fraction = None, top: Top = None, threshold: Threshold = None, output: Output = None,
-           keep_order: KeepOrder = False) -> None:
+def select(run_dir: RunDir, fraction: Fraction = None, top: Top = None, threshold: Threshold = None,
+           output: Output = None, keep_order: KeepOrder = False, quiet: Quiet = False) -> None:
     """Pick the best records of a scored run and write them in the input's own format."""
-    _select(run_dir, fraction, top, threshold, output, keep_order)
+    _select(run_dir, fraction, top, threshold, output, keep_order, quiet)
 
 
-@app.command()
-@_user_errors
-def run(ctx: typer.Context, input: Input, out: Out, fraction: Fraction = 0.2, top: Top = None,
-        threshold: Threshold = None, output: Output = None, keep_order: KeepOrder = False, model: Models = None, backend: Backend = "hf",
-        prompts: Prompts = None, num_prompts: NumPrompts = 5, scale: Scale = 5, alpha: Alpha = 0.2,
-        mode: Mode = "paper", template: Template = "auto", batch_size: BatchSize = 16,
-        max_length: MaxLength = None, overlong: Overlong = "truncate", dtype: Dtype = "float32",
-        device: Device = "auto", model_weights: Weights = None, fmt: Format = None,
-        trust_remote_code: Trust = False, quiet: Quiet = False, layout: Layout = "prompt-first",
-        batch_tokens: BatchTokens = None, prefix_cache: PrefixCache = True, store: Store = None,
-        skip_bad: SkipBad = False, allow_pickle: Pickle = False, rating: Rating = "expected",
-        calibrate: Calibrate = False, prompt_weights: PromptWeights = "equal", report: Report = True,
-        tensor_parallel_size: TensorParallel = 1, container: Container = None,
-        chunk_size: ChunkSize = 10_000, runner: Runner = "local", ray_address: RayAddress = None,
-        workers: Workers = None, method: Method = "selectit", seed: Seed = 0,
-        likelihood_weight: LikelihoodWeight = 1.0, paper: Paper = False) -> None:
-    """Score INPUT and select from it in one go (default: the best 20%); write DIR/report.html."""
-    if top is not None or threshold is not None:
-        fraction = None
-    from selectit.pipeline import choose
-
-    choose(np.zeros(1), fraction=fraction, top=top, threshold=threshold)  # fail before scoring
-    flags = dict(locals())
-    for name in ("fraction", "top", "threshold", "output", "keep_order", "choose", "report"):
-        flags.pop(name)
-    _score(**flags)
-    _select(out, fraction, top, threshold, output, keep_order)
-    if report:
-        _report([out], None, None, None, None)
-
-
-def _report(run_dirs, output, fraction, top, threshold):
+def _report(run_dirs, output, fraction, top, threshold, quiet=False):
     import time
 
     from selectit.report import write_report
 
     start = time.perf_counter()
     path = write_report(run_dirs, output=output, fraction=fraction, top=top, threshold=threshold)
-    typer.echo(f"report: {path} ({path.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - start:.1f}s)", err=True)
+    if not quiet:
+        typer.echo(f"report: {path} ({path.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - start:.1f}s)",
+                   err=True)
 
 
 @app.command()
@@ -286,9 +285,9 @@ def report(run_dirs: Annotated[list[Path], typer.Argument(help="Run directories;
            = None,
            fraction: Annotated[Optional[float], typer.Option(help="Show this selection instead of the run's last "
                                                              "(default: the last `select`, else 0.2).")] = None,
-           top: Top = None, threshold: Threshold = None) -> None:
+           top: Top = None, threshold: Threshold = None, quiet: Quiet = False) -> None:
     """Write an HTML report of scored runs: one self-contained page that opens offline."""
-    _report(run_dirs, output, fraction, top, threshold)
+    _report(run_dirs, output, fraction, top, threshold, quiet)
 
 
 @app.command()
@@ -299,16 +298,30 @@ def compare(run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run
     """Pairwise overlap of the selections (default: best 20%) and Spearman correlation of the scores."""
     from selectit.compare import compare as compare_runs
     from selectit.compare import table, write_csv
-    from selectit.pipeline import choose
+    from selectit.selection import choose
 
     if fraction is None and top is None and threshold is None:
         fraction = 0.2
-    choose(np.zeros(1), fraction=fraction, top=top, threshold=threshold)  # fail before reading
+    choose([0.0], fraction=fraction, top=top, threshold=threshold)  # fail before reading
     pairs = compare_runs(run_dirs, lambda s: choose(s, fraction=fraction, top=top, threshold=threshold))
     typer.echo(table(pairs))
     if csv is not None:
         write_csv(pairs, csv)
         typer.echo(f"csv: {csv}", err=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from selectit.version import __version__
+
+        typer.echo(f"selectit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                       help="Show the version and exit.")] = False) -> None:
+    """Select instruction-tuning data with the model's own uncertainty (SelectIT)."""
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from selectit.atomic import atomic_write
 from selectit.errors import ConfigError
-from selectit.output import read_run
+from selectit.rundir import read_run
 from selectit.report.stats import overlap, spearman
 
 
@@ -52,7 +52,7 @@ def load_runs(dirs: list[Path]) -> tuple[list[str], list[np.ndarray]]:
 
 
 def _label(d: Path, cfg: dict) -> str:
-    method = (cfg.get("config") or {}).get("method", "selectit")
+    method = cfg.get("method") or "?"
     name = Path(d).name or str(d)
     return name if method in name else f"{name} ({method})"
 

@@ -1,147 +1,396 @@
-"""The scoring configuration: every knob, one docstring each, checked at the boundary."""
+"""The run configuration, split by what each part is (and so by what changing it costs).
+
+- :class:`ModelOptions`: which models, and how they are loaded. Changing it needs the models again.
+- :class:`MeasureSpec`: what the models are asked (rating prompts, template, layout, length limit):
+  it keys the score store, so changing it needs the models again for what is not stored yet.
+- :class:`MethodParams`: how stored measurements become one score per record (method, alpha, likelihood
+  weight, ...): recomputable without any model (``selectit rescore``).
+- :class:`Execution`: how the work runs (batching, chunks, runner, store); it never changes a score
+  (beyond float rounding).
+- :class:`InputOptions`: how the input file is read.
+
+Each field is declared once, here, with its help, allowed values and default (:func:`opt`). The command
+line is generated from these fields (selectit.cli), config files (YAML, or a finished run's config.json)
+are read into them (:func:`load_file`), and a preset (a method's fixed settings, such as ``--paper``)
+is applied in one place (:func:`build`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+import math
+from collections.abc import Collection, Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
 
 from selectit.errors import ConfigError
-from selectit.prompts import LAYOUTS, TEMPLATES, labels_for_scale
-from selectit.reflection import MODES, PROMPT_WEIGHTS, RATINGS
+from selectit.prompts import LAYOUTS, TEMPLATES, choose_prompts, labels_for_scale, read_prompts
 
+BACKENDS = ("hf", "llamacpp", "vllm", "fake")
+DTYPES = ("float32", "bfloat16", "float16")
+RUNNERS = ("local", "ray")
 OVERLONG = ("truncate", "error")
-# The published method (SPEC 1), as ``--paper`` sets it: the plain template, the argmax token score, equal
-# prompt weights, no calibration and no likelihood term (prompts stay the packaged ones unless --prompts).
-PAPER = {"template": "plain", "rating": "argmax", "calibrate": False, "prompt_weights": "equal",
-         "likelihood_weight": 0.0}
+RATINGS = ("expected", "argmax")
+PROMPT_WEIGHTS = ("equal", "mass")
+FORMATS = ("alpaca", "sharegpt", "messages")
+CONTAINERS = ("json", "jsonl", "parquet", "csv", "hf")
+DEFAULT_NUM_PROMPTS = 5
+EMBEDDED = "embedded"  # --model value of the embedded SmolLM2-135M-Instruct (the default)
+
+
+def opt(default: Any, help: str, *, choices: tuple | None = None, low: float | None = None,
+        above: float | None = None, flag: str | None = None, panel: str = "", kind: str = "") -> Any:
+    """A configuration field: its default, one line of help, what values it allows (``choices``;
+    ``low``: at least; ``above``: greater than), its command-line flag (default ``--field-name``), the
+    help panel it is listed in, and a ``kind`` for values the command line spells differently
+    ("models": repeated or comma-separated; "floats": comma-separated numbers)."""
+    meta = {"help": help, "choices": choices, "low": low, "above": above, "flag": flag, "panel": panel,
+            "kind": kind}
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("mutable defaults are not allowed")
+    return field(default=default, metadata=meta)
+
+
+def flag_of(f) -> str:
+    """The command-line flag of a configuration field."""
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def _check_field(f, value) -> Any:
+    """``value`` converted to the field's type and checked against its allowed values."""
+    meta, flag = f.metadata, flag_of(f)
+    if value is None:
+        if f.default is not None:
+            raise ConfigError(f"{flag} needs a value")
+        return None
+    expected = f.default if f.default is not None else None
+    if meta.get("kind") == "models":
+        if isinstance(value, str):
+            value = [value]
+        value = tuple(EMBEDDED if v in (None, "") else str(v) for v in value)
+        if not value:
+            raise ConfigError("need at least one model")
+        return value
+    if meta.get("kind") == "floats":
+        if isinstance(value, str):
+            value = value.split(",")
+        try:
+            value = tuple(float(v) for v in value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{flag} must be comma-separated numbers, got {value!r}") from None
+        if any(not v > 0 or not math.isfinite(v) for v in value):
+            raise ConfigError(f"{flag} must all be > 0, got {list(value)}")
+        return value
+    value = _coerce(flag, value, _type_of(f, expected))
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        raise ConfigError(f"{flag} must be one of {', '.join(meta['choices'])}, got {value!r}")
+    if meta.get("low") is not None and not value >= meta["low"]:
+        raise ConfigError(f"{flag} must be >= {meta['low']:g}, got {value}")
+    if meta.get("above") is not None and not value > meta["above"]:
+        raise ConfigError(f"{flag} must be > {meta['above']:g}, got {value}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{flag} must be a finite number, got {value}")
+    return value
+
+
+def _type_of(f, default) -> type:
+    if default is not None:
+        return type(default)
+    text = str(f.type)
+    return int if "int" in text else float if "float" in text else str
+
+
+def _coerce(flag: str, value, kind: type):
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{flag} must be true or false, got {value!r}")
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{flag} must be a whole number, got {value!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{flag} must be a whole number, got {value!r}") from None
+        if number != int(number):
+            raise ConfigError(f"{flag} must be a whole number, got {value!r}")
+        return int(number)
+    if kind is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{flag} must be a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{flag} must be a number, got {value!r}") from None
+    if not isinstance(value, str):
+        raise ConfigError(f"{flag} must be text, got {value!r}")
+    return value
+
+
+class _Section:
+    """Checks every field against its declaration after construction."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            object.__setattr__(self, f.name, _check_field(f, getattr(self, f.name)))
 
 
 @dataclass(frozen=True, kw_only=True)
-class ScoringConfig:
-    models: tuple[str | None, ...] = (None,)
-    """Models to rate with (hub id, local folder or .gguf file); None is the embedded SmolLM2-135M."""
-    backend: str = "hf"
-    """Backend name: 'hf' (transformers), 'llamacpp' (GGUF as shipped), 'vllm' (vLLM on GPUs) or 'fake'
-    (deterministic, for tests)."""
-    prompts_file: str | None = None
-    """File with one rating prompt per line; None uses the packaged default prompts."""
-    num_prompts: int = 5
-    """P: how many rating prompts (the first P of the file)."""
-    scale: int = 5
-    """S: ratings are 1..S (2..9)."""
-    alpha: float = 0.2
-    """Weight of the prompts' disagreement (std) in the sentence-level score; >= 0."""
-    mode: str = "paper"
-    """'paper' (the published formulas) or 'reference' (the authors' scripts: softmax renormalisation
-    and their hard-coded 7/20, 13/20, 70/90 model weights)."""
-    template: str = "auto"
-    """'plain': the published template, byte for byte; 'chat': the model's chat template around it;
-    'auto' (default): 'chat' for a model that has a chat template, 'plain' for one that has none."""
-    rating: str = "expected"
-    """Token level: 'expected' (default: the expected rating sum_k k p'_k, in [1, S]) or 'argmax'
-    (the paper: the top rating weighted by its margin over the others)."""
-    calibrate: bool = False
-    """Divide each prompt's rating distribution by the model's distribution on content-free inputs
-    ("N/A", "[MASK]", "...": Zhao et al., ICML 2021), removing its bias towards some ratings.
-    Costs 3 extra prompts per rating prompt per model, not per record."""
-    prompt_weights: str = "equal"
-    """Sentence level: 'equal' (the paper) or 'mass' (each prompt's token score weighted by the label
-    mass the model put on the ratings for that record, in the mean and the std)."""
-    likelihood_weight: float = 1.0
-    """Sentence level: add this many rating points per nat of the model's own likelihood evidence
-    for the response (selectit.reflection.likelihood_scores: fluency, the response's mean
-    log-probability given the instruction, plus relevance, how much the instruction raises it over a
-    blank instruction). 0 is the paper's method; 1 (default) measured best in bench/discrimination.py.
-    Costs 2 forward passes per record per model (the response's losses in 2 contexts) on top of the P
-    rating prompts; needs a backend with response losses (every built-in backend has them)."""
-    layout: str = "prompt-first"
-    """'prompt-first': the published order (rating prompt, then the record). 'record-first': the record,
-    then the rating prompt, so one record's P prompts share its tokens (P times less record compute;
-    it changes what the model reads, so scores differ from the paper's)."""
-    batch_size: int = 16
-    """Most prompts per forward pass."""
-    batch_tokens: int | None = None
-    """Most padded tokens per forward pass (rows x longest row); None: only batch_size limits."""
-    prefix_cache: bool = True
-    """Compute the tokens that a group of prompts shares (the rating prompt, or the record in
-    record-first) once and reuse their keys/values. Same scores, less work."""
-    chunk_size: int = 10_000
-    """Records read, planned and scored together (a shard): memory holds one chunk's prompts, never
-    the whole file; batches are planned within a chunk. Larger chunks sort more prompts by length."""
-    max_length: int | None = None
-    """Longest prompt in tokens; None uses the model's context size."""
-    overlong: str = "truncate"
-    """What to do with a prompt over max_length: 'truncate' (cut the response's end, then the
-    instruction's; the rating prompt and template ending stay whole; counted and flagged) or 'error'."""
-    dtype: str = "float32"
-    """Model weights and activations: float32 (exact), bfloat16 or float16."""
-    device: str = "auto"
-    """'auto' (cuda when available), 'cpu', 'cuda', 'cuda:1', ..."""
-    tensor_parallel_size: int = 1
+class ModelOptions(_Section):
+    models: tuple[str, ...] = opt(
+        (EMBEDDED,), "Model: hub id, local folder or .gguf file; repeat (or comma-separate) for several. "
+        "Default: the embedded SmolLM2-135M-Instruct.", flag="--model", panel="Model", kind="models")
+    """Models to rate with (hub id, local folder or .gguf file); "embedded" is the embedded SmolLM2-135M."""
+    backend: str = opt("hf", "hf (transformers), llamacpp (GGUF as shipped), vllm (GPUs) or fake "
+                       "(deterministic, for tests).", choices=BACKENDS, panel="Model")
+    """Backend name; heavy libraries are imported only by the chosen one."""
+    dtype: str = opt("float32", "float32 (exact), bfloat16 or float16.", choices=DTYPES, panel="Model")
+    """Model weights and activations (the output head stays float32)."""
+    device: str = opt("auto", "auto (cuda when available), cpu, cuda, cuda:N.", panel="Model")
+    """Where the model runs."""
+    tensor_parallel_size: int = opt(1, "GPUs to split one model over (--backend vllm).", low=1, panel="Model")
     """GPUs that one model is split over (vllm backend only), for models that do not fit one GPU."""
-    model_weights: tuple[float, ...] | None = None
-    """Override the model-level weights (one per model; normalised to sum 1)."""
-    trust_remote_code: bool = False
+    trust_remote_code: bool = opt(False, "Let model repositories run their own code.", panel="Model")
     """Allow model repositories to run their own code when loading (off by default)."""
-    allow_pickle: bool = False
-    """Allow PyTorch pickle (.bin) weights, which can run code when loaded; by default only
-    safetensors and GGUF weights load."""
+    allow_pickle: bool = opt(False, "Allow PyTorch .bin (pickle) weights.", panel="Model")
+    """Allow PyTorch pickle weights, which can run code when loaded; by default only safetensors and GGUF."""
 
-    method: str = "selectit"
-    """Selection method: 'selectit' (the full method), a single level ('token', 'sentence', 'model') or a
-    baseline ('random', 'length', 'perplexity', 'ifd'); see selectit.baselines."""
-    seed: int = 0
-    """Seed of the 'random' method."""
+
+@dataclass(frozen=True, kw_only=True)
+class MeasureSpec(_Section):
+    prompts_file: str | None = opt(None, "Rating prompts file, one per line (default: the packaged prompts).",
+                                   flag="--prompts", panel="Method")
+    """File with one rating prompt per line; None uses the packaged default prompts."""
+    num_prompts: int | None = opt(None, f"P: how many rating prompts (default {DEFAULT_NUM_PROMPTS}, or every "
+                                  "prompt of a shorter --prompts file).", low=1, panel="Method")
+    """P: the first P prompts of the file; None: 5, or all of a file with fewer."""
+    scale: int = opt(5, "S: ratings 1..S (2-9).", low=2, panel="Method")
+    """S: ratings are 1..S."""
+    template: str = opt("auto", "auto (chat if the model has a chat template, else plain), plain (the published "
+                        "template) or chat.", choices=TEMPLATES, panel="Method")
+    """'plain': the published template byte for byte; 'chat': the model's chat template around it."""
+    layout: str = opt("prompt-first", "prompt-first (published) or record-first (faster; changes the prompt).",
+                      choices=LAYOUTS, panel="Performance")
+    """'record-first' puts the record before the rating prompt, so one record's P prompts share its tokens."""
+    max_length: int | None = opt(None, "Longest prompt in tokens (default: the model's).", low=16, panel="Method")
+    """Longest prompt (and response-loss sequence) in tokens; None uses the model's context size."""
+    overlong: str = opt("truncate", "Prompts over --max-length: truncate (flagged) or error.", choices=OVERLONG,
+                        panel="Method")
+    """'truncate' cuts the response's end, then the instruction's; 'error' stops the run."""
 
     def __post_init__(self) -> None:
-        from selectit.baselines import METHODS
-
-        if self.method not in METHODS:
-            raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if not self.models:
-            raise ConfigError("need at least one model")
-        if self.mode not in MODES:
-            raise ConfigError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.template not in TEMPLATES:
-            raise ConfigError(f"--template must be one of {', '.join(TEMPLATES)}, got {self.template!r}")
-        if self.rating not in RATINGS:
-            raise ConfigError(f"--rating must be one of {', '.join(RATINGS)}, got {self.rating!r}")
-        if self.prompt_weights not in PROMPT_WEIGHTS:
-            raise ConfigError(f"--prompt-weights must be one of {', '.join(PROMPT_WEIGHTS)}, got {self.prompt_weights!r}")
-        if not (isinstance(self.likelihood_weight, (int, float)) and 0 <= self.likelihood_weight < float("inf")):
-            raise ConfigError(f"--likelihood-weight must be a number >= 0, got {self.likelihood_weight!r}")
-        if self.mode == "reference":
-            differ = [k for k, v in PAPER.items() if getattr(self, k) != v]
-            if differ:
-                raise ConfigError(
-                    "--mode reference reproduces the authors' scripts, which rate with the published method; "
-                    f"it cannot be combined with {', '.join(f'{k}={getattr(self, k)!r}' for k in differ)} "
-                    "(give it the published settings: ScoringConfig(**selectit.config.PAPER, mode='reference'))")
-        if self.layout not in LAYOUTS:
-            raise ConfigError(f"--layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
-        if self.batch_tokens is not None and self.batch_tokens < 1:
-            raise ConfigError(f"--batch-tokens must be >= 1, got {self.batch_tokens}")
-        if self.overlong not in OVERLONG:
-            raise ConfigError(f"--overlong must be one of {', '.join(OVERLONG)}, got {self.overlong!r}")
+        super().__post_init__()
         labels_for_scale(self.scale)
-        if not self.alpha >= 0:
-            raise ConfigError(f"--alpha must be >= 0, got {self.alpha}")
-        if self.batch_size < 1:
-            raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if self.max_length is not None and self.max_length < 16:
-            raise ConfigError(f"--max-length must be >= 16 tokens, got {self.max_length}")
-        if self.tensor_parallel_size < 1:
-            raise ConfigError(f"--tensor-parallel-size must be >= 1, got {self.tensor_parallel_size}")
-        if self.chunk_size < 1:
-            raise ConfigError(f"--chunk-size must be >= 1, got {self.chunk_size}")
-        if self.num_prompts < 1:
-            raise ConfigError(f"--num-prompts must be >= 1, got {self.num_prompts}")
-        if self.model_weights is not None:
-            if len(self.model_weights) != len(self.models):
-                raise ConfigError(
-                    f"--model-weights gives {len(self.model_weights)} weight(s) for {len(self.models)} model(s)"
-                )
-            if any(not w > 0 for w in self.model_weights):
-                raise ConfigError(f"--model-weights must all be > 0, got {list(self.model_weights)}")
+
+    def all_prompts(self) -> list[str]:
+        """Every prompt of the prompts file (or the packaged defaults)."""
+        return read_prompts(self.prompts_file)
+
+    def prompts(self) -> list[str]:
+        """The P rating prompts, ``{max}`` filled in."""
+        found = self.all_prompts()
+        count = self.num_prompts if self.num_prompts is not None else min(DEFAULT_NUM_PROMPTS, len(found))
+        return choose_prompts(found, count, self.scale)
+
+    def labels(self) -> list[str]:
+        return labels_for_scale(self.scale)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MethodParams(_Section):
+    method: str = opt("selectit", "How records are scored (see the methods table in the README).",
+                      panel="Method")
+    """A method of selectit.methods; 'paper' and 'reference' fix the settings they stand for."""
+    alpha: float = opt(0.2, "Penalty on the prompts' disagreement (std).", low=0, panel="Method")
+    """Weight of the prompts' disagreement (std) in the sentence-level score; >= 0."""
+    rating: str = opt("expected", "Token level: expected (expected rating) or argmax (the paper).",
+                      choices=RATINGS, panel="Method")
+    """'expected': sum_k k p'_k, in [1, S]; 'argmax': the top rating weighted by its margin (the paper)."""
+    calibrate: bool = opt(False, "Divide out the model's rating bias on content-free inputs (Zhao et al. 2021).",
+                          panel="Method")
+    """Contextual calibration: 3 content-free inputs per rating prompt and model, not per record."""
+    prompt_weights: str = opt("equal", "Sentence level: equal (the paper) or mass (prompts weighted by label mass).",
+                              choices=PROMPT_WEIGHTS, panel="Method")
+    """'mass' weights each prompt's token score by the label mass of that record, in the mean and std."""
+    likelihood_weight: float = opt(1.0, "Rating points per nat of the model's likelihood of the response "
+                                   "(fluency + relevance); 0: the paper. 2 more passes per record.", low=0,
+                                   panel="Method")
+    """Sentence level: add this many rating points per nat of selectit.reflection.likelihood_scores."""
+    model_weights: tuple[float, ...] | None = opt(None, "Comma-separated weight per model (default: parameter "
+                                                  "counts).", panel="Method", kind="floats")
+    """Override the model-level weights (one per model; normalised to sum 1)."""
+    seed: int = opt(0, "Seed of --method random.", panel="Method")
+    """Seed of the 'random' method."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Execution(_Section):
+    batch_size: int = opt(16, "Most prompts per forward pass.", low=1, panel="Performance")
+    """Most prompts per forward pass."""
+    batch_tokens: int | None = opt(None, "Most padded tokens per forward pass; batches then adapt to length.",
+                                   low=1, panel="Performance")
+    """Most padded tokens per forward pass (rows x longest row); None: only batch_size limits."""
+    prefix_cache: bool = opt(True, "Compute the shared prompt prefix once (same scores, less work).",
+                             panel="Performance")
+    """Compute the tokens a group of prompts shares once and reuse their keys/values."""
+    chunk_size: int = opt(10_000, "Records read and scored together (memory holds one chunk).", low=1,
+                          panel="Performance")
+    """Records read, planned and scored together: memory holds one chunk, never the file."""
+    runner: str = opt("local", "local (this process) or ray (Ray Data; pip install selectit[ray]).",
+                      choices=RUNNERS, panel="Scale-out")
+    """Where chunks are scored."""
+    ray_address: str | None = opt(None, "Ray cluster to join (default: start a local one).", panel="Scale-out")
+    """Address of a running Ray cluster (--runner ray)."""
+    workers: int | None = opt(None, "Ray scorer actors, one model each (default 2).", low=1, panel="Scale-out")
+    """Ray actors (--runner ray); None: 2."""
+    store: str | None = opt(None, "Score store (SQLite) to resume from and add to (default: DIR/store.sqlite).",
+                            panel="Output")
+    """Path of the score store; None: the run directory's store.sqlite."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.runner == "local" and (self.ray_address is not None or self.workers is not None):
+            raise ConfigError("--ray-address and --workers apply to --runner ray only")
+
+
+@dataclass(frozen=True, kw_only=True)
+class InputOptions(_Section):
+    format: str | None = opt(None, "alpaca, sharegpt or messages (default: detected).", choices=FORMATS,
+                             panel="Input")
+    """Record schema; None: detected from the first record."""
+    container: str | None = opt(None, "json, jsonl, parquet, csv or hf (a datasets folder) (default: from the "
+                                "name).", choices=CONTAINERS, panel="Input")
+    """File container; None: from the file name."""
+    skip_bad: bool = opt(False, "Leave out records that cannot be read; list them in DIR/rejects.jsonl.",
+                         panel="Input")
+    """Leave out bad records (listed in rejects.jsonl) instead of stopping."""
+
+
+SECTIONS: dict[str, type] = {"model": ModelOptions, "measure": MeasureSpec, "method": MethodParams,
+                             "execution": Execution, "input": InputOptions}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs, by role (see the module docstring)."""
+
+    model: ModelOptions = field(default_factory=ModelOptions)
+    measure: MeasureSpec = field(default_factory=MeasureSpec)
+    method: MethodParams = field(default_factory=MethodParams)
+    execution: Execution = field(default_factory=Execution)
+    input: InputOptions = field(default_factory=InputOptions)
+
+    def __post_init__(self) -> None:
+        weights = self.method.model_weights
+        if weights is not None and len(weights) != len(self.model.models):
+            raise ConfigError(f"--model-weights gives {len(weights)} weight(s) for {len(self.model.models)} model(s)")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Nested by section; a valid input of :func:`build` (lists for tuples)."""
+        return json.loads(json.dumps({name: asdict(getattr(self, name)) for name in SECTIONS}))
+
+    def flat(self) -> dict:
+        return {k: v for name in SECTIONS for k, v in asdict(getattr(self, name)).items()}
+
+    def with_options(self, **options) -> RunConfig:
+        """A copy with some fields changed (by field name), checked like :func:`build`."""
+        parts = {name: {} for name in SECTIONS}
+        for key, value in options.items():
+            parts[section_of(key)][key] = value
+        return replace(self, **{n: replace(getattr(self, n), **v) for n, v in parts.items() if v})
+
+
+def all_fields() -> list[tuple[str, Any]]:
+    """(section name, dataclass field) of every configuration field, in declaration order."""
+    return [(name, f) for name, cls in SECTIONS.items() for f in fields(cls)]
+
+
+def section_of(name: str) -> str:
+    for section, f in all_fields():
+        if f.name == name:
+            return section
+    known = ", ".join(f.name for _, f in all_fields())
+    raise ConfigError(f"unknown option {name!r} (known: {known})")
+
+
+def flat_options(data: Mapping) -> dict:
+    """Options by field name from a config mapping: nested by section (as config.json writes it,
+    possibly under a top-level "config" key) or flat; unknown names are errors."""
+    if "config" in data and isinstance(data["config"], Mapping):  # a finished run's config.json
+        data = data["config"]
+    out = {}
+    for key, value in data.items():
+        if key in SECTIONS and isinstance(value, Mapping):
+            for k, v in value.items():
+                if section_of(k) != key:
+                    raise ConfigError(f"option {k!r} belongs to section {section_of(k)!r}, not {key!r}")
+                out[k] = v
+        else:
+            section_of(key)
+            out[key] = value
+    return out
+
+
+def load_file(path: str | Path) -> dict:
+    """Options from a YAML file or a finished run's config.json (see :func:`flat_options`)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {p} is not UTF-8 text") from None
+    try:
+        import yaml
+
+        data = yaml.safe_load(text)  # JSON is YAML too
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {p} is not valid YAML/JSON: {str(e).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config file {p} must hold a mapping of options, got a {type(data).__name__}")
+    return flat_options(data)
+
+
+def apply_preset(options: dict, preset: Mapping, *, given: Collection[str], source: str) -> dict:
+    """``options`` with the ``preset``'s values; an option the user ``given`` a different value is an
+    error naming ``source`` (what set the preset, e.g. "--paper")."""
+    clash = [k for k, v in preset.items() if k in given and k in options and options[k] != v]
+    if clash:
+        flags = ", ".join(f"{flag_of(_field(k))} {_spell(options[k])}" for k in clash)
+        raise ConfigError(f"{source} uses the published method; drop {flags}")
+    return {**options, **preset}
+
+
+def _field(name: str):
+    return next(f for _, f in all_fields() if f.name == name)
+
+
+def _spell(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def build(options: Mapping | None = None, *, given: Collection[str] | None = None, preset: Mapping | None = None,
+          preset_source: str = "") -> RunConfig:
+    """A checked RunConfig from options by field name (unknown names are errors). ``given``: the options
+    the user set (default: every key of ``options``), which a ``preset`` may not contradict."""
+    options = dict(options or {})
+    given = set(options) if given is None else set(given)
+    if preset:
+        options = apply_preset(options, preset, given=given, source=preset_source)
+    parts: dict[str, dict] = {name: {} for name in SECTIONS}
+    for key, value in options.items():
+        parts[section_of(key)][key] = value
+    return RunConfig(**{name: SECTIONS[name](**values) for name, values in parts.items()})
+
+
+def defaults() -> dict:
+    """Every field's default, by name."""
+    return {f.name: (f.default if f.default is not MISSING else None) for _, f in all_fields()}
+
+
+__all__ = ["BACKENDS", "RunConfig", "ModelOptions", "MeasureSpec", "MethodParams", "Execution", "InputOptions",
+           "SECTIONS", "all_fields", "apply_preset", "build", "defaults", "flag_of", "flat_options", "load_file",
+           "opt", "section_of"]

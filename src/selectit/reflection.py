@@ -137,7 +137,7 @@ def likelihood_scores(given: np.ndarray, blank: np.ndarray) -> np.ndarray:
     instruction raises that log-probability over the same prompt with a blank instruction (another
     task's answer gains nothing from the instruction). likelihood = fluency + relevance = blank - 2 given.
 
-    given, blank: (n,) mean response-token losses (selectit.likelihood, kinds GIVEN and GIVEN_BLANK: the
+    given, blank: (n,) mean response-token losses (selectit.measures.losses, kinds GIVEN and GIVEN_BLANK: the
     response and its end-of-text token).
     Returns (n,); NaN where a loss is NaN (no response token could be scored).
     """

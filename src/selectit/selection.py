@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from selectit.errors import ConfigError
+
 
 def rank(scores: np.ndarray) -> np.ndarray:
     """Indices of scores from best to worst; ties keep input order; NaN last. (n,) -> (n,)."""
@@ -45,3 +47,19 @@ def select_threshold(scores: np.ndarray, threshold: float) -> np.ndarray:
     s = np.asarray(scores, dtype=np.float64)
     order = rank(s)
     return order[s[order] >= threshold]
+
+
+def choose(scores: np.ndarray, *, fraction: float | None = None, top: int | None = None,
+           threshold: float | None = None) -> np.ndarray:
+    """Apply exactly one policy; returns input positions, best first."""
+    given = [x is not None for x in (fraction, top, threshold)]
+    if sum(given) != 1:
+        raise ConfigError("give exactly one of --fraction, --top, --threshold")
+    try:
+        if fraction is not None:
+            return select_fraction(scores, fraction)
+        if top is not None:
+            return select_top(scores, top)
+        return select_threshold(scores, threshold)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None

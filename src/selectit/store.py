@@ -14,10 +14,12 @@ A row holds the raw label probabilities of one (model, prompt, record):
 The math (token, sentence, model level) is recomputed from these on every run: changing alpha, mode
 or selection never needs the model again.
 
-A second table holds response losses (the perplexity and IFD baselines, selectit.baselines, and the
-likelihood term of ``--likelihood-weight``, selectit.likelihood), one per (model, kind, record): kind
-names what the response was conditioned on (a hash of the context template, or the response alone),
-so methods that need the same loss share its rows.
+A second table holds response losses (selectit.measures.losses: the likelihood term, perplexity,
+IFD, r-IFD), one per (model, kind, record): kind names what was scored in which context (a hash of the
+context template, or the text alone), so methods that need the same loss share its rows.
+
+A third table keeps the (model, prompt, record) ratings the model failed on, with the reason: they
+are not scores (a rerun retries them), but a rescore must tell them from ratings never computed.
 """
 
 from __future__ import annotations
@@ -41,8 +43,15 @@ CREATE TABLE IF NOT EXISTS probs (
 CREATE TABLE IF NOT EXISTS losses (
     model TEXT NOT NULL, kind TEXT NOT NULL, record TEXT NOT NULL, loss REAL,
     PRIMARY KEY (model, kind, record)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS failures (
+    model TEXT NOT NULL, prompt TEXT NOT NULL, record TEXT NOT NULL, message TEXT NOT NULL,
+    truncated INTEGER NOT NULL,
+    PRIMARY KEY (model, prompt, record)
 ) WITHOUT ROWID
 """
+TABLES = ("probs", "losses", "failures")  # every table, for merging stores (runners/ray.py)
+MEMORY = ":memory:"
 LOOKUP_ROWS = 500  # keys per lookup query (SQLite allows 32766 parameters; small queries stay quick)
 
 
@@ -65,11 +74,13 @@ def model_key(fingerprint: dict) -> str:
 class ScoreStore:
     """Label probabilities by (model, prompt, record) key. Open one per process."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path = MEMORY):
+        """Open (or create) the store at ``path``; MEMORY: a store that lives as long as this object."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if str(path) != MEMORY:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         # check_same_thread off: a Ray actor may run its calls on another thread than the one that opened it
-        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=60, check_same_thread=False)
+        self.db = sqlite3.connect(str(path), isolation_level=None, timeout=60, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a killed process
         self.db.executescript(SCHEMA)
@@ -78,6 +89,11 @@ class ScoreStore:
         """The stored (probs (S,), truncated) of the given (prompt, record) keys, where present.
         Index probes on the primary key, LOOKUP_ROWS keys per query: cost grows with the keys asked
         for, not with the rows stored."""
+        return {k: (np.frombuffer(blob, dtype=np.float64).copy(), bool(t)) for k, (blob, t) in self._lookup(
+            "SELECT record, probs, truncated FROM probs WHERE model = ? AND prompt = ?", model, keys).items()}
+
+    def _lookup(self, query: str, model: str, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple]:
+        """Rows of ``query`` (selecting record, then values) for (prompt, record) keys, by key."""
         by_prompt: dict[str, list[str]] = {}
         for prompt, record in set(keys):
             by_prompt.setdefault(prompt, []).append(record)
@@ -85,11 +101,9 @@ class ScoreStore:
         for prompt, records in by_prompt.items():
             for i in range(0, len(records), LOOKUP_ROWS):
                 part = records[i : i + LOOKUP_ROWS]
-                for record, blob, truncated in self.db.execute(
-                    "SELECT record, probs, truncated FROM probs WHERE model = ? AND prompt = ? "
-                    f"AND record IN ({','.join('?' * len(part))})", (model, prompt, *part)
-                ):
-                    found[(prompt, record)] = (np.frombuffer(blob, dtype=np.float64).copy(), bool(truncated))
+                for record, *values in self.db.execute(
+                        f"{query} AND record IN ({','.join('?' * len(part))})", (model, prompt, *part)):
+                    found[(prompt, record)] = tuple(values)
         return found
 
     def put(self, model: str, rows: Sequence[tuple[str, str, np.ndarray, bool]]) -> None:
@@ -100,6 +114,18 @@ class ScoreStore:
                 "INSERT OR REPLACE INTO probs VALUES (?, ?, ?, ?, ?)",
                 [(model, p, r, np.asarray(v, dtype=np.float64).tobytes(), int(t)) for p, r, v, t in rows],
             )
+
+    def put_failures(self, model: str, rows: Sequence[tuple[str, str, str, bool]]) -> None:
+        """Store (prompt, record, message, truncated) rows of ratings the model failed on."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?)",
+                                [(model, p, r, m, int(t)) for p, r, m, t in rows])
+
+    def load_failures(self, model: str, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, bool]]:
+        """The stored (message, truncated) of the given (prompt, record) keys the model failed on."""
+        return {k: (m, bool(t)) for k, (m, t) in self._lookup(
+            "SELECT record, message, truncated FROM failures WHERE model = ? AND prompt = ?", model, keys).items()}
 
     def load_losses(self, model: str, kind: str, records: Iterable[str]) -> dict[str, float]:
         """The stored mean response loss of the given record keys, where present (NaN: no response token)."""

@@ -15,6 +15,8 @@ from selectit.errors import ConfigError
 from selectit.prompts import rating_text
 from selectit.records import Record
 
+MAX_CHARS_PER_TOKEN = 32  # no tokenizer's tokens average more characters than this over a whole text
+
 
 def _longest_fit(n: int, fits: Callable[[int], bool]) -> int | None:
     """Largest k in [0, n] with fits(k), assuming fits is monotone (True up to some k); None if none."""
@@ -30,6 +32,17 @@ def _longest_fit(n: int, fits: Callable[[int], bool]) -> int | None:
     return lo
 
 
+def _bounded(record: Record, max_length: int) -> Record:
+    """``record`` with its response (then instruction) cut to what ``max_length`` tokens can cover
+    (MAX_CHARS_PER_TOKEN each), so a multi-megabyte record is never tokenized
+    whole; the record itself when nothing needs cutting."""
+    limit = max_length * MAX_CHARS_PER_TOKEN
+    if len(record.response) + len(record.instruction) <= limit:
+        return record
+    instruction = record.instruction[:limit]
+    return replace(record, instruction=instruction, response=record.response[: max(limit - len(instruction), 0)])
+
+
 def fit_prompt(
     encode: Callable[[str], list[int]], prompt: str, record: Record, max_length: int, overlong: str,
     layout: str = "prompt-first",
@@ -39,14 +52,18 @@ def fit_prompt(
     def text(rec: Record) -> str:
         return rating_text(prompt, rec, layout)
 
-    ids = encode(text(record))
-    if len(ids) <= max_length:
+    bounded = _bounded(record, max_length)
+    ids = encode(text(bounded))
+    if len(ids) <= max_length and bounded is record:
         return ids, False
     if overlong == "error":
         raise ConfigError(
-            f"record {record.id!r} needs {len(ids)} tokens, over --max-length {max_length}; "
-            "raise --max-length or use --overlong truncate"
+            f"record {record.id!r} needs {'more than ' if bounded is not record else ''}{len(ids)} tokens, over "
+            f"--max-length {max_length}; raise --max-length or use --overlong truncate"
         )
+    if len(ids) <= max_length:  # it fits once cut to what max_length tokens can cover: flagged truncated
+        return ids, True
+    record = bounded
 
     def fits(rec: Record) -> bool:
         return len(encode(text(rec))) <= max_length

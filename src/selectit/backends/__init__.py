@@ -1,39 +1,69 @@
-"""Scoring backends: each turns rating texts into the probabilities of the rating-label tokens.
+"""Scoring backends: each turns rating texts into the probabilities of the rating-label tokens, and
+(context, response) pairs into response losses.
 
-Pick one by name with :func:`load_backend`; heavy libraries are imported only by the chosen one.
+Pick one by name with :func:`load_backend`; heavy libraries are imported only by the chosen one. A
+backend that cannot honour an option (``HONOURS``) refuses it instead of ignoring it.
 """
 
 from __future__ import annotations
 
-from selectit.backends.base import Backend
+from dataclasses import fields
+
+from selectit.backends.base import Backend, LoadOptions, as_options, clamp_length, response_ids
 from selectit.errors import ConfigError
 
 BACKENDS = ("hf", "llamacpp", "vllm", "fake")
+_FLAGS = {"template": "--template", "dtype": "--dtype", "device": "--device", "max_length": "--max-length",
+          "prefix_cache": "--no-prefix-cache", "trust_remote_code": "--trust-remote-code",
+          "allow_pickle": "--allow-pickle", "tensor_parallel_size": "--tensor-parallel-size"}
+# The options each backend can honour beyond their defaults; any other non-default option is refused.
+HONOURS = {
+    "hf": {"template", "dtype", "device", "max_length", "prefix_cache", "trust_remote_code", "allow_pickle"},
+    "vllm": {"template", "dtype", "device", "max_length", "prefix_cache", "trust_remote_code", "allow_pickle",
+             "tensor_parallel_size"},
+    "llamacpp": {"template", "max_length"},  # GGUF as shipped, on the CPU, llama.cpp's own KV reuse
+    "fake": {"template", "max_length", "prefix_cache"},
+}
 
 
-def load_backend(name: str, model: str | None, **options) -> Backend:
-    """Load ``model`` with backend ``name`` ('hf', 'llamacpp', 'vllm' or 'fake'). ``options`` go to the loader."""
-    tensor_parallel_size = options.pop("tensor_parallel_size", 1)
+GPU_BACKENDS = ("hf", "vllm")  # backends that run on a GPU when one is there
+
+
+def wants_gpu(name: str, device: str) -> bool:
+    """Whether backend ``name`` with ``--device device`` would use a GPU if the machine has one."""
+    return name in GPU_BACKENDS and device != "cpu"
+
+
+def check_options(name: str, options: LoadOptions) -> None:
+    """Refuse a non-default option that backend ``name`` cannot honour (one line naming the flag)."""
+    default = LoadOptions()
+    refused = [f.name for f in fields(LoadOptions)
+               if getattr(options, f.name) != getattr(default, f.name) and f.name not in HONOURS[name]]
+    if refused:
+        flags = ", ".join(_FLAGS[k] + ("" if isinstance(getattr(options, k), bool) else f" {getattr(options, k)}")
+                          for k in refused)
+        which = [b for b in BACKENDS if set(refused) <= HONOURS[b]]
+        hint = f"needs --backend {' or '.join(which)}" if which else "no backend honours it"
+        raise ConfigError(f"the {name} backend cannot honour {flags} ({hint}); drop it or use another --backend")
+
+
+def load_backend(name: str, spec: str | None, options: LoadOptions | None = None, **fields) -> Backend:
+    """Load model ``spec`` (None: the embedded model) with backend ``name``; ``options`` (or its
+    ``fields`` as keywords) are checked against what the backend can honour."""
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
+    options = as_options(options, fields)
+    check_options(name, options)
     if name == "vllm":
-        from selectit.backends.vllm import VLLMBackend
-
-        return VLLMBackend.load(model, tensor_parallel_size=tensor_parallel_size, **options)
-    if tensor_parallel_size != 1 and name in BACKENDS:
-        raise ConfigError(f"--tensor-parallel-size needs --backend vllm (got --backend {name})")
-    if name == "hf":
-        from selectit.backends.hf import HFBackend
-
-        return HFBackend.load(model, **options)
-    if name == "fake":
-        from selectit.backends.fake import FakeBackend
-
-        return FakeBackend(name=model or "fake", template=options.get("template", "plain"))
-    if name == "llamacpp":
-        from selectit.backends.llamacpp import LlamaCppBackend
-
-        return LlamaCppBackend.load(model, template=options.get("template", "plain"),
-                                    max_length=options.get("max_length") or 4096)
-    raise ConfigError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
+        from selectit.backends.vllm import VLLMBackend as cls
+    elif name == "hf":
+        from selectit.backends.hf import HFBackend as cls
+    elif name == "llamacpp":
+        from selectit.backends.llamacpp import LlamaCppBackend as cls
+    else:
+        from selectit.backends.fake import FakeBackend as cls
+    return cls.load(spec, options)
 
 
-__all__ = ["BACKENDS", "Backend", "load_backend"]
+__all__ = ["BACKENDS", "Backend", "LoadOptions", "check_options", "clamp_length", "load_backend", "response_ids",
+           "wants_gpu"]

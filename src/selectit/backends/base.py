@@ -1,34 +1,72 @@
-"""The backend interface."""
+"""The backend protocol (what every backend implements in full) and the helpers they share."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from selectit.config import DTYPES
+from selectit.errors import ConfigError
+from selectit.plan import common_prefix_len
+from selectit.truncation import MAX_CHARS_PER_TOKEN
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadOptions:
+    """What :func:`selectit.backends.load_backend` passes to a backend's ``load``. A backend that cannot
+    honour a value other than the default refuses it (see ``Backend.HONOURS``)."""
+
+    template: str = "auto"
+    dtype: str = "float32"
+    device: str = "auto"
+    max_length: int | None = None
+    prefix_cache: bool = True
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    tensor_parallel_size: int = 1
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.tensor_parallel_size < 1:
+            raise ConfigError(f"--tensor-parallel-size must be >= 1, got {self.tensor_parallel_size}")
+
 
 class Backend(Protocol):
-    """What the scorer needs from a model.
+    """What scoring needs from a model; hf, llamacpp, vllm and fake implement all of it.
 
     name: shown in outputs (scores.jsonl keys by it).
     num_parameters: the model's parameter count, for the model-level weights.
-    max_length: the longest prompt (in tokens) the model accepts.
+    max_length: the longest sequence (in tokens) it accepts (``--max-length`` already applied).
+    template: the rating template it encodes with ('plain' or 'chat'; 'auto' resolved).
     fingerprint: what determines the model's outputs (identity, dtype, template); keys the score store.
+    tokens_computed: tokens run through the model so far (a shared prefix computed once counts once).
     """
 
     name: str
     num_parameters: int
     max_length: int
+    template: str
     fingerprint: dict
+    tokens_computed: int
 
     def encode(self, text: str, suffix: str = "") -> list[int]:
         """Token ids of the rating ``text`` as the model reads it (template applied, BOS as the
         tokenizer adds it), with ``suffix`` appended after the template (used to resolve labels)."""
         ...
 
+    def encode_plain(self, text: str) -> list[int]:
+        """Token ids of ``text`` as plain text (BOS as the model adds it): what response losses read."""
+        ...
+
     def decode(self, ids: Sequence[int]) -> str:
-        """Text of token ids."""
+        ...
+
+    def end_token(self) -> int:
+        """The id of the end-of-text token (what a fine-tuned response ends with)."""
         ...
 
     def label_probs(self, batch: Sequence[Sequence[int]], label_ids: Sequence[int], shared: int = 0) -> np.ndarray:
@@ -37,3 +75,57 @@ class Backend(Protocol):
         tokens (a hint a backend may use to compute them once). Returns (n, S) float64.
         Raises MemoryError when the batch does not fit; the caller splits it and retries."""
         ...
+
+    def response_losses(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None, *,
+                        end: bool = False) -> np.ndarray:
+        """(B,) mean next-token loss (nats, float64) of the target tokens of each (context, target),
+        as :func:`response_ids` defines them; NaN where no target token is scored."""
+        ...
+
+
+def as_options(options: LoadOptions | None, fields: dict) -> LoadOptions:
+    """``options``, or LoadOptions from keyword ``fields`` (not both): what every ``load`` accepts."""
+    if options is not None and fields:
+        raise TypeError("pass either options or keyword fields, not both")
+    return options if options is not None else LoadOptions(**fields)
+
+
+MEMBERS = ("name", "num_parameters", "max_length", "template", "fingerprint", "tokens_computed", "encode",
+           "encode_plain", "decode", "end_token", "label_probs", "response_losses")  # what Backend declares
+
+
+def clamp_length(asked: int | None, limit: int) -> int:
+    """The length to use: ``asked`` (``--max-length``) where given, never over the model's ``limit``."""
+    return min(asked or limit, limit)
+
+
+def bounded(text: str, max_length: int) -> str:
+    """``text`` cut to the characters ``max_length`` tokens can possibly cover (MAX_CHARS_PER_TOKEN
+    each), so tokenizing a multi-megabyte record costs no more than its first max_length tokens."""
+    return text[: max_length * MAX_CHARS_PER_TOKEN]
+
+
+def response_ids(encode: Callable[[str], list[int]], context: str, response: str, max_length: int,
+                 end: int | None = None) -> tuple[list[int], int]:
+    """Token ids of ``context + response`` (then ``end``, if given and the whole response fits), cut
+    to ``max_length``, and where the response starts: the definition every backend's response losses
+    share (``encode``: the backend's plain-text tokenizer). Text beyond what max_length tokens can
+    cover is not tokenized (:func:`bounded`); a response cut that way gets no end token.
+
+    The start is the length of the longest common prefix of the ids of ``context`` alone and of the
+    whole text, so a token that merges across the boundary counts as the response's."""
+    text = context + response
+    if len(text) > max_length * MAX_CHARS_PER_TOKEN:
+        text, end = bounded(text, max_length), None
+        context = bounded(context, max_length)
+    ids = list(encode(text))
+    if end is not None and len(ids) < max_length:
+        ids.append(end)
+    ids = ids[:max_length]
+    return ids, common_prefix_len([ids, encode(context)])
+
+
+def first_scored(start: int) -> int:
+    """The first response position whose loss is scored: the response's first token has nothing to be
+    predicted from when nothing precedes it (no BOS, no context)."""
+    return max(start, 1)

@@ -13,8 +13,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from selectit.backends.hf import response_ids
+from selectit.backends.base import LoadOptions, as_options, clamp_length, first_scored, response_ids
+from selectit.models import EMBEDDED_ALIASES
 from selectit.prompts import chat_parts
+
+END = 0  # the end-of-text token: a 0 byte
 
 
 class FakeBackend:
@@ -25,6 +28,13 @@ class FakeBackend:
         self.max_length = max_length
         self.template = template = "plain" if template == "auto" else template  # emulates chat; has no template
         self.fingerprint = {"backend": "fake", "name": name, "template": template}
+        self.tokens_computed = 0
+
+    @classmethod
+    def load(cls, spec: str | None, options: LoadOptions | None = None, **fields) -> FakeBackend:
+        """A fake model named ``spec`` (default "fake"): no file is read."""
+        o = as_options(options, fields)
+        return cls(name="fake" if spec in EMBEDDED_ALIASES else spec, template=o.template, max_length=o.max_length or 1 << 20)
 
     def encode(self, text: str, suffix: str = "") -> list[int]:
         if self.template == "chat":
@@ -32,11 +42,18 @@ class FakeBackend:
             text = f"<user>{user}</user><assistant>{reply}"
         return list((text + suffix).encode("utf-8"))
 
+    def encode_plain(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
     def decode(self, ids: Sequence[int]) -> str:
         return bytes(ids).decode("utf-8", errors="replace")
 
+    def end_token(self) -> int:
+        return END
+
     def label_probs(self, batch: Sequence[Sequence[int]], label_ids: Sequence[int], shared: int = 0) -> np.ndarray:
         out = np.empty((len(batch), len(label_ids)))
+        self.tokens_computed += sum(len(ids) for ids in batch)
         for i, ids in enumerate(batch):
             digest = hashlib.sha256(bytes(ids) + self.name.encode()).digest()
             raw = np.frombuffer(digest[: len(label_ids)], dtype=np.uint8).astype(np.float64) + 1.0
@@ -48,12 +65,12 @@ class FakeBackend:
                         end: bool = False) -> np.ndarray:
         """(B,) mean loss over the response bytes of each (context, response), then a 0 byte as the end
         token with ``end`` (when it fits); see HFBackend."""
-        limit = min(max_length or self.max_length, self.max_length)
+        limit = clamp_length(max_length, self.max_length)
         out = np.empty(len(pairs))
         for i, (context, response) in enumerate(pairs):
-            ids, start = response_ids(lambda text: list(text.encode("utf-8")), context, response, limit,
-                                      0 if end else None)
-            start = max(start, 1)
+            ids, start = response_ids(self.encode_plain, context, response, limit, END if end else None)
+            self.tokens_computed += len(ids)
+            start = first_scored(start)
             losses = [_token_loss(ids[t - 1], ids[t], t) for t in range(start, len(ids))]
             out[i] = np.mean(losses) if losses else np.nan
         return out

@@ -9,16 +9,17 @@ runs at the last position only; float32 by default.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
+from selectit.backends.base import LoadOptions, as_options, clamp_length, first_scored, response_ids
 from selectit.errors import ConfigError
 from selectit.models import ModelSource, resolve_model
 from selectit.prompts import chat_parts, resolve_template
 
-DTYPES = ("float32", "bfloat16", "float16")
 DEFAULT_MAX_LENGTH = 4096
+HEAD_ROWS = 2048  # positions whose logits are computed at once for response losses
 
 
 class HFBackend:
@@ -37,7 +38,7 @@ class HFBackend:
         # Counted once per tensor, so tied input/output embeddings count once.
         self.num_parameters = num_parameters or sum(p.numel() for p in model.parameters())
         limit = getattr(model.config, "max_position_embeddings", None) or DEFAULT_MAX_LENGTH
-        self.max_length = min(max_length or limit, limit)
+        self.max_length = clamp_length(max_length, limit)
         self.device = next(model.parameters()).device
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = pad if pad is not None else 0
@@ -56,9 +57,8 @@ class HFBackend:
         self.tokens_computed = 0  # tokens actually run through the model (a shared prefix counts once)
 
     @classmethod
-    def load(cls, spec: str | None, *, template: str = "plain", dtype: str = "float32", device: str = "auto",
-             max_length: int | None = None, trust_remote_code: bool = False, prefix_cache: bool = True,
-             allow_pickle: bool = False, packed: bool | None = None) -> HFBackend:
+    def load(cls, spec: str | None, options: LoadOptions | None = None, *, packed: bool | None = None,
+             **fields) -> HFBackend:
         """Load a hub id, a local folder, a GGUF file, or (spec None) the embedded model.
 
         Safe by default: no repository code runs unless ``trust_remote_code``; weights must be
@@ -66,36 +66,41 @@ class HFBackend:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if dtype not in DTYPES:
-            raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-        device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        o = as_options(options, fields)
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if o.device == "auto" else o.device
         source: ModelSource = resolve_model(spec)
-        kwargs = {"trust_remote_code": trust_remote_code}
+        kwargs = {"trust_remote_code": o.trust_remote_code}
         weights = {}
         if source.gguf_file:
             kwargs["gguf_file"] = source.gguf_file
-        elif not allow_pickle:
+        elif not o.allow_pickle:
             weights["use_safetensors"] = True
         try:
             tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(source.path, dtype=getattr(torch, dtype), **kwargs, **weights)
+            model = AutoModelForCausalLM.from_pretrained(source.path, dtype=getattr(torch, o.dtype), **kwargs, **weights)
         except (OSError, ValueError, KeyError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            hint = "" if allow_pickle or source.gguf_file else (
+            hint = "" if o.allow_pickle or source.gguf_file else (
                 " (only safetensors/GGUF weights load by default; --allow-pickle loads PyTorch .bin files)")
             raise ConfigError(f"cannot load model {spec or source.name}: {first}{hint}") from None
         num_parameters = sum(p.numel() for p in model.parameters())  # before the head gets its own copy
-        if dtype != "float32":
+        if o.dtype != "float32":
             _float32_head(model)
-        return cls(model.to(device), tokenizer, name=source.name, template=template, max_length=max_length,
-                   prefix_cache=prefix_cache, source=f"{source.path}::{source.gguf_file or ''}",
+        return cls(model.to(device), tokenizer, name=source.name, template=o.template, max_length=o.max_length,
+                   prefix_cache=o.prefix_cache, source=f"{source.path}::{source.gguf_file or ''}",
                    num_parameters=num_parameters, packed=packed)
 
     def encode(self, text: str, suffix: str = "") -> list[int]:
         return encode_text(self.tokenizer, self.template, text, suffix)
 
+    def encode_plain(self, text: str) -> list[int]:
+        return self.tokenizer(text)["input_ids"]
+
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids))
+
+    def end_token(self) -> int:
+        return end_token(self.tokenizer)
 
     def label_probs(self, batch: Sequence[Sequence[int]], label_ids: Sequence[int], shared: int = 0) -> np.ndarray:
         """(B, S) label probabilities. ``shared``: every row begins with the same ``shared`` tokens;
@@ -166,15 +171,15 @@ class HFBackend:
         Packed (on CPU, see :mod:`selectit.backends.packing`) or batched with right padding; logits in
         float32 at the response positions only."""
         torch = self.torch
-        limit = min(max_length or self.max_length, self.max_length)
-        stop = end_token(self.tokenizer) if end else None
-        rows = [response_tokens(self.tokenizer, c, r, limit, stop) for c, r in pairs]
+        limit = clamp_length(max_length, self.max_length)
+        stop = self.end_token() if end else None
+        rows = [response_ids(self.encode_plain, c, r, limit, stop) for c, r in pairs]
         self.tokens_computed += sum(len(ids) for ids, _ in rows)
         if self.packed:
             hidden, ids, lengths = self._packed_hidden([ids for ids, _ in rows])  # (T, H)
             offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
             # position t predicts token t + 1: a row's scored positions run from its response start - 1
-            at = [np.arange(o + max(start, 1) - 1, o + len(r) - 1) for o, (r, start) in zip(offsets, rows)]
+            at = [np.arange(o + first_scored(start) - 1, o + len(r) - 1) for o, (r, start) in zip(offsets, rows)]
             where = torch.as_tensor(np.concatenate(at), dtype=torch.long)  # (N,)
             targets = ids[0, where + 1]
             which = torch.as_tensor(np.repeat(np.arange(len(rows)), [len(a) for a in at]), dtype=torch.long)
@@ -187,7 +192,7 @@ class HFBackend:
             for i, (ids, start) in enumerate(rows):
                 input_ids[i, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
                 mask[i, : len(ids)] = 1
-                scored[i, max(start, 1) - 1 : max(len(ids) - 1, 0)] = True  # an empty row scores nothing
+                scored[i, first_scored(start) - 1 : max(len(ids) - 1, 0)] = True  # an empty row scores nothing
             targets = torch.roll(input_ids, -1, dims=1)[scored]  # (N,)
             which = torch.arange(len(rows)).unsqueeze(1).expand(-1, width)[scored]  # (N,) row of each target
             with torch.inference_mode():
@@ -199,12 +204,17 @@ class HFBackend:
         return (total / count).numpy()  # 0/0 -> NaN where no response token was scored
 
     def _losses(self, hidden, targets):
-        """(N,) float64 next-token losses on CPU from hidden states (N, H) and target ids (N,)."""
+        """(N,) float64 next-token losses on CPU from hidden states (N, H) and target ids (N,). The head
+        runs HEAD_ROWS positions at a time, so memory holds (HEAD_ROWS, V) logits, not (N, V): a long
+        response in a large vocabulary (SmolLM2: 8192 x 49152 floats = 1.6 GB) stays bounded."""
         torch = self.torch
+        head, targets = self.model.get_output_embeddings(), targets.to(self.device)
+        parts = []
         with torch.inference_mode():
-            logits = self.model.get_output_embeddings()(hidden).float()  # (N, V)
-            nll = torch.nn.functional.cross_entropy(logits, targets.to(self.device), reduction="none")
-        return nll.double().cpu()
+            for i in range(0, len(targets), HEAD_ROWS):
+                logits = head(hidden[i : i + HEAD_ROWS]).float()  # (<= HEAD_ROWS, V)
+                parts.append(torch.nn.functional.cross_entropy(logits, targets[i : i + HEAD_ROWS], reduction="none"))
+        return torch.cat(parts).double().cpu() if parts else torch.zeros(0, dtype=torch.float64)
 
     def _prefix_kv(self, prefix: Sequence[int], rows: int):
         """A fresh cache holding ``prefix``'s keys/values for ``rows`` rows (computed once per prefix)."""
@@ -281,28 +291,3 @@ def end_token(tokenizer) -> int:
         raise ConfigError("the model's tokenizer has no end-of-text (EOS) token, which the likelihood term "
                           "scores; use --likelihood-weight 0")
     return int(tokenizer.eos_token_id)
-
-
-def response_ids(encode: Callable[[str], list[int]], context: str, response: str, max_length: int,
-                 end: int | None = None) -> tuple[list[int], int]:
-    """Token ids of ``context + response`` (then ``end``, if given and the whole response fits), cut
-    to ``max_length``, and where the response starts: the definition every backend's response losses
-    share (``encode``: the backend's plain-text tokenizer).
-
-    The start is the length of the longest common prefix of the ids of ``context`` alone and of the
-    whole text, so a token that merges across the boundary counts as the response's."""
-    ids = list(encode(context + response))
-    if end is not None and len(ids) < max_length:
-        ids.append(end)
-    ids = ids[:max_length]
-    head = encode(context)
-    start = 0
-    while start < min(len(ids), len(head)) and ids[start] == head[start]:
-        start += 1
-    return ids, start
-
-
-def response_tokens(tokenizer, context: str, response: str, max_length: int,
-                    end: int | None = None) -> tuple[list[int], int]:
-    """:func:`response_ids` with a Hugging Face tokenizer."""
-    return response_ids(lambda text: tokenizer(text)["input_ids"], context, response, max_length, end)

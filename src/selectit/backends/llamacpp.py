@@ -14,8 +14,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from selectit.backends.hf import response_ids
+from selectit.backends.base import LoadOptions, as_options, clamp_length, first_scored, response_ids
 from selectit.errors import ConfigError, optional_import
+from selectit.plan import common_prefix_len
 from selectit.models import resolve_model
 from selectit.prompts import chat_parts, resolve_template
 
@@ -26,20 +27,24 @@ class LlamaCppBackend:
         self.name = name
         self.template = template = resolve_template(template, bool(llm.metadata.get("tokenizer.chat_template")), name)
         self.num_parameters = int(llm._model.n_params())
-        self.max_length = min(max_length or llm.n_ctx(), llm.n_ctx())
+        self.max_length = clamp_length(max_length, llm.n_ctx())
         self.fingerprint = {"backend": "llamacpp", "name": name, "path": path, "size": os.path.getsize(path),
                             "template": template}
         self.tokens_computed = 0
 
     @classmethod
-    def load(cls, spec: str | None, *, template: str = "plain", max_length: int | None = 4096,
-             threads: int | None = None, **_ignored) -> LlamaCppBackend:
+    def load(cls, spec: str | None, options: LoadOptions | None = None, *, threads: int | None = None,
+             **fields) -> LlamaCppBackend:
+        """Load a .gguf file (or, spec None, the embedded model) as shipped; a context of ``max_length``
+        tokens (default 4096)."""
+        o = as_options(options, fields)
+        template, max_length = o.template, o.max_length or 4096
         Llama = optional_import("llama_cpp", "the llamacpp backend needs llama-cpp-python", "llamacpp").Llama
         source = resolve_model(spec)
         if not source.gguf_file:
             raise ConfigError(f"the llamacpp backend needs a .gguf file, got {spec!r}")
         path = os.path.join(source.path, source.gguf_file)
-        llm = Llama(model_path=path, n_ctx=max_length or 4096, n_batch=512, logits_all=False, verbose=False,
+        llm = Llama(model_path=path, n_ctx=max_length, n_batch=512, logits_all=False, verbose=False,
                     n_threads=threads or os.cpu_count())
         return cls(llm, name=source.name, path=path, template=template, max_length=max_length)
 
@@ -59,17 +64,21 @@ class LlamaCppBackend:
     def decode(self, ids: Sequence[int]) -> str:
         return self.llm.detokenize(list(ids)).decode("utf-8", errors="replace")
 
+    def end_token(self) -> int:
+        return int(self.llm.token_eos())
+
+    def _reuse(self, ids: Sequence[int]) -> int:
+        """Keep the KV cache for the prefix ``ids`` shares with what was evaluated last; returns its length."""
+        keep = common_prefix_len([list(self.llm.input_ids[: self.llm.n_tokens]), list(ids)])
+        self.llm.n_tokens = keep
+        return keep
+
     def label_probs(self, batch: Sequence[Sequence[int]], label_ids: Sequence[int], shared: int = 0) -> np.ndarray:
         out = np.empty((len(batch), len(label_ids)))
         n_vocab = self.llm.n_vocab()
         for r, ids in enumerate(batch):
             ids = list(ids)
-            keep = 0  # reuse the KV cache for the prefix this prompt shares with the last one
-            limit = min(self.llm.n_tokens, len(ids) - 1)
-            past = self.llm.input_ids
-            while keep < limit and past[keep] == ids[keep]:
-                keep += 1
-            self.llm.n_tokens = keep
+            keep = self._reuse(ids[:-1])  # the last token is always run: its logits are what we read
             self.llm.eval(ids[keep:])
             self.tokens_computed += len(ids) - keep
             logits = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(n_vocab,)).astype(np.float64)
@@ -89,20 +98,17 @@ class LlamaCppBackend:
         they match, so a context shared by many records is computed once); the response is decoded with
         logits at every position, n_batch tokens at a time."""
         llm = self.llm
-        limit = min(max_length or self.max_length, self.max_length)
+        limit = clamp_length(max_length, self.max_length)
         n_vocab = llm.n_vocab()
         out = np.empty(len(pairs))
         for r, (context, response) in enumerate(pairs):
-            ids, start = response_ids(self.encode_plain, context, response, limit, llm.token_eos() if end else None)
-            first = max(start, 1)  # the first scored token; position first - 1 predicts it
+            ids, start = response_ids(self.encode_plain, context, response, limit, self.end_token() if end else None)
+            first = first_scored(start)  # the first scored token; position first - 1 predicts it
             if first >= len(ids):
                 out[r] = np.nan
                 continue
             prefix, rest = ids[: first - 1], ids[first - 1 :]
-            keep = 0
-            while keep < min(llm.n_tokens, len(prefix)) and llm.input_ids[keep] == prefix[keep]:
-                keep += 1
-            llm.n_tokens = keep
+            keep = self._reuse(prefix)
             llm._ctx.kv_cache_seq_rm(-1, keep, -1)
             if prefix[keep:]:
                 llm.eval(prefix[keep:])

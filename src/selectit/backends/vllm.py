@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from selectit.backends.base import LoadOptions, as_options, clamp_length, first_scored, response_ids
 from selectit.errors import ConfigError, optional_import
 from selectit.models import resolve_model
 from selectit.prompts import resolve_template
@@ -203,17 +204,15 @@ class VLLMBackend:
         self._warned = False
 
     @classmethod
-    def load(cls, spec: str | None, *, template: str = "plain", dtype: str = "float32", device: str = "auto",
-             max_length: int | None = None, trust_remote_code: bool = False, prefix_cache: bool = True,
-             allow_pickle: bool = False, tensor_parallel_size: int = 1, topk: int = DEFAULT_TOPK) -> VLLMBackend:
+    def load(cls, spec: str | None, options: LoadOptions | None = None, *, topk: int = DEFAULT_TOPK,
+             **fields) -> VLLMBackend:
+        """Load a model folder or hub id (safetensors) into a vLLM engine on the visible GPUs."""
+        o = as_options(options, fields)
+        template, dtype, device = o.template, o.dtype, o.device
         vllm = optional_import("vllm", "the vllm backend needs vLLM (and a GPU)", "vllm")
         LLM, SamplingParams = vllm.LLM, vllm.SamplingParams
         from transformers import AutoTokenizer
 
-        from selectit.backends.hf import DTYPES
-
-        if dtype not in DTYPES:
-            raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         if device not in ("auto", "cuda"):
             raise ConfigError(f"the vllm backend uses the GPUs it sees (pick them with CUDA_VISIBLE_DEVICES); "
                               f"--device must be auto or cuda, got {device!r}")
@@ -222,11 +221,11 @@ class VLLMBackend:
             raise ConfigError(f"the vllm backend loads model folders or hub ids, not GGUF files ({source.name}); "
                               "use --backend hf or --backend llamacpp for GGUF, or pass --model")
         exact = has_logprob_token_ids(SamplingParams)
-        kwargs = engine_kwargs(source.path, dtype=dtype, max_length=max_length, trust_remote_code=trust_remote_code,
-                               prefix_cache=prefix_cache, allow_pickle=allow_pickle,
-                               tensor_parallel_size=tensor_parallel_size, topk=None if exact else topk)
+        kwargs = engine_kwargs(source.path, dtype=dtype, max_length=o.max_length, trust_remote_code=o.trust_remote_code,
+                               prefix_cache=o.prefix_cache, allow_pickle=o.allow_pickle,
+                               tensor_parallel_size=o.tensor_parallel_size, topk=None if exact else topk)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(source.path, trust_remote_code=trust_remote_code)
+            tokenizer = AutoTokenizer.from_pretrained(source.path, trust_remote_code=o.trust_remote_code)
             llm = LLM(**kwargs)
         except (OSError, ValueError, KeyError) as e:  # missing files, bad config, more GPUs asked than seen
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -241,20 +240,26 @@ class VLLMBackend:
 
         return encode_text(self.tokenizer, self.template, text, suffix)
 
+    def encode_plain(self, text: str) -> list[int]:
+        return self.tokenizer(text)["input_ids"]
+
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids))
+
+    def end_token(self) -> int:
+        from selectit.backends.hf import end_token
+
+        return end_token(self.tokenizer)
 
     def response_losses(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None, *,
                         end: bool = False) -> np.ndarray:
         """(B,) mean next-token loss over the response tokens of each (context, response), as
         :meth:`selectit.backends.hf.HFBackend.response_losses` defines it (same tokenizer code), read
         from vLLM's prompt log-probabilities in one request per pair."""
-        from selectit.backends.hf import end_token, response_tokens
-
-        limit = min(max_length or self.max_length, self.max_length)
-        stop = end_token(self.tokenizer) if end else None
-        rows = [(ids, max(start, 1))
-                for ids, start in (response_tokens(self.tokenizer, c, r, limit, stop) for c, r in pairs)]
+        limit = clamp_length(max_length, self.max_length)
+        stop = self.end_token() if end else None
+        rows = [(ids, first_scored(start))
+                for ids, start in (response_ids(self.encode_plain, c, r, limit, stop) for c, r in pairs)]
         out = np.full(len(rows), np.nan)
         todo = [i for i, (ids, first) in enumerate(rows) if first < len(ids)]  # else no response token: NaN
         if todo:

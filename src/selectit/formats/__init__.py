@@ -65,7 +65,8 @@ def detect_schema(obj: dict) -> str:
         return "messages"
     raise DataError(
         f"cannot tell the record format from its fields {sorted(obj)[:8]}; expected alpaca "
-        "(instruction/output), sharegpt (conversations) or messages; or pass --format"
+        "(instruction/output), sharegpt (conversations) or messages; or name it (--format; format= in the "
+        "Python API)"
     )
 
 
@@ -111,12 +112,16 @@ def _parse_item(index: int, item: Item, schema: str | None) -> tuple[str | None,
     return schema, Record(id=rid, instruction=instruction, response=response, raw=obj, raw_text=text)
 
 
-def _check_rejects(source: str, schema: str | None, count: int, rejects: list[Reject], skip_bad: bool) -> None:
+SKIP_HINT = "fix them or pass --skip-bad to leave them out"
+
+
+def _check_rejects(source: str, schema: str | None, count: int, rejects: list[Reject], skip_bad: bool,
+                   hint: str = SKIP_HINT) -> None:
     if rejects and not skip_bad:
         shown = "; ".join(f"{r.where} {r.reason}" for r in rejects[:MAX_REPORTED])
         more = f" (and {len(rejects) - MAX_REPORTED} more)" if len(rejects) > MAX_REPORTED else ""
         raise DataError(f"{source}: {len(rejects)} bad record(s){f' as {schema}' if schema else ''}: {shown}{more}"
-                        "; fix them or pass --skip-bad to leave them out")
+                        f"; {hint}")
     if not count:
         raise DataError(f"{source}: no usable records; the dataset is empty" if not rejects else
                         f"{source}: every record is bad ({len(rejects)}), e.g. {rejects[0].where} {rejects[0].reason}")
@@ -124,19 +129,20 @@ def _check_rejects(source: str, schema: str | None, count: int, rejects: list[Re
 
 def parse_records(
     items: Iterable[tuple[dict | None, str | None, str, str | None]], *, schema: str | None = None,
-    source: str = "input", skip_bad: bool = False,
+    source: str = "input", skip_bad: bool = False, hint: str = SKIP_HINT,
 ) -> tuple[str, list[Record], list[Reject]]:
     """Turn (object, original text, where, problem) items into Records: (schema, records, rejects).
 
     A record's default id is its 0-based position in the input, bad records included, so ids never
     shift. Without ``skip_bad``, bad records raise one DataError naming up to five of them and how
-    many there are in all (one run shows every problem); with it they are returned as rejects."""
+    many there are in all (one run shows every problem; ``hint`` says what to do); with it they are
+    returned as rejects."""
     records: list[Record] = []
     rejects: list[Reject] = []
     for index, item in enumerate(items):
         schema, got = _parse_item(index, item, schema)
         (rejects if isinstance(got, Reject) else records).append(got)
-    _check_rejects(source, schema, len(records), rejects, skip_bad)
+    _check_rejects(source, schema, len(records), rejects, skip_bad, hint)
     return schema, records, rejects
 
 
@@ -147,7 +153,8 @@ def from_dicts(objs: Iterable[dict], *, schema: str | None = None) -> list[Recor
         if not isinstance(obj, dict):
             raise DataError(f"record {i} is a {type(obj).__name__}, expected a dict")
         items.append((obj, None, f"item {i}", None))
-    return parse_records(items, schema=schema)[1]
+    return parse_records(items, schema=schema, source="records",
+                         hint="fix them, or leave them out of the list you pass")[1]
 
 
 def write(dataset: Dataset, indices: Sequence[int], path: str | Path, *, container: str | None = None) -> None:

@@ -12,8 +12,7 @@ from pathlib import Path
 
 from selectit.atomic import atomic_write
 from selectit.errors import ConfigError
-
-REPORT = "report.html"
+from selectit.rundir import REPORT
 
 
 def write_report(run_dirs: str | Path | Sequence[str | Path], *, output: str | Path | None = None,
@@ -31,9 +30,11 @@ def write_report(run_dirs: str | Path | Sequence[str | Path], *, output: str | P
         raise ConfigError("give at least one run directory")
     if sum(x is not None for x in (fraction, top, threshold)) > 1:
         raise ConfigError("give at most one of --fraction, --top, --threshold")
+    out = Path(output) if output else Path(dirs[0]) / REPORT
+    if out.is_dir():
+        raise ConfigError(f"--output {out} is a directory; give a file name (e.g. {out / REPORT})")
     runs = [load_run(d, fraction=fraction, top=top, threshold=threshold) for d in dirs]
     text = render(runs)
-    out = Path(output) if output else Path(dirs[0]) / REPORT
     atomic_write(out, lambda f: f.write(text))
     return out
 

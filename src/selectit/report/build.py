@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from selectit import __version__
+from selectit.version import __version__
 from selectit.report import figures, page, stats
 from selectit.report.load import RunView
 
@@ -68,17 +68,20 @@ class _Derived:
 
 def overview(run: RunView, d: _Derived) -> str:
     cfg = run.config
-    c = cfg.get("config", {})
+    params = (cfg.get("config") or {}).get("method", {})
     scored = int(np.isfinite(run.score).sum())
     seconds = float(cfg.get("seconds") or 0.0)
-    tokens = sum(m.get("prompt_tokens") or 0 for m in cfg.get("models", []))
+    tokens = sum(m.get("tokens") or 0 for m in cfg.get("models", []))
+    measuring = sum(m.get("seconds") or 0.0 for m in cfg.get("models", []))  # model load excluded
+    done = max((run.n - (m.get("stored") or 0) for m in cfg.get("models", [])), default=0)  # not found stored
+    templates = ", ".join(dict.fromkeys(m.get("template") or "?" for m in cfg.get("models", []))) or "–"
     items = [
         ("records", _fmt(run.n)), ("scored", _fmt(scored)), ("selected", _fmt(len(run.selected))),
-        ("prompts (P)", _fmt(len(cfg.get("prompts", [])))), ("alpha", f"{c.get('alpha', float('nan')):g}"),
-        ("mode / template", f"{c.get('mode', '?')} / {c.get('template', '?')}"),
+        ("prompts (P)", _fmt(len(cfg.get("prompts", [])))), ("alpha", f"{params.get('alpha', float('nan')):g}"),
+        ("method / template", f"{cfg.get('method', '?')} / {templates}"),
         ("time taken", f"{seconds:.1f} s"),
-        ("records / s", _fmt(run.n / seconds, 2) if seconds > 0 else "–"),
-        ("tokens / s", _fmt(tokens / seconds, 0) if seconds > 0 else "–"),
+        ("records / s (measuring)", _fmt(done / measuring, 2) if done and measuring > 0 else "–"),
+        ("tokens / s (measuring)", _fmt(tokens / measuring, 0) if tokens and measuring > 0 else "–"),
         ("mean label mass", _fmt(float(np.nanmean(d.mean_mass)) if np.isfinite(d.mean_mass).any() else None, 3)),
         (f"low label mass (< {stats.LOW_MASS:g})", _fmt(int(d.low.sum()))),
         ("truncated records", _fmt(int(run.truncated.sum()))),
@@ -88,10 +91,12 @@ def overview(run: RunView, d: _Derived) -> str:
     models = cfg.get("models", [])
     if models:
         out.append(page.table(
-            ["model", "parameters", "weight", "seconds", "prompt tokens", "mean label mass", "truncated", "failed prompts"],
-            [[m["name"], _fmt(m.get("num_parameters")), _fmt(m.get("weight"), 3), _fmt(m.get("seconds"), 1),
-              _fmt(m.get("prompt_tokens")), _fmt(m.get("mean_label_mass"), 3), _fmt(m.get("truncated_records")),
-              _fmt(m.get("failed_prompts"))] for m in models], numeric={1, 2, 3, 4, 5, 6, 7}))
+            ["model", "parameters", "weight", "load s", "measure s", "tokens", "mean label mass", "truncated",
+             "failed prompts"],
+            [[m["name"], _fmt(m.get("num_parameters")), _fmt(m.get("weight"), 3), _fmt(m.get("load_seconds"), 1),
+              _fmt(m.get("seconds"), 1), _fmt(m.get("tokens")), _fmt(m.get("mean_label_mass"), 3),
+              _fmt(m.get("truncated_records")), _fmt(m.get("failed_prompts"))] for m in models],
+            numeric={1, 2, 3, 4, 5, 6, 7, 8}))
     info = cfg.get("input")
     if info:
         out.append(f'<p class="muted">Input: {page.esc(info.get("path"))} ({page.esc(info.get("format"))}, '

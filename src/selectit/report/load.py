@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from selectit.errors import USER_ERRORS
-from selectit.output import read_run
-from selectit.pipeline import SELECTION, choose, ids_digest, scored_input
+from selectit.rundir import ids_digest, read_run, read_selection, scored_input
+from selectit.selection import choose
 
 DEFAULT_FRACTION = 0.2
 
@@ -58,7 +57,8 @@ def load_run(run_dir: str | Path, *, fraction: float | None = None, top: int | N
     the report then says why and shows scores without texts."""
     path = Path(run_dir)
     cfg, rows = read_run(path)
-    models = [m["name"] for m in cfg.get("models", [])] or (sorted(rows[0]["token_scores"]) if rows else [])
+    rated = list(rows[0]["token_scores"]) if rows else []  # the models that rated (a loss-only method has none)
+    models = [m["name"] for m in cfg.get("models", []) if m["name"] in rated] or sorted(rated)
     score = np.array([np.nan if r["score"] is None else r["score"] for r in rows], dtype=np.float64)
     view = RunView(
         path=path, config=cfg, ids=[r["id"] for r in rows], score=score, models=models,
@@ -88,9 +88,8 @@ def load_run(run_dir: str | Path, *, fraction: float | None = None, top: int | N
 def _selection(path: Path, score: np.ndarray, fraction, top, threshold) -> tuple[np.ndarray, str]:
     """(input positions selected, the policy in words)."""
     if fraction is None and top is None and threshold is None:
-        saved = path / SELECTION
-        if saved.is_file():
-            record = json.loads(saved.read_text(encoding="utf-8"))
+        record = read_selection(path)
+        if record is not None:
             indices = np.asarray(record.get("indices", []), dtype=np.int64)
             if indices.size == 0 or (indices.min() >= 0 and indices.max() < len(score)):
                 return indices, f"{_policy_words(**record.get('policy', {}))}, as the last `selectit select` chose"

@@ -4,35 +4,48 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from selectit.config import ScoringConfig
+from selectit.backends import Backend
+from selectit.config import RunConfig
 from selectit.formats import Source
-from selectit.runners.shard import ModelResult, score_shard
-from selectit.scorer import _progress_bar, load_model, setup_model
+from selectit.measures import Measure, ModelInfo
+from selectit.progress import progress_bar
+from selectit.runners.shard import load_model, measure_shard, model_info
 from selectit.store import ScoreStore
 
 
-def score_model(source: Source, spec: str | None, config: ScoringConfig, prompts: list[str], labels: list[str],
-                store: Path, *, progress: bool = True, desc: str = "model") -> ModelResult:
-    """Load ``spec`` once and run it over every chunk of ``source`` into the store at ``store``."""
+def measure_model(source: Source, spec: str | None, config: RunConfig, measures: Sequence[Measure], store: Path, *,
+                  progress: bool = True, desc: str = "model") -> ModelInfo:
+    """Load ``spec`` once and compute ``measures`` over every chunk of ``source`` into the store at ``store``."""
     start = time.perf_counter()
     backend = load_model(config, spec)
-    setup = setup_model(backend, next(source.records()), prompts, labels, config)
-    result = ModelResult(name=backend.name, num_parameters=int(backend.num_parameters), label_ids=setup.label_ids,
-                         key=setup.key, loss_key=setup.loss_key, template=setup.template)
-    bar = _progress_bar(len(source), f"{desc} {backend.name}") if progress else None
+    load_seconds = time.perf_counter() - start
     db = ScoreStore(store)
     try:
-        for records in source.chunks():
-            tokens, errors = score_shard(backend, setup, records, prompts, config, db, bar.update if bar else None)
-            result.tokens += tokens
-            result.errors.update(errors)
+        info = measure_with(backend, spec, source, config, measures, db, progress=progress, desc=desc)
     finally:
         db.close()
-        if bar:
-            bar.close()
+    info.load_seconds = load_seconds
     del backend
     gc.collect()
-    result.seconds = time.perf_counter() - start
-    return result
+    return info
+
+
+def measure_with(backend: Backend, spec: str | None, source, config: RunConfig, measures: Sequence[Measure],
+                 store: ScoreStore, *, progress: bool = True, desc: str = "model") -> ModelInfo:
+    """Compute ``measures`` with an already loaded ``backend`` over every chunk of ``source`` into ``store``."""
+    start = time.perf_counter()
+    info = model_info(backend, spec, source, config, measures)
+    bar = progress_bar(len(source), f"{desc} {backend.name}") if progress else None
+    try:
+        for records in source.chunks():
+            outcome = measure_shard(backend, info, records, measures, store, config, bar.update if bar else None)
+            info.tokens += outcome.tokens
+            info.stored += outcome.stored
+    finally:
+        if bar:
+            bar.close()
+    info.seconds = time.perf_counter() - start
+    return info

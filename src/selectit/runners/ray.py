@@ -1,7 +1,7 @@
 """The Ray runner: the input's chunks become a Ray Data dataset (one row per chunk), mapped by a pool
-of stateful scorer actors (``map_batches`` with a callable class, ``workers`` of them, a GPU each when
-the cluster has GPUs). Each actor loads the model once and runs :func:`score_shard`, the local
-runner's shard function, on the chunks it is given.
+of stateful actors (``map_batches`` with a callable class, ``workers`` of them, a GPU each when the
+cluster has GPUs and the backend uses one). Each actor loads the model once and runs
+:func:`selectit.runners.shard.measure_shard`, the local runner's shard function, on the chunks it is given.
 
 The store: each actor writes its batches to its own SQLite file next to the store (no two writers
 on one file; in ``<store>.parts/``), and reads what is stored from the store and from every part
@@ -20,17 +20,21 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from selectit.config import ScoringConfig
+from selectit.backends import wants_gpu
+from selectit.config import RunConfig
 from selectit.errors import USER_ERRORS, ConfigError, optional_import
 from selectit.formats import Source
-from selectit.runners.shard import ModelResult, score_shard
-from selectit.store import ScoreStore
+from selectit.measures import Measure, ModelInfo
+from selectit.runners.shard import load_model, measure_shard, model_info
+from selectit.store import TABLES, ScoreStore
 
 PARTS = ".parts"
+DEFAULT_WORKERS = 2
 
 
 def _ray():
@@ -65,11 +69,17 @@ class SplitStore:
     def load(self, model, keys):
         return self._read(lambda db, todo: db.load(model, todo), keys)
 
+    def load_failures(self, model, keys):
+        return self._read(lambda db, todo: db.load_failures(model, todo), keys)
+
     def load_losses(self, model, kind, records):
         return self._read(lambda db, todo: db.load_losses(model, kind, todo), records)
 
     def put(self, model, rows) -> None:
         self.own.put(model, rows)
+
+    def put_failures(self, model, rows) -> None:
+        self.own.put_failures(model, rows)
 
     def put_losses(self, model, kind, rows) -> None:
         self.own.put_losses(model, kind, rows)
@@ -87,12 +97,13 @@ def merge_parts(store: Path) -> int:
     db = ScoreStore(store)
     try:
         for part in sorted(parts.glob("*.sqlite")):
+            ScoreStore(part).close()  # a part made before a table existed gets it (CREATE TABLE IF NOT EXISTS)
             db.db.execute("ATTACH DATABASE ? AS part", (str(part),))
             try:
                 with db.db:
                     db.db.execute("BEGIN IMMEDIATE")
-                    merged += db.db.execute("INSERT OR REPLACE INTO probs SELECT * FROM part.probs").rowcount
-                    merged += db.db.execute("INSERT OR REPLACE INTO losses SELECT * FROM part.losses").rowcount
+                    for table in TABLES:
+                        merged += db.db.execute(f"INSERT OR REPLACE INTO {table} SELECT * FROM part.{table}").rowcount
             finally:
                 db.db.execute("DETACH DATABASE part")
             for suffix in ("", "-wal", "-shm"):
@@ -103,34 +114,27 @@ def merge_parts(store: Path) -> int:
     return merged
 
 
-class ShardScorer:
-    """A Ray Data actor: one model, loaded once; scores the chunks it is given into its part file."""
+class ShardMeasurer:
+    """A Ray Data actor: one model, loaded once; measures the chunks it is given into its part file."""
 
-    def __init__(self, source: Source, spec: str | None, config: ScoringConfig, prompts: list[str],
-                 labels: list[str], store: str):
-        from selectit.scorer import load_model, setup_model
-
-        self.source, self.config, self.prompts = source, config, prompts
+    def __init__(self, source: Source, spec: str | None, config: RunConfig, measures: list[Measure], store: str):
+        self.source, self.config, self.measures = source, config, measures
+        start = time.perf_counter()
         self.backend = load_model(config, spec)
-        self.setup = setup_model(self.backend, next(source.records()), prompts, labels, config)
+        self.info = model_info(self.backend, spec, source, config, measures)
+        self.info.load_seconds = time.perf_counter() - start
         self.store = SplitStore(Path(store))
 
     def __call__(self, batch: dict) -> dict:
-        out = {"chunk": [], "records": [], "tokens": [], "errors": [], "name": [], "num_parameters": [],
-               "label_ids": [], "key": [], "loss_key": [], "template": []}
+        out = {"chunk": [], "records": [], "tokens": [], "stored": [], "info": []}
         for k in batch["chunk"]:
             records = self.source.chunk(int(k))
-            tokens, errors = score_shard(self.backend, self.setup, records, self.prompts, self.config, self.store)
+            outcome = measure_shard(self.backend, self.info, records, self.measures, self.store, self.config)
             out["chunk"].append(int(k))
             out["records"].append(len(records))
-            out["tokens"].append(tokens)
-            out["errors"].append(json.dumps([[p, r, msg, cut] for (p, r), (msg, cut) in errors.items()]))
-            out["name"].append(self.backend.name)
-            out["num_parameters"].append(int(self.backend.num_parameters))
-            out["label_ids"].append(json.dumps(self.setup.label_ids))
-            out["key"].append(self.setup.key)
-            out["loss_key"].append(self.setup.loss_key)
-            out["template"].append(self.setup.template)
+            out["tokens"].append(outcome.tokens)
+            out["stored"].append(outcome.stored)
+            out["info"].append(json.dumps(self.info.to_dict()))
         return {name: np.asarray(values) for name, values in out.items()}
 
 
@@ -145,47 +149,47 @@ def _raise_user_error(error: BaseException) -> None:
         error = getattr(error, "cause", None) or error.__cause__
 
 
-def score_model(source: Source, spec: str | None, config: ScoringConfig, prompts: list[str], labels: list[str],
-                store: Path, *, address: str | None = None, workers: int = 2, progress: bool = True,
-                desc: str = "model") -> ModelResult:
-    """Run ``spec`` over every chunk of ``source`` on ``workers`` Ray actors; merge their results into
-    the store at ``store``. Joins the Ray cluster at ``address`` (or the one already started in this
-    process; otherwise starts a local one)."""
+def measure_model(source: Source, spec: str | None, config: RunConfig, measures: Sequence[Measure], store: Path, *,
+                  progress: bool = True, desc: str = "model") -> ModelInfo:
+    """Compute ``measures`` with ``spec`` over every chunk of ``source`` on Ray actors; merge their results
+    into the store at ``store``. Joins the Ray cluster at ``--ray-address`` (or the one already started in
+    this process; otherwise starts a local one)."""
     ray = _ray()
     start = time.perf_counter()
+    ex = config.execution
+    workers = ex.workers or DEFAULT_WORKERS
     store = Path(store).resolve()
     merge_parts(store)  # what a killed run left
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+        ray.init(address=ex.ray_address, include_dashboard=False, logging_level=logging.WARNING)
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = progress
     cpus, gpus = ray.cluster_resources().get("CPU", 0), ray.cluster_resources().get("GPU", 0)
-    use_gpu = gpus >= 1 and config.backend != "fake" and config.device != "cpu"
+    use_gpu = gpus >= 1 and wants_gpu(config.model.backend, config.model.device)
     if (gpus if use_gpu else cpus) < workers:
         raise ConfigError(f"--workers {workers} needs {workers} {'GPUs' if use_gpu else 'CPUs'}; the Ray cluster "
                           f"has {gpus if use_gpu else cpus:g}")
     chunks = ray.data.from_items([{"chunk": k} for k in range(len(source.starts))])
     # Ray Data restarts a dead actor and retries its chunk by default (max_restarts / max_task_retries -1)
-    scored = chunks.map_batches(
-        ShardScorer, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
+    measured = chunks.map_batches(
+        ShardMeasurer, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
         num_gpus=1 if use_gpu else 0,
-        fn_constructor_kwargs={"source": source, "spec": spec, "config": config, "prompts": prompts,
-                               "labels": labels, "store": str(store)},
+        fn_constructor_kwargs={"source": source, "spec": spec, "config": config, "measures": list(measures),
+                               "store": str(store)},
     )
-    result = None
+    info = None
     try:
-        for row in scored.iter_rows():
-            if result is None:
-                result = ModelResult(name=str(row["name"]), num_parameters=int(row["num_parameters"]),
-                                     label_ids=json.loads(str(row["label_ids"])), key=str(row["key"]),
-                                     loss_key=str(row["loss_key"]), template=str(row["template"]))
-            result.tokens += int(row["tokens"])
-            result.errors.update({(p, r): (msg, bool(cut)) for p, r, msg, cut in json.loads(str(row["errors"]))})
+        for row in measured.iter_rows():
+            if info is None:
+                info = ModelInfo.from_dict(json.loads(str(row["info"])))
+                info.tokens = info.stored = 0
+            info.tokens += int(row["tokens"])
+            info.stored += int(row["stored"])
     except ray.exceptions.RayError as e:
         _raise_user_error(e)
         raise
     finally:
         merge_parts(store)
-    result.seconds = time.perf_counter() - start
-    return result
+    info.seconds = time.perf_counter() - start - info.load_seconds
+    return info

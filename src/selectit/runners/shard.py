@@ -1,44 +1,50 @@
-"""The shard function every runner calls: one loaded model, one chunk of records, into the store."""
+"""The shard function every runner calls: one loaded model, one chunk of records, every measurement
+asked for, into the store."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
-from selectit.config import ScoringConfig
+from selectit.backends import Backend, LoadOptions, load_backend
+from selectit.config import RunConfig
+from selectit.formats import Source
+from selectit.measures import Measure, ModelInfo, Outcome, Progress, describe_model
 from selectit.records import Record
-from selectit.likelihood import likelihood_losses
-from selectit.scorer import Backend, ModelSetup, Progress, scaled, score_items, with_content_free, work_shares
 from selectit.store import ScoreStore
 
-Errors = dict[tuple[str, str], tuple[str, bool]]  # (prompt key, record key) -> (why it failed, truncated)
+
+def load_model(config: RunConfig, spec: str | None) -> Backend:
+    """Load one model of ``config`` with its backend and options."""
+    m = config.model
+    return load_backend(m.backend, spec, LoadOptions(
+        template=config.measure.template, dtype=m.dtype, device=m.device, max_length=config.measure.max_length,
+        prefix_cache=config.execution.prefix_cache, trust_remote_code=m.trust_remote_code,
+        allow_pickle=m.allow_pickle, tensor_parallel_size=m.tensor_parallel_size))
 
 
-@dataclass
-class ModelResult:
-    """One model run over a whole input. Its label probabilities are in the store under ``key``;
-    ``errors`` are the pairs that failed (not stored, so a rerun retries them)."""
-
-    name: str
-    num_parameters: int
-    label_ids: list[int]
-    key: str
-    loss_key: str = ""  # where its response losses are (with a likelihood weight)
-    template: str = ""  # the template it was scored with ('auto' resolved)
-    tokens: int = 0
-    seconds: float = 0.0
-    errors: Errors = field(default_factory=dict)
+def model_info(backend: Backend, spec: str | None, source: Source, config: RunConfig, measures: Sequence[Measure]
+               ) -> ModelInfo:
+    """describe_model for ``config``, rating labels resolved on the input's first record."""
+    spec_ = config.measure
+    return describe_model(backend, spec, next(source.records()), measures, labels=spec_.labels(),
+                          layout=spec_.layout, overlong=spec_.overlong, max_length=spec_.max_length)
 
 
-def score_shard(backend: Backend, setup: ModelSetup, records: Sequence[Record], prompts: Sequence[str],
-                config: ScoringConfig, store: ScoreStore, progress: Progress | None = None) -> tuple[int, Errors]:
-    """Score one chunk into ``store``: (prompt tokens run, failed pairs). Batches already stored are
-    skipped. With a likelihood weight, the records' response losses are stored too."""
+def measure_shard(backend: Backend, info: ModelInfo, records: Sequence[Record], measures: Sequence[Measure],
+                  store: ScoreStore, config: RunConfig, progress: Progress | None = None) -> Outcome:
+    """Compute every measurement of one chunk into ``store`` (what is stored already is not run again).
+    ``progress`` gets records done, each measurement's share by its forward passes."""
+    total = Outcome()
     if not records:
-        return 0, {}
-    rating_share, loss_share = work_shares(len(prompts), config)
-    shard = score_items(backend, setup, with_content_free(records, config), prompts, config, store,
-                        scaled(progress, rating_share))
-    if config.likelihood_weight > 0:
-        likelihood_losses(backend, records, config, store, scaled(progress, loss_share))
-    return shard.tokens, {shard.keys[k]: (msg, bool(shard.cut[k])) for k, msg in shard.errors.items()}
+        return total
+    passes = [m.passes() for m in measures]
+    whole = sum(passes) or 1.0
+    stored = []
+    for m, share in zip(measures, passes):
+        done = (lambda n, s=share / whole: progress(n * s)) if progress else None
+        outcome = m.compute(backend, info, records, store, config.execution, done)
+        total.tokens += outcome.tokens
+        if share:
+            stored.append(outcome.stored)
+    total.stored = min(stored) if stored else 0
+    return total

@@ -1,0 +1,147 @@
+"""Text losses: how likely the scoring model finds one part of a record given some context.
+
+A loss is the mean next-token loss (nats per token) of the target's tokens, each predicted from the
+context and the target tokens before it (selectit.backends.base.response_ids). Kinds (as kept in the
+score store; each names a context and a target):
+
+- ``CONDITIONED``: the response, after the Alpaca prompt (Taori et al. 2023) holding the instruction,
+  as in the IFD authors' code (Cherry_LLM, PROMPT_DICT); a record's Alpaca ``input`` fills "### Input:".
+- ``BLANK``: the response after the same prompt with an empty instruction: what the model expects as an
+  answer to nothing in particular. BLANK - CONDITIONED is what the instruction adds (relevance).
+- ``ALONE``: the response with no context at all (IFD's denominator); its first token is not scored
+  when the tokenizer adds no BOS.
+- ``REVERSED``: the instruction, after a prompt that shows the response and asks for the instruction
+  that produced it (r-IFD's numerator: Li et al., "Selective Reflection-Tuning", ACL Findings 2024, the
+  prompt of their selection code); ``INSTRUCTION_ALONE``: the instruction with no context.
+
+A kind ending in ``END`` scores the model's end-of-text token after the target too, as supervised
+fine-tuning trains it: how ready the model is to stop there. The likelihood term uses those
+(``GIVEN``, ``GIVEN_BLANK``): without the end token a truncated answer looks as fluent as a whole one
+(bench/discrimination.py: truncation 0.65 without it, 0.87 with it). The baselines keep the published
+definitions (no end token).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from selectit.backends.base import clamp_length
+from selectit.measures.base import Measure, MissingMeasurement, ModelInfo, Outcome, Progress
+from selectit.records import Record
+from selectit.store import ScoreStore, model_key, prompt_key, record_key
+
+PROMPT_NO_INPUT = ("Below is an instruction that describes a task. Write a response that appropriately "
+                   "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:")
+PROMPT_INPUT = ("Below is an instruction that describes a task, paired with an input that provides further "
+                "context. Write a response that appropriately completes the request.\n\n"
+                "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:")
+REVERSE_ASK = ("Below is the response to an instruction, please guess the corresponding instruction for the "
+               "given response.\n{response}\nGenerate the instruction for the above response.")
+CONDITIONED = prompt_key(PROMPT_NO_INPUT + "\0" + PROMPT_INPUT)  # store kind: response given the instruction
+BLANK = prompt_key(PROMPT_NO_INPUT.format(instruction=""))  # store kind: response given a blank instruction
+ALONE = "response-alone"  # store kind: the response with no context
+REVERSED = prompt_key(PROMPT_NO_INPUT.format(instruction=REVERSE_ASK))  # store kind: instruction given response
+INSTRUCTION_ALONE = "instruction-alone"  # store kind: the instruction with no context
+END = "+end"  # suffix of a store kind whose target is followed by the model's end-of-text token
+GIVEN, GIVEN_BLANK = CONDITIONED + END, BLANK + END  # the likelihood term's kinds
+
+
+def instruction_context(record: Record) -> str:
+    """The Alpaca prompt for ``record``; the response follows it directly (no space, as in training)."""
+    raw = record.raw if isinstance(record.raw, dict) else {}
+    if isinstance(raw.get("instruction"), str) and isinstance(raw.get("input"), str) and raw["input"].strip():
+        return PROMPT_INPUT.format(instruction=raw["instruction"], input=raw["input"])
+    return PROMPT_NO_INPUT.format(instruction=record.instruction)
+
+
+def blank_context(record: Record) -> str:
+    """The Alpaca prompt with an empty instruction (the same for every record)."""
+    return PROMPT_NO_INPUT.format(instruction="")
+
+
+def reversed_context(record: Record) -> str:
+    """The Alpaca prompt asking for the instruction of ``record``'s response; the instruction follows."""
+    return PROMPT_NO_INPUT.format(instruction=REVERSE_ASK.format(response=record.response))
+
+
+# kind (without END) -> record -> (context, target)
+TEXTS: dict[str, Callable[[Record], tuple[str, str]]] = {
+    CONDITIONED: lambda r: (instruction_context(r), r.response),
+    BLANK: lambda r: (blank_context(r), r.response),
+    ALONE: lambda r: ("", r.response),
+    REVERSED: lambda r: (reversed_context(r), r.instruction),
+    INSTRUCTION_ALONE: lambda r: ("", r.instruction),
+}
+NAMES = {CONDITIONED: "response given the instruction", BLANK: "response given a blank instruction",
+         ALONE: "response alone", REVERSED: "instruction given the response", INSTRUCTION_ALONE: "instruction alone"}
+
+
+def loss_key(backend, max_length: int | None) -> str:
+    """The store's model key for text losses of ``backend`` (see store.model_key)."""
+    model = {k: v for k, v in backend.fingerprint.items() if k != "template"}  # losses read plain text
+    return model_key({**model, "max_length": clamp_length(max_length, backend.max_length), "use": "response_losses"})
+
+
+@dataclass(frozen=True)
+class Losses(Measure):
+    """Mean target-token loss per (model, kind, record): (n,) float64, NaN where no token was scored."""
+
+    kind: str
+    family = "losses"
+
+    def __post_init__(self) -> None:
+        if self.kind.removesuffix(END) not in TEXTS:
+            raise ValueError(f"unknown loss kind {self.kind!r}")
+
+    def describe(self) -> str:
+        end = " and its end token" if self.kind.endswith(END) else ""
+        return f"losses of the {NAMES[self.kind.removesuffix(END)]}{end}"
+
+    def passes(self) -> float:
+        return 1.0
+
+    def compute(self, backend, info, records, store, execution, progress=None) -> Outcome:
+        return text_losses(backend, records, self.kind, execution.batch_size, info.max_length, store,
+                           info.keys["losses"], progress)
+
+    def load(self, info: ModelInfo, records: Sequence[Record], store: ScoreStore) -> np.ndarray:
+        keys = [record_key(r) for r in records]
+        found = store.load_losses(self.key(info), self.kind, keys)
+        missing = next((i for i, k in enumerate(keys) if k not in found), None)
+        if missing is not None:
+            raise MissingMeasurement(f"the score store {store.path} has no {self.describe()} of model {info.name} "
+                                     f"for record {records[missing].id!r}")
+        return np.array([found[k] for k in keys], dtype=np.float64)
+
+
+def text_losses(backend, records: Sequence[Record], kind: str, batch_size: int, max_length: int, store: ScoreStore,
+                key: str, progress: Progress | None = None) -> Outcome:
+    """Store the mean target-token loss of each record in context ``kind`` (one of TEXTS, + END to score
+    the end-of-text token after the target too) under ``key``.
+
+    Distinct records are run once, sorted by length and batched (little padding); losses already in the
+    store are not computed again and every computed batch is stored at once, so a killed run resumes.
+    ``progress`` is called with records done."""
+    texts, end = TEXTS[kind.removesuffix(END)], kind.endswith(END)
+    keys = [record_key(r) for r in records]
+    first: dict[str, int] = {}
+    for i, k in enumerate(keys):
+        first.setdefault(k, i)
+    found = store.load_losses(key, kind, first)
+    todo = sorted((i for k, i in first.items() if k not in found),
+                  key=lambda i: len(records[i].instruction) + len(records[i].response))
+    if progress:
+        progress(len(records) - len(todo))  # stored, or a duplicate of another record
+    outcome = Outcome(stored=len(records) - len(todo))
+    for b in range(0, len(todo), batch_size):
+        batch = todo[b : b + batch_size]
+        before = backend.tokens_computed
+        losses = backend.response_losses([texts(records[i]) for i in batch], max_length, end=end)
+        outcome.tokens += backend.tokens_computed - before
+        store.put_losses(key, kind, [(keys[i], float(v)) for i, v in zip(batch, losses)])
+        if progress:
+            progress(len(batch))
+    return outcome

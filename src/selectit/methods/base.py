@@ -1,0 +1,75 @@
+"""What a method is: the measurements it needs, and a pure function from their arrays to one score each.
+
+A method never runs a model: the engine (selectit.engine) computes what :meth:`Method.needs` asks for
+into the store, on any runner, then hands the method each chunk's arrays (:class:`ChunkData`); so every
+method streams, resumes and runs on Ray, and ``selectit rescore`` recomputes any method's scores from
+stored measurements without a model.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from selectit.config import RunConfig
+from selectit.measures import Measure, ModelInfo
+from selectit.records import Record
+from selectit.results import Scores
+
+
+@dataclass
+class ModelData:
+    """One model's measurements of a chunk's records: measure -> its arrays (see each Measure.load)."""
+
+    info: ModelInfo
+    values: dict[Measure, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ChunkData:
+    """What a method scores: n consecutive records of the input (the first at position ``offset``), the
+    run's configuration and rating prompts/labels, and each model's measurements."""
+
+    records: Sequence[Record]
+    offset: int
+    config: RunConfig
+    prompts: list[str]
+    labels: list[str]
+    models: list[ModelData]
+
+    @property
+    def ids(self) -> list:
+        return [r.id for r in self.records]
+
+
+class Method(ABC):
+    """One way to score records. Subclasses set the class attributes and implement needs and score."""
+
+    name: str  # --method NAME
+    summary: str  # one line: what the score is (help, README table)
+    cite: str = ""  # where the method comes from
+    models: str = "any"  # how many models it uses: "any", "one" or "none"
+    preset: Mapping[str, Any] = {}  # configuration fields this method fixes (applied by selectit.config.build)
+
+    @abstractmethod
+    def needs(self, config: RunConfig, prompts: Sequence[str]) -> list[Measure]:
+        """The measurements to compute for every record and model (empty: no model is loaded)."""
+
+    @abstractmethod
+    def score(self, data: ChunkData) -> Scores:
+        """Scores of the chunk's records, in order; ``final`` (n,) is what selection ranks (NaN: never
+        selected). Pure: the same data gives the same scores."""
+
+    def unscored_note(self, count: int) -> str:
+        """What to tell the user about ``count`` records that got no score."""
+        return f"warning: {count} record(s) got no score (zero label mass); they are never selected"
+
+
+def plain_scores(data: ChunkData, final: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> Scores:
+    """Scores of a method that rates nothing: no per-model columns, ``extra`` columns in scores.jsonl."""
+    return Scores(config=data.config, prompts=[], labels=[], runs=[], weights=np.zeros(0),
+                  final=np.asarray(final, dtype=np.float64), ids=data.ids, extra=dict(extra or {}))

@@ -1,0 +1,96 @@
+"""SelectIT (Liu et al., NeurIPS 2024) with our measured default: token, sentence and model level.
+
+Token level: each rating prompt's label distribution becomes a score (``--rating expected``: the
+expected rating; ``argmax``: the paper's margin formula), optionally calibrated on content-free inputs.
+Sentence level: mean / (1 + alpha std) over the P prompts (optionally weighted by label mass), plus
+``--likelihood-weight`` x the model's likelihood evidence for the response. Model level: weighted by
+parameter count. The math is selectit.reflection's; this module only wires measurements to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from selectit import reflection
+from selectit.config import RunConfig
+from selectit.measures import ContentFree, Losses, Measure, Ratings
+from selectit.measures.losses import GIVEN, GIVEN_BLANK
+from selectit.methods.base import ChunkData, Method, ModelData
+from selectit.results import ModelRun, Scores
+
+
+class SelectIT(Method):
+    name = "selectit"
+    summary = "token, sentence and model level, with the measured default (chat template, expected rating, " \
+              "likelihood term)"
+    cite = "Liu et al., NeurIPS 2024"
+    normalisation = "paper"  # reflection.MODES: how a label distribution is renormalised
+
+    def needs(self, config: RunConfig, prompts: Sequence[str]) -> list[Measure]:
+        ratings, content_free = _rating_measures(config, prompts)
+        params = config.method
+        return [ratings, *([content_free] if params.calibrate else []),
+                *(LIKELIHOOD if params.likelihood_weight > 0 else [])]
+
+    def score(self, data: ChunkData) -> Scores:
+        runs = [self.model_run(m, data) for m in data.models]
+        weights = self.weights(runs, data.config)
+        final = reflection.model_scores(np.stack([r.sentence for r in runs], axis=1), weights)  # (n,)
+        return Scores(config=data.config, prompts=data.prompts, labels=data.labels, runs=runs, weights=weights,
+                      final=self.final(runs, weights, final), ids=data.ids)
+
+    def final(self, runs: list[ModelRun], weights: np.ndarray, full: np.ndarray) -> np.ndarray:
+        """The score selection ranks, from the levels: (n,). The full method: the model level."""
+        return full
+
+    def model_run(self, model: ModelData, data: ChunkData) -> ModelRun:
+        """The token and sentence levels of one model."""
+        rating, free = _rating_measures(data.config, data.prompts)
+        ratings = model.values[rating]
+        params = data.config.method
+        content_free = model.values[free] if params.calibrate else None
+        losses = tuple(model.values[m] for m in LIKELIHOOD) if params.likelihood_weight > 0 else None
+        lik = reflection.likelihood_scores(*losses) if losses is not None else None
+        token, sentence = self.levels(ratings.probs, content_free, data.config, lik)
+        info = model.info
+        return ModelRun(
+            name=info.name, num_parameters=info.num_parameters, label_ids=info.label_ids, probs=ratings.probs,
+            label_mass=reflection.label_mass(ratings.probs), token=token, sentence=sentence,
+            truncated=ratings.truncated.any(axis=1), content_free=content_free, errors=ratings.errors,
+            losses=losses, likelihood=lik, template=info.template)
+
+    def levels(self, probs: np.ndarray, content_free: np.ndarray | None, config: RunConfig,
+               likelihood: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Token and sentence level of one model: (token (n, P), sentence (n,)).
+
+        probs: (n, P, S) raw label probabilities; content_free: (P, S), needed with calibrate;
+        likelihood: (n,) reflection.likelihood_scores, needed with a likelihood weight > 0."""
+        params = config.method
+        dist = reflection.calibrate(probs, content_free) if params.calibrate else probs
+        if params.rating == "expected":
+            token = reflection.expected_scores(dist)
+        else:
+            token = reflection.token_scores(dist, mode=self.normalisation)
+        weights = reflection.label_mass(probs) if params.prompt_weights == "mass" else None
+        sentence = reflection.sentence_scores(token, alpha=params.alpha, weights=weights)
+        if params.likelihood_weight > 0:
+            if likelihood is None:
+                raise ValueError("a likelihood weight needs the records' likelihood scores")
+            sentence = reflection.with_likelihood(sentence, likelihood, params.likelihood_weight)
+        return token, sentence
+
+    def weights(self, runs: list[ModelRun], config: RunConfig) -> np.ndarray:
+        """Model level weights (M,): the user's, else parameter counts."""
+        if config.method.model_weights is not None:
+            return reflection.model_weights(config.method.model_weights)
+        return reflection.model_weights([r.num_parameters for r in runs])
+
+
+LIKELIHOOD = (Losses(GIVEN), Losses(GIVEN_BLANK))  # the likelihood term's losses: (given, blank)
+
+
+def _rating_measures(config: RunConfig, prompts: Sequence[str]) -> tuple[Ratings, ContentFree]:
+    spec = config.measure
+    return Ratings(tuple(prompts), spec.layout, spec.overlong), ContentFree(tuple(prompts), spec.layout, spec.overlong)

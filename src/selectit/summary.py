@@ -1,0 +1,55 @@
+"""What a scoring run did, in a few lines for the terminal (the same figures as config.json)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+LOW_MASS = 0.1  # below this mean label mass the template probably does not suit the model
+
+
+def summary_lines(scored, input_path, out_dir) -> list[str]:
+    """Per model: load time apart from measuring time, and the throughput of the work actually done
+    (records found in the store are not counted as done); then warnings and where the scores are."""
+    source, record = scored.source, scored.config
+    lines = []
+    if source.rejects:
+        lines.append(f"warning: left out {len(source.rejects)} bad record(s), listed in "
+                     f"{Path(out_dir) / 'rejects.jsonl'}")
+    if source.duplicate_ids:
+        lines.append(f"warning: {source.duplicate_ids} duplicate id(s) in {input_path}; scores.jsonl keeps input "
+                     "order, so rows stay aligned with records")
+    for entry in record.get("models", []):
+        lines.extend(_model_lines(entry, len(source), len(scored.prompts)))
+    if not record.get("models"):
+        lines.append(f"{scored.method.name}: {len(source)} records in {record.get('seconds', 0):.1f}s (no model)")
+    if scored.totals.unscored:
+        lines.append(scored.method.unscored_note(scored.totals.unscored))
+    lines.append(f"scores: {Path(out_dir) / 'scores.jsonl'}")
+    return lines
+
+
+def _model_lines(m: dict, n: int, prompts: int) -> list[str]:
+    name, stored, seconds = m["name"], m.get("stored", 0), max(m.get("seconds") or 0.0, 1e-9)
+    done = n - stored
+    head = f"{name} ({m.get('template')} template): "
+    if done <= 0 and not m.get("load_seconds"):
+        head += f"every measurement of the {n} records was already stored; the model was not loaded"
+    elif done <= 0:
+        head += f"loaded in {m.get('load_seconds', 0):.1f}s; all {n} records were already stored, nothing computed"
+    else:
+        head += f"loaded in {m.get('load_seconds', 0):.1f}s; "
+        head += (f"measured {done} records{f' x {prompts} prompts' if prompts else ''} in {seconds:.1f}s "
+                 f"({done / seconds:.2f} rec/s, {m.get('tokens', 0) / seconds:.0f} tok/s)")
+        if stored:
+            head += f"; {stored} were already stored"
+    mass = m.get("mean_label_mass")
+    if mass is not None:
+        head += f"; mean label mass {mass:.3f}; truncated {m.get('truncated_records', 0)}"
+    lines = [head]
+    if mass is not None and mass < LOW_MASS:
+        lines.append(f"warning: {name} puts only {mass:.1%} of its next-token probability on the rating labels; "
+                     "the template may not suit it (try --template chat)")
+    if m.get("failed_prompts"):
+        lines.append(f"warning: {name} failed on {m['failed_prompts']} prompt(s) (see 'errors' in scores.jsonl); "
+                     "run the same command again to retry them")
+    return lines
