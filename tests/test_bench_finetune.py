@@ -1,4 +1,6 @@
-"""bench/finetune_eval.py at its toy size: selection, LoRA fine-tuning with TRL and evaluation all run."""
+"""bench/finetune_eval.py at its toy size: selection through `selectit score`, fine-tuning, reference losses,
+generation with constraint prompts and the summary all run (on the embedded SmolLM2-135M, not Gemma: see
+the toy's note in bench/README.md)."""
 
 import importlib.util
 import json
@@ -7,6 +9,7 @@ import math
 import pytest
 
 from conftest import ROOT
+
 
 def load_bench():
     spec = importlib.util.spec_from_file_location("finetune_eval", ROOT / "bench" / "finetune_eval.py")
@@ -18,31 +21,85 @@ def load_bench():
 @pytest.mark.embedded
 @pytest.mark.bench
 def test_finetune_eval_toy(tmp_path):
-    pytest.importorskip("trl", reason="needs the bench extra: pip install -e .[bench]")
+    pytest.importorskip("if_verifiable", reason="needs the bench extra: pip install -e .[bench]")
     bench = load_bench()
-    # Toy data from the bundled demo records (CI clones need not have ../shared): a pool, and five other
-    # records as held-out "seed tasks" in the seed-task format.
+    # Toy data from the bundled demo records (CI clones need not have ../shared): a pool, and eight other
+    # records as held-out "seed tasks" in the seed-task format (eight: one constraint prompt per kind).
     demo = json.loads((ROOT / "examples" / "alpaca_demo.json").read_text(encoding="utf-8"))
     data = tmp_path / "data"
     data.mkdir()
     (data / "alpaca_5000.json").write_text(json.dumps(demo[:100]))
     (data / "alpaca_seed_tasks.jsonl").write_text("\n".join(json.dumps(
-        {"instruction": r["instruction"], "instances": [{"input": r["input"], "output": r["output"]}]})
-        for r in demo[150:155]))
+        {"id": f"seed_task_{i}", "instruction": r["instruction"],
+         "instances": [{"input": r["input"], "output": r["output"]}]}) for i, r in enumerate(demo[150:158])))
     bench.main(["--toy", "--out", str(tmp_path), "--data", str(data)])
-    rows = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]
+    rows = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]  # as they finished
     meta = json.loads((tmp_path / "summary.json").read_text())
-    assert [r["method"] for r in rows] == ["random", "selectit", "ifd"]
-    base = meta["base_eval"]["seed_tasks"]
+    rows.sort(key=lambda r: ["random", "selectit", "ifd", "full"].index(r["arm"]))
+    assert [r["arm"] for r in rows] == ["random", "selectit", "ifd", "full"]
+    assert [r["selected"] for r in rows] == [2, 2, 2, 10]
+    base = meta["base"]["eval"]["seed_tasks"]
     for r in rows:
-        assert r["selected"] == 2 and r["train_tokens"] > 0 and math.isfinite(r["train_loss"])
+        assert r["train_tokens"] > r["target_tokens"] > 0 and math.isfinite(r["train_loss"])
         loss = r["eval"]["seed_tasks"]
         assert math.isfinite(loss) and loss != base  # the fine-tune moved the model
-        assert abs(loss - base) < 1.0  # two LoRA steps: a nudge, not a different model
-    # Every method's scores are in its run directory; the store holds SelectIT's and IFD's.
+        assert 0 <= r["eval"]["ifeval_strict"] <= r["eval"]["ifeval_loose"] <= 1
+        assert sum(k["n"] for k in r["eval"]["ifeval_per_kind"].values()) == 8
+        comp = r["composition"]
+        assert comp["response_words"] > 0 and 0 <= comp["calculation"] <= 1
+        assert sum(comp["task_types"].values()) == pytest.approx(1.0)
+        assert len((tmp_path / "generations" / f"{r['arm']}-0.jsonl").read_text().splitlines()) == 8
+    # Each scored arm has its `selectit score` run directory; the full pool is not scored.
     for name in ("random-0", "selectit", "ifd"):
         assert (tmp_path / "runs" / name / "scores.jsonl").is_file()
-    assert meta["eval_sizes"] == {"seed_tasks": 5}
+    assert not (tmp_path / "runs" / "full").exists()
+    assert meta["eval_sizes"] == {"seed_tasks": 5} and meta["gen_prompts"] == 8
+    assert "IFEval strict" in meta["summary"]
+
+
+def test_arms_flags_and_run_names():
+    bench = load_bench()
+    assert bench.arm_flags("random", 2, None) == ["--method", "random", "--seed", "2"]
+    assert bench.arm_flags("selectit", 2, None) == []
+    assert bench.arm_flags("selectit-2models", 0, "/m/g.gguf") == ["--model", "embedded", "--model", "/m/g.gguf"]
+    with pytest.raises(ValueError, match="needs the Gemma GGUF"):
+        bench.arm_flags("selectit-2models", 0, None)
+    with pytest.raises(ValueError, match="whole pool"):
+        bench.arm_flags("full", 0, None)
+    assert [bench.run_name(a, 1) for a in ("random", "ifd")] == ["random-1", "ifd"]
+
+
+def test_then_chains_a_job_to_its_selection_and_passes_failures_on():
+    from concurrent.futures import Future
+
+    bench = load_bench()
+    selection = Future()
+    job = bench.then(selection, lambda chosen: bench.ready(sum(chosen)))
+    assert not job.done()  # nothing blocks while the selection is being scored
+    selection.set_result([1, 2, 3])
+    assert job.result(timeout=1) == 6
+    failed = Future()
+    job = bench.then(failed, lambda chosen: bench.ready(chosen))
+    failed.set_exception(RuntimeError("selectit score failed for ifd"))
+    with pytest.raises(RuntimeError, match="failed for ifd"):
+        job.result(timeout=1)
+
+
+def test_unknown_arm_is_an_error(capsys):
+    with pytest.raises(SystemExit):
+        load_bench().parse_args(["--arms", "random,best"])
+    assert "unknown arm(s) ['best']" in capsys.readouterr().err
+
+
+def test_composition_follows_the_reports_rules():
+    records = [{"instruction": "Calculate 3 + 4.", "input": "", "output": "7"},
+               {"instruction": "What is the capital of France?", "input": "", "output": "Paris is the capital."},
+               {"instruction": "Generate a title", "input": "for a story", "output": "The Night"}]
+    comp = load_bench().finetune_jobs.composition(records)
+    assert comp["calculation"] == pytest.approx(1 / 3)
+    assert comp["instruction_words"] == pytest.approx((4 + 6 + 6) / 3)  # the input counts with the instruction
+    assert comp["response_words"] == pytest.approx((1 + 4 + 2) / 3)
+    assert comp["task_types"] == pytest.approx({"calculate": 1 / 3, "question": 1 / 3, "generate": 1 / 3})
 
 
 def test_mtbench_reads_the_reference_answers_from_the_wheel(tmp_path):
@@ -56,4 +113,4 @@ def test_mtbench_reads_the_reference_answers_from_the_wheel(tmp_path):
             {"question_id": 81, "category": "writing", "turns": ["no reference", "x"]}]))
         z.writestr(bench.MTBENCH_DIR + "reference_answer/gpt-4.jsonl", json.dumps(
             {"question_id": 101, "choices": [{"index": 0, "turns": ["A1 first", "A1 second"]}]}))
-    assert bench.mtbench(tmp_path) == [("Q1 first", "A1 first")]
+    assert bench.mtbench(tmp_path) == [("Q1 first", "", "A1 first")]
