@@ -50,10 +50,19 @@ VARIANTS = [
     ("chat + our prompts + mass weights", "ours/chat", dict(prompt_weights="mass")),
     ("chat + ours + calibration + expected + mass", "ours/chat",
      dict(calibrate=True, rating="expected", prompt_weights="mass")),
-    ("paper + likelihood 1", "published/plain", dict(likelihood_weight=1.0)),
-    ("chat + ours + expected + likelihood 0.5", "ours/chat", dict(rating="expected", likelihood_weight=0.5)),
-    ("chat + ours + expected + likelihood 1", "ours/chat", dict(rating="expected", likelihood_weight=1.0)),
-    ("chat + ours + expected + likelihood 2", "ours/chat", dict(rating="expected", likelihood_weight=2.0)),
+    ("paper + likelihood 1", "published/plain", dict(likelihood_weight=1.0, likelihood_term="per-token")),
+    ("chat + ours + expected + likelihood 0.5", "ours/chat",
+     dict(rating="expected", likelihood_weight=0.5, likelihood_term="per-token")),
+    ("chat + ours + expected + likelihood 1 (v1 default)", "ours/chat",
+     dict(rating="expected", likelihood_weight=1.0, likelihood_term="per-token")),
+    ("chat + ours + expected + likelihood 2", "ours/chat",
+     dict(rating="expected", likelihood_weight=2.0, likelihood_term="per-token")),
+    ("chat + ours + expected + information 1", "ours/chat",
+     dict(rating="expected", likelihood_weight=1.0, likelihood_term="information")),
+    ("chat + ours + expected + information 2 (default)", "ours/chat",
+     dict(rating="expected", likelihood_weight=2.0, likelihood_term="information")),
+    ("chat + ours + expected + information 4", "ours/chat",
+     dict(rating="expected", likelihood_weight=4.0, likelihood_term="information")),
 ]
 
 BASELINES = ("length", "perplexity", "ifd")
@@ -84,10 +93,19 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the table as JSON")
     ap.add_argument("--forward", default=",".join(FORWARD),
                     help="forward configurations to score (rows that need another one are left out)")
+    ap.add_argument("--gemma", type=Path, help="Gemma-3-270M GGUF: adds the two-model rows (model level over "
+                    "SmolLM2-135M-Instruct and Gemma-3-270M base, weights by parameter count) and each alone")
+    ap.add_argument("--arrays", type=Path, help="also save every record's measurements (npz) for analysis")
     args = ap.parse_args()
+    if args.gemma:
+        FORWARD["ours/auto+gemma"] = dict(template="auto", models=("embedded", str(args.gemma)))
+        args.forward += ",ours/auto+gemma"
 
     import selectit
+    from selectit import reflection
+    from selectit.formats import from_dicts
     from selectit.methods import METHODS, PAPER, configure
+    from selectit.methods.selectit import likelihood_term
 
     levels = METHODS["selectit"].levels
 
@@ -95,10 +113,11 @@ def main() -> None:
                                args.seed_tasks, seed=args.seed)
     records = originals + damaged_copies(originals, seed=args.seed)
     data = [{"instruction": r["instruction"], "output": r["response"]} for r in records]
+    recs = from_dicts(data)
     print(f"{len(originals)} originals ({args.alpaca} Alpaca, {args.seed_tasks} seed tasks) x {len(KINDS)} damage "
           f"kinds = {len(records)} records", flush=True)
 
-    runs = {}
+    runs, two_models = {}, {}
     for name in args.forward.split(","):
         opts = FORWARD[name]
         t = time.perf_counter()
@@ -108,8 +127,10 @@ def main() -> None:
         store.parent.mkdir(parents=True, exist_ok=True)
         scores = selectit.score(data, config, store=str(store))
         runs[name] = (config, scores.runs[0])
-        print(f"  {name}: {time.perf_counter() - t:.0f}s, mean label mass {np.nanmean(scores.runs[0].label_mass):.3f}",
-              flush=True)
+        if len(scores.runs) > 1:
+            two_models[name] = scores
+        print(f"  {name}: {time.perf_counter() - t:.0f}s, mean label mass "
+              f"{[round(float(np.nanmean(r.label_mass)), 3) for r in scores.runs]}", flush=True)
 
     rng = np.random.default_rng(args.seed)
     table = [("random scores (floor)", pairwise_accuracy(
@@ -119,12 +140,34 @@ def main() -> None:
             continue
         config, run = runs[forward]
         cfg = config.with_options(**{**PAPER, "template": config.measure.template, **post})  # the paper's math
-        _, sentence = levels(run.probs, run.content_free, cfg, run.likelihood)  # unless post says otherwise
+        lik = likelihood_term(run.losses, recs, cfg.method.likelihood_term)  # unless post says otherwise
+        _, sentence = levels(run.probs, run.content_free, cfg, lik)
         extra = 3 if cfg.method.calibrate else 0
         table.append((label, pairwise_accuracy({r["id"]: float(s) for r, s in zip(records, sentence)}, records), extra))
 
-    table.append(("likelihood term alone (no rating)", pairwise_accuracy(
-        {r["id"]: float(s) for r, s in zip(records, runs["ours/chat"][1].likelihood)}, records), 0))
+    if "ours/chat" in runs:
+        losses = runs["ours/chat"][1].losses
+        for label, term in (("likelihood term alone (no rating)", "per-token"),
+                            ("information term alone (no rating)", "information")):
+            table.append((label, pairwise_accuracy(
+                {r["id"]: float(s) for r, s in zip(records, likelihood_term(losses, recs, term))}, records), 0))
+    for name, scores in two_models.items():  # the model level over two real models, and each alone
+        config = scores.config.with_options(**{**PAPER, "template": "auto", "rating": "expected",
+                                               "likelihood_weight": 2.0, "likelihood_term": "information"})
+        sentences = [levels(r.probs, None, config, likelihood_term(r.losses, recs, "information"))[1]
+                     for r in scores.runs]
+        weights = reflection.model_weights([r.num_parameters for r in scores.runs])
+        both = reflection.model_scores(np.stack(sentences, axis=1), weights)
+        rows = [("SmolLM2-135M + Gemma-3-270M (model level, default)", both)]
+        rows += [(f"{r.name} alone (default)", sentence) for r, sentence in zip(scores.runs, sentences)]
+        for label, score in rows:
+            table.append((label, pairwise_accuracy({r["id"]: float(s) for r, s in zip(records, score)}, records), 0))
+    if args.arrays and "ours/chat" in runs:
+        run = runs["ours/chat"][1]
+        np.savez(args.arrays, ids=np.array([r["id"] for r in records]), of=np.array([r.get("of", "") for r in records]),
+                 kind=np.array([r.get("kind", "") for r in records]), probs=run.probs, given=run.losses[0],
+                 blank=run.losses[1], chars=np.array([len(r["response"]) for r in records]),
+                 words=np.array([len(r["response"].split()) for r in records]))
     for method in BASELINES:  # the other selectors of `--method`, scored by what they rank by
         t = time.perf_counter()
         final = selectit.score(data, method=method, store=str(store)).final

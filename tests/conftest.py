@@ -85,7 +85,7 @@ def tiny_model_dir(tmp_path_factory, tiny_model, tiny_tokenizer):
 def embedded_backend():
     from selectit.backends.hf import HFBackend
 
-    return HFBackend.load(None)
+    return HFBackend.load(None, template="plain")  # the published template; tests build a chat one from it
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.embedded
 def llamacpp_backend():
     from selectit.backends.llamacpp import LlamaCppBackend
 
-    return LlamaCppBackend.load(None, max_length=2048)
+    return LlamaCppBackend.load(None, max_length=2048, template="plain")  # the published template, as PAPER asks
 
 
 def test_label_probs_match_a_fresh_evaluation(llamacpp_backend, alpaca_records):

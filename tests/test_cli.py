@@ -25,7 +25,7 @@ def five_records(tmp_path):
 @pytest.mark.embedded
 def test_run_end_to_end_on_the_embedded_model(tmp_path, five_records):
     out = tmp_path / "run"
-    res = selectit("run", five_records, "--out", out, "--num-prompts", "3", "--fraction", "0.4", "--quiet")
+    res = selectit("run", five_records, "--out", out, "--num-prompts", "3", "--fraction", "0.4")
     assert res.returncode == 0, res.stderr
     rows = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == [0, 1, 2, 3, 4]
@@ -37,7 +37,8 @@ def test_run_end_to_end_on_the_embedded_model(tmp_path, five_records):
     config = json.loads((out / "config.json").read_text())
     assert config["models"][0]["num_parameters"] == 134_515_008 and config["models"][0]["weight"] == 1.0
     assert config["models"][0]["template"] == "chat"  # --template auto (default): SmolLM2 has a chat template
-    assert config["config"]["method"]["likelihood_weight"] == 1.0 and all(r["likelihood"] for r in rows)
+    assert config["config"]["method"]["likelihood_weight"] == 2.0 and all(r["likelihood"] for r in rows)
+    assert config["config"]["method"]["likelihood_term"] == "information"
     selected = json.loads((out / "selected.json").read_text())
     source = json.loads(five_records.read_text())
     best = sorted(range(5), key=lambda i: -rows[i]["score"])[:2]
@@ -109,7 +110,7 @@ def test_defaults_and_the_paper_one_flag_away(tmp_path, five_records):
         return {**flat_options(written), "run_method": written["method"]}
 
     picked = ("template", "rating", "calibrate", "prompt_weights", "likelihood_weight")
-    assert [config()[k] for k in picked] == ["auto", "expected", False, "equal", 1.0]
+    assert [config()[k] for k in picked] == ["auto", "expected", False, "equal", 2.0]
     paper = ["plain", "argmax", False, "equal", 0.0]
     assert [config("--paper")[k] for k in picked] == paper
     assert [config("--paper", "--rating", "argmax")[k] for k in picked] == paper  # agreeing flags are fine

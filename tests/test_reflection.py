@@ -144,3 +144,14 @@ def test_likelihood_term_by_hand():
         R.with_likelihood(sentence, lik, -1.0)
     with pytest.raises(ValueError, match="shape"):
         R.likelihood_scores(given, blank[:2])
+
+
+def test_information_term_by_hand():
+    """(blank - given) x characters / 200: 0.5 nat/token of gain over a 400-character answer is 1.0; the
+    same gain over a 40-character answer is 0.1; no gain (an answer the instruction does not explain) is 0."""
+    given, blank = np.array([1.0, 1.0, 2.0, np.nan]), np.array([1.5, 1.5, 2.0, 1.0])
+    info = R.information_scores(given, blank, np.array([400, 40, 300, 100]))
+    assert info[:3] == pytest.approx([1.0, 0.1, 0.0]) and np.isnan(info[3])
+    assert R.INFORMATION_CHARS == 200
+    with pytest.raises(ValueError, match="shape"):
+        R.information_scores(given, blank, np.array([1, 2]))

@@ -142,7 +142,8 @@ def test_likelihood_weight_adds_the_response_losses_term(alpaca_records, tmp_pat
 
     records = alpaca_records[:10]
     base = selectit.score(records, backends=[FakeBackend()], rating="expected", likelihood_weight=0)
-    s = selectit.score(records, backends=[FakeBackend()], rating="expected", likelihood_weight=0.5)
+    s = selectit.score(records, backends=[FakeBackend()], rating="expected", likelihood_weight=0.5,
+                       likelihood_term="per-token")
     run = s.runs[0]
     np.testing.assert_array_equal(run.probs, base.runs[0].probs)
     recs = from_dicts(records)
@@ -156,10 +157,14 @@ def test_likelihood_weight_adds_the_response_losses_term(alpaca_records, tmp_pat
     np.testing.assert_allclose(run.losses[1], blank, rtol=1e-12)
     np.testing.assert_allclose(s.final, base.final + 0.5 * (blank - 2 * given), rtol=1e-12)
     assert not np.allclose(given, blank)  # the instruction changes the response's loss
+    # the default term: the information the instruction gives, (blank - given) x characters / 200
+    info = selectit.score(records, backends=[FakeBackend()], rating="expected", likelihood_weight=0.5)
+    chars = np.array([len(r.response) for r in recs])
+    np.testing.assert_allclose(info.final, base.final + 0.5 * (blank - given) * chars / 200, rtol=1e-12)
 
     data = tmp_path / "data.json"
     data.write_text(json.dumps(records))
-    config = dict(backend="fake", rating="expected", likelihood_weight=0.5, chunk_size=3)
+    config = dict(backend="fake", rating="expected", likelihood_weight=0.5, likelihood_term="per-token", chunk_size=3)
     score_file(data, tmp_path / "run", **config)
     _, rows = read_run(tmp_path / "run")
     np.testing.assert_allclose([r["score"] for r in rows], s.final, rtol=1e-12)
@@ -176,7 +181,7 @@ def test_likelihood_weight_adds_the_response_losses_term(alpaca_records, tmp_pat
             return super().response_losses(pairs, max_length, **kw)
 
     again = selectit.score(records, backends=[Counting()], rating="expected", likelihood_weight=0.5,
-                           store=str(tmp_path / "run" / "store.sqlite"))
+                           likelihood_term="per-token", store=str(tmp_path / "run" / "store.sqlite"))
     assert calls == [] and np.array_equal(again.final, s.final)  # every loss came from the store
     score_file(data, tmp_path / "run", **config)
     assert (tmp_path / "run" / "scores.jsonl").read_bytes() == first

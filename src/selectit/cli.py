@@ -1,7 +1,7 @@
 """Command line (SPEC 3): thin, it parses flags and calls the library.
 
     selectit score INPUT --out DIR [options]            measure and score every record
-    selectit select DIR (--fraction F | --top N | --threshold T) [--output FILE]
+    selectit select DIR (--fraction F | --top N | --threshold T) [--output FILE] [--dedup-threshold J] [--diversity D]
     selectit run INPUT --out DIR [--fraction F] [options] [--no-report]
     selectit rescore DIR [method options]               new scores from the stored measurements, no model
     selectit report DIR [DIR2 ...] [--output FILE] [--fraction F | --top N | --threshold T]
@@ -210,8 +210,10 @@ def run_command(*, input, out, fraction=None, top=None, threshold=None, output=N
     elif fraction is None:
         fraction = 0.2
     choose([0.0], fraction=fraction, top=top, threshold=threshold)  # fail before scoring
+    picked = {k: kwargs.pop(k) for k in SELECT_FIELDS}
+    options = _select_options(picked, config_file)  # fail before scoring
     _score_job(input, out, config_file, paper, mode, quiet, verbose, kwargs)
-    _select(out, fraction, top, threshold, output, keep_order, quiet)
+    _select(out, fraction, top, threshold, output, keep_order, quiet, options)
     if report:
         _report([out], None, None, None, None, quiet)
 
@@ -239,30 +241,61 @@ RUN_FIXED = [*SCORE_FIXED[:2], _param("fraction", Fraction, None), _param("top",
              _param("threshold", Threshold, None), _param("output", Output, None),
              _param("keep_order", KeepOrder, False), _param("report", Report, True), *SCORE_FIXED[2:]]
 RESCORE_FIELDS = [n for n, (s, _) in FIELDS.items() if s == "method"] + ["num_prompts"]
+SELECT_FIELDS = [n for n, (s, _) in FIELDS.items() if s == "selection"]
 
 app.command("score")(_user_errors(_command(score_command, SCORE_FIXED, SCORE_FIELDS)))
-app.command("run")(_user_errors(_command(run_command, RUN_FIXED, SCORE_FIELDS)))
+app.command("run")(_user_errors(_command(run_command, RUN_FIXED, SCORE_FIELDS + SELECT_FIELDS)))
 app.command("rescore")(_user_errors(_command(
     rescore_command, [_param("run_dir", RunDir), _param("paper", Paper, False), _param("quiet", Quiet, False)],
     RESCORE_FIELDS)))
 
 
-def _select(run_dir, fraction, top, threshold, output, keep_order, quiet=False):
+def _select_options(kwargs: dict, config_file: Path | None = None):
+    """The selection options typed (over a config file's), checked."""
+    from selectit.config import SelectOptions
+
+    given = {k: v for k, v in (load_file(config_file) if config_file else {}).items() if k in SELECT_FIELDS}
+    return SelectOptions(**{**given, **_typed(kwargs)})
+
+
+def _select(run_dir, fraction, top, threshold, output, keep_order, quiet=False, options=None):
     from selectit.jobs import select_run
 
-    sel = select_run(run_dir, fraction=fraction, top=top, threshold=threshold, output=output, keep_order=keep_order)
+    sel = select_run(run_dir, fraction=fraction, top=top, threshold=threshold, output=output, keep_order=keep_order,
+                     options=options)
     if not quiet:
         typer.echo(f"selected {len(sel.indices)} of {sel.total} records -> {sel.output}", err=True)
+        for line in _step_lines(sel.steps):
+            typer.echo(line, err=True)
     if len(sel.indices) == 0 and not quiet:
         typer.echo("warning: the selection is empty", err=True)
 
 
-@app.command()
-@_user_errors
-def select(run_dir: RunDir, fraction: Fraction = None, top: Top = None, threshold: Threshold = None,
-           output: Output = None, keep_order: KeepOrder = False, quiet: Quiet = False) -> None:
+def _step_lines(info: dict) -> list[str]:
+    """What the selection steps left out, in words."""
+    lines = []
+    if info.get("exact_duplicates"):
+        lines.append(f"exact duplicates never selected: {info['exact_duplicates']} (--keep-duplicates keeps them)")
+    if info.get("near_duplicates"):
+        lines.append(f"near duplicates never selected: {info['near_duplicates']} (only the best of each cluster "
+                     "can be)")
+    d = info.get("diversity")
+    if d:
+        lines.append(f"diversity {d['d']:g}: walked {d['walked']} records, passed over {d['too_similar']} too similar "
+                     "to one already taken")
+    return lines
+
+
+def select_command(*, run_dir, fraction=None, top=None, threshold=None, output=None, keep_order=False, quiet=False,
+                   **kwargs) -> None:
     """Pick the best records of a scored run and write them in the input's own format."""
-    _select(run_dir, fraction, top, threshold, output, keep_order, quiet)
+    _select(run_dir, fraction, top, threshold, output, keep_order, quiet, _select_options(kwargs))
+
+
+SELECT_FIXED = [_param("run_dir", RunDir), _param("fraction", Fraction, None), _param("top", Top, None),
+                _param("threshold", Threshold, None), _param("output", Output, None),
+                _param("keep_order", KeepOrder, False), _param("quiet", Quiet, False)]
+app.command("select")(_user_errors(_command(select_command, SELECT_FIXED, SELECT_FIELDS)))
 
 
 def _report(run_dirs, output, fraction, top, threshold, quiet=False):

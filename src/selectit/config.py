@@ -8,6 +8,8 @@
 - :class:`Execution`: how the work runs (batching, chunks, runner, store); it never changes a score
   (beyond float rounding).
 - :class:`InputOptions`: how the input file is read.
+- :class:`SelectOptions`: what selection does about duplicates and diversity (``select`` and ``run``);
+  never a score.
 
 Each field is declared once, here, with its help, allowed values and default (:func:`opt`). The command
 line is generated from these fields (selectit.cli), config files (YAML, or a finished run's config.json)
@@ -20,12 +22,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Collection, Mapping
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from selectit.errors import ConfigError
 from selectit.prompts import LAYOUTS, TEMPLATES, choose_prompts, labels_for_scale, read_prompts
+from selectit.reflection import LIKELIHOOD_TERMS
 
 BACKENDS = ("hf", "llamacpp", "vllm", "fake")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -35,6 +38,7 @@ RATINGS = ("expected", "argmax")
 PROMPT_WEIGHTS = ("equal", "mass")
 FORMATS = ("alpaca", "sharegpt", "messages")
 CONTAINERS = ("json", "jsonl", "parquet", "csv", "hf")
+EMBEDDINGS = ("auto", "on", "off")
 DEFAULT_NUM_PROMPTS = 5
 EMBEDDED = "embedded"  # --model value of the embedded SmolLM2-135M-Instruct (the default)
 
@@ -178,6 +182,11 @@ class MeasureSpec(_Section):
     overlong: str = opt("truncate", "Prompts over --max-length: truncate (flagged) or error.", choices=OVERLONG,
                         panel="Method")
     """'truncate' cuts the response's end, then the instruction's; 'error' stops the run."""
+    embeddings: str = opt("auto", "Store each record's pooled hidden state (float16) for --diversity: auto (from a "
+                          "pass the method runs anyway, hf and fake backends), on (a pass of its own if needed) or "
+                          "off.", choices=EMBEDDINGS, panel="Method")
+    """Record embeddings (selectit.measures.embeddings): 'auto' pools them in the response-loss pass, or the
+    first rating prompt's pass (prompt-first layout), where the backend gives hidden states."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -213,10 +222,16 @@ class MethodParams(_Section):
     prompt_weights: str = opt("equal", "Sentence level: equal (the paper) or mass (prompts weighted by label mass).",
                               choices=PROMPT_WEIGHTS, panel="Method")
     """'mass' weights each prompt's token score by the label mass of that record, in the mean and std."""
-    likelihood_weight: float = opt(1.0, "Rating points per nat of the model's likelihood of the response "
-                                   "(fluency + relevance); 0: the paper. 2 more passes per record.", low=0,
-                                   panel="Method")
-    """Sentence level: add this many rating points per nat of selectit.reflection.likelihood_scores."""
+    likelihood_weight: float = opt(2.0, "Rating points per unit of the likelihood term (--likelihood-term); 0: the "
+                                   "paper. 2 more passes per record.", low=0, panel="Method")
+    """Sentence level: add this many rating points per unit of the likelihood term (selectit.reflection:
+    information_scores or likelihood_scores). 0 is the paper's method; 2 (default) measured best with the
+    information term on bench/discrimination.py (issue 19). Costs 2 forward passes per record and model."""
+    likelihood_term: str = opt("information", "information (what the instruction tells about the response, in "
+                               "total) or per-token (fluency + relevance per token, the old default).",
+                               choices=LIKELIHOOD_TERMS, panel="Method")
+    """What the likelihood weight multiplies (selectit.reflection): 'information', (blank loss - given loss)
+    x response characters / 200; 'per-token', fluency + relevance per token (-given + blank - given)."""
     model_weights: tuple[float, ...] | None = opt(None, "Comma-separated weight per model (default: parameter "
                                                   "counts).", panel="Method", kind="floats")
     """Override the model-level weights (one per model; normalised to sum 1)."""
@@ -267,8 +282,31 @@ class InputOptions(_Section):
     """Leave out bad records (listed in rejects.jsonl) instead of stopping."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class SelectOptions(_Section):
+    keep_duplicates: bool = opt(False, "Let exact copies (same instruction, input and response up to case and "
+                                "whitespace) be selected; by default only the first in input order can be.",
+                                panel="Selection")
+    """Turn off exact-duplicate removal (selectit.dedup): by default a copy's later occurrences are never selected."""
+    dedup_threshold: float | None = opt(None, "Near duplicates: records whose word 3-grams have Jaccard >= J "
+                                        "(MinHash LSH) form clusters; only each cluster's best-scored record can be "
+                                        "selected. pip install 'selectit[dedup]'.", above=0, panel="Selection")
+    """J in (0, 1]: near-duplicate clusters (selectit.dedup); None: off."""
+    diversity: float | None = opt(None, "Walk records best first and take one only if its embedding's cosine "
+                                  "similarity to every record taken is below 1 - D (DEITA). pip install "
+                                  "'selectit[dedup]'.", above=0, panel="Selection")
+    """D in (0, 1]: diversity-aware selection (selectit.diversity); None: off. Needs the run's embeddings."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("dedup_threshold", "diversity"):
+            value = getattr(self, name)
+            if value is not None and value > 1:
+                raise ConfigError(f"{flag_for(name)} must be in (0, 1], got {value}")
+
+
 SECTIONS: dict[str, type] = {"model": ModelOptions, "measure": MeasureSpec, "method": MethodParams,
-                             "execution": Execution, "input": InputOptions}
+                             "execution": Execution, "input": InputOptions, "selection": SelectOptions}
 
 
 @dataclass(frozen=True)
@@ -280,6 +318,7 @@ class RunConfig:
     method: MethodParams = field(default_factory=MethodParams)
     execution: Execution = field(default_factory=Execution)
     input: InputOptions = field(default_factory=InputOptions)
+    selection: SelectOptions = field(default_factory=SelectOptions)
 
     def __post_init__(self) -> None:
         weights = self.method.model_weights
@@ -289,9 +328,6 @@ class RunConfig:
     def to_dict(self) -> dict:
         """Nested by section; a valid input of :func:`build` (lists for tuples)."""
         return json.loads(json.dumps({name: asdict(getattr(self, name)) for name in SECTIONS}))
-
-    def flat(self) -> dict:
-        return {k: v for name in SECTIONS for k, v in asdict(getattr(self, name)).items()}
 
     def with_options(self, **options) -> RunConfig:
         """A copy with some fields changed (by field name), checked like :func:`build`."""
@@ -359,13 +395,19 @@ def apply_preset(options: dict, preset: Mapping, *, given: Collection[str], sour
     error naming ``source`` (what set the preset, e.g. "--paper")."""
     clash = [k for k, v in preset.items() if k in given and k in options and options[k] != v]
     if clash:
-        flags = ", ".join(f"{flag_of(_field(k))} {_spell(options[k])}" for k in clash)
+        flags = ", ".join(f"{flag_for(k)} {_spell(options[k])}" for k in clash)
         raise ConfigError(f"{source} uses the published method; drop {flags}")
     return {**options, **preset}
 
 
 def _field(name: str):
     return next(f for _, f in all_fields() if f.name == name)
+
+
+def flag_for(name: str) -> str:
+    """The command-line flag of the field called ``name``."""
+    section_of(name)  # an unknown name is a one-line error
+    return flag_of(_field(name))
 
 
 def _spell(value) -> str:
@@ -386,11 +428,8 @@ def build(options: Mapping | None = None, *, given: Collection[str] | None = Non
     return RunConfig(**{name: SECTIONS[name](**values) for name, values in parts.items()})
 
 
-def defaults() -> dict:
-    """Every field's default, by name."""
-    return {f.name: (f.default if f.default is not MISSING else None) for _, f in all_fields()}
-
 
 __all__ = ["BACKENDS", "RunConfig", "ModelOptions", "MeasureSpec", "MethodParams", "Execution", "InputOptions",
-           "SECTIONS", "all_fields", "apply_preset", "build", "defaults", "flag_of", "flat_options", "load_file",
+           "SelectOptions", "SECTIONS", "all_fields", "apply_preset", "build", "flag_for", "flag_of", "flat_options",
+           "load_file",
            "opt", "section_of"]

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from selectit.config import RunConfig
-from selectit.measures import Measure, MissingMeasurement, ModelInfo
+from selectit.measures import Measure, MissingMeasurement, ModelInfo, embedding_measure
 from selectit.methods import ChunkData, Method, ModelData
 from selectit.records import Record
 from selectit.results import Scores
@@ -28,7 +28,7 @@ def measure(source, config: RunConfig, method: Method, prompts: Sequence[str], s
     described them) finds every measurement in the store already."""
     from selectit.runners import measure_models
 
-    needs = method.needs(config, prompts)
+    needs = run_needs(config, method, prompts)
     if not needs:
         return []
     if known is not None and all_stored(source, needs, known, store):
@@ -40,6 +40,17 @@ def measure(source, config: RunConfig, method: Method, prompts: Sequence[str], s
     return infos
 
 
+def run_needs(config: RunConfig, method: Method, prompts: Sequence[str], *, embeds: bool = True) -> list[Measure]:
+    """What a run measures: the method's measurements, and the record embeddings ``--diversity`` selects
+    with (``--embeddings``, selectit.measures.embeddings) first, so that the pass they ride on pools as it
+    runs and the method's own measurement then finds its values stored. ``embeds``: the loaded backends
+    can pool (an API user's own backend may not)."""
+    own = method.needs(config, prompts)
+    extra = embedding_measure(own, mode=config.measure.embeddings, backend=config.model.backend,
+                              layout=config.measure.layout) if embeds else None
+    return [extra, *own] if extra is not None else own
+
+
 def all_stored(source, needs: Sequence[Measure], models: Sequence[ModelInfo], store: Path) -> bool:
     """Whether ``store`` holds every measurement of every record for these models (the last chunk,
     the one a killed run most likely lacks, is checked first)."""
@@ -47,9 +58,8 @@ def all_stored(source, needs: Sequence[Measure], models: Sequence[ModelInfo], st
         return False
     db = ScoreStore(store)
     try:
-        count = len(source.starts)
-        for k in [count - 1, *range(count - 1)] if count else []:
-            records = source.chunk(k)
+        last = [source.chunk(len(source.starts) - 1)] if source.starts else []
+        for records in [*last, *source.chunks()]:  # then every chunk in one pass (a compressed file cannot seek)
             for info in models:
                 for m in needs:
                     m.load(info, records, db)

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from selectit import engine, formats, rundir
-from selectit.config import RunConfig, flag_of, flat_options, section_of
+from selectit import engine, formats, rundir, steps
+from selectit.config import RunConfig, SelectOptions, flag_for, flat_options, section_of
 from selectit.errors import ConfigError
 from selectit.measures import MissingMeasurement, ModelInfo
 from selectit.methods import Method, configure
@@ -85,11 +85,14 @@ def _known_models(out: Path, config: RunConfig) -> list[ModelInfo] | None:
     return models
 
 
+def _rates(config: RunConfig, method: Method) -> bool:
+    """Whether ``method`` (configured by ``config``) needs rating-label probabilities."""
+    return any(m.needs_labels for m in method.needs(config, ["?"]))
+
+
 def _prompts(config: RunConfig, method: Method) -> list[str]:
     """The rating prompts, where the method rates (else none: the prompts file is not even read)."""
-    if not any(m.needs_labels for m in method.needs(config, ["?"])):
-        return []
-    return config.measure.prompts()
+    return config.measure.prompts() if _rates(config, method) else []
 
 
 def _config_record(config: RunConfig, method: Method, prompts: list[str], models: list[ModelInfo],
@@ -115,7 +118,7 @@ def rescore_run(run_dir: str | Path, overrides: Mapping, *, given: Collection[st
         old = flat_options(cfg)
         for key in overrides:
             if section_of(key) != "method" and key not in RESCORABLE:
-                raise ConfigError(f"{flag_of_name(key)} changes what the model measured; score again with it "
+                raise ConfigError(f"{flag_for(key)} changes what the model measured; score again with it "
                                   "(`selectit score` reuses what is stored)")
         given = set(overrides) if given is None else set(given)
         config, method = configure({**old, **overrides}, given=given, source=source_flag)
@@ -124,14 +127,14 @@ def rescore_run(run_dir: str | Path, overrides: Mapping, *, given: Collection[st
         count = config.measure.num_prompts if "num_prompts" in overrides else len(cfg.get("prompts") or [])
         if count is not None and count > len(stored):
             raise ConfigError(f"--num-prompts {count} asks for more prompts than the {len(stored)} this run rated")
-        prompts = stored[:count] if _prompts(config, method) or stored else []
+        prompts = stored[:count] if _rates(config, method) else []
         models = [ModelInfo.from_dict(m) for m in cfg.get("models", [])]
         needs = method.needs(config, prompts)
         if needs and not models:
             raise MissingMeasurement(f"--method {method.name} needs a model's measurements; this run loaded no "
                                      f"model (it was --method {cfg.get('method')}): score the input with it")
-        rows, digest = rundir.scores_ids(out)
-        source = rundir.scored_input(out, cfg, rows, digest, "rescoring needs the records")
+        scores, digest = rundir.score_column(out)
+        source = rundir.scored_input(out, cfg, len(scores), digest, "rescoring needs the records")
         store_path = Path(config.execution.store or out / rundir.STORE)
         db = ScoreStore(store_path)
         try:
@@ -152,12 +155,6 @@ def rescore_run(run_dir: str | Path, overrides: Mapping, *, given: Collection[st
     return Scored(source=source, models=models, totals=totals, prompts=prompts, method=method, config=record)
 
 
-def flag_of_name(name: str) -> str:
-    from selectit.config import all_fields
-
-    return next(flag_of(f) for _, f in all_fields() if f.name == name)
-
-
 def _check_same_measurements(config: RunConfig, cfg: dict, method: Method) -> None:
     """A rescore may not ask for measurements under another model or measure configuration (a method's
     preset can: --method paper rates with the plain template). A template is the same when every model
@@ -170,8 +167,8 @@ def _check_same_measurements(config: RunConfig, cfg: dict, method: Method) -> No
                   and not (k == "template" and resolved == {now[k]})]
         if differ:
             k = differ[0]
-            raise ConfigError(f"--method {method.name} needs {flag_of_name(k)} {now[k]}, this run measured with "
-                              f"{flag_of_name(k)} {before[k]}; score the input with it (`selectit score` reuses "
+            raise ConfigError(f"--method {method.name} needs {flag_for(k)} {now[k]}, this run measured with "
+                              f"{flag_for(k)} {before[k]}; score the input with it (`selectit score` reuses "
                               "what is stored)")
 
 
@@ -183,28 +180,32 @@ class Selection:
     scores: np.ndarray  # (n,) final scores of every record
     output: Path
     total: int
+    steps: dict = field(default_factory=dict)  # what the selection steps did (selectit.steps)
 
 
 def select_run(run_dir: str | Path, *, fraction: float | None = None, top: int | None = None,
                threshold: float | None = None, output: str | Path | None = None,
-               keep_order: bool = False) -> Selection:
+               keep_order: bool = False, options: SelectOptions | None = None) -> Selection:
     """Pick records from a scored run and write them in the input's own format, unchanged.
 
     Written best first, or in input order with ``keep_order``. Default output: DIR/selected<ext>.
-    Streamed: only the score column is held ((n,) floats); the input is read once more to write
-    the chosen records (checking that its ids are those of scores.jsonl). The choice is recorded in
-    DIR/selection.json (the report shows it).
+    ``options``: duplicates and diversity (selectit.steps; default: exact copies are not selected).
+    Streamed: only the score column is held ((n,) floats, and what the steps need); the input is read
+    again to find copies and to write the chosen records (checking that its ids are those of
+    scores.jsonl). The choice is recorded in DIR/selection.json (the report shows it).
     """
     cfg = rundir.read_config(run_dir)
     scores, digest = rundir.score_column(run_dir)
-    chosen = choose(scores, fraction=fraction, top=top, threshold=threshold)
+    choose(scores[:0], fraction=fraction, top=top, threshold=threshold)  # a bad policy fails before reading
     source = rundir.scored_input(run_dir, cfg, len(scores), digest, "cannot write the selection")
-    if keep_order:
-        chosen = np.sort(chosen)
+    chosen = steps.choose_run(source, cfg, scores, options or SelectOptions(), steps.store_path(run_dir, cfg),
+                              fraction=fraction, top=top, threshold=threshold)
+    indices = np.sort(chosen.indices) if keep_order else chosen.indices
     out = Path(output) if output else Path(run_dir) / f"selected{formats.selection_suffix(source)}"
-    formats.write_selection(source, chosen, out)
-    rundir.write_selection_record(run_dir, {"fraction": fraction, "top": top, "threshold": threshold}, out, chosen)
-    return Selection(indices=chosen, scores=scores, output=out, total=len(scores))
+    formats.write_selection(source, indices, out)
+    policy = {"fraction": fraction, "top": top, "threshold": threshold, **asdict(options or SelectOptions())}
+    rundir.write_selection_record(run_dir, policy, out, indices, chosen.info)
+    return Selection(indices=indices, scores=scores, output=out, total=len(scores), steps=chosen.info)
 
 
 # ---------------------------------------------------------------- in memory (the Python API)
@@ -245,7 +246,9 @@ def score_records(records: Sequence[Record], config: RunConfig, method: Method, 
     prompts = _prompts(config, method)
     db = store if store is not None else ScoreStore()
     try:
-        needs = method.needs(config, prompts)
+        pools = backends is None or all(hasattr(b, "pooled_losses") and hasattr(b, "pooled_label_probs")
+                                        for b in backends)  # an API user's own backend may give no hidden states
+        needs = engine.run_needs(config, method, prompts, embeds=pools)
         if backends is None and config.execution.runner == "ray":
             if str(db.path) == MEMORY:
                 raise ConfigError("--runner ray needs a score store on disk: pass store=PATH")
@@ -255,6 +258,9 @@ def score_records(records: Sequence[Record], config: RunConfig, method: Method, 
         else:
             for b in backends:
                 check_backend(b)
+                if config.measure.template not in ("auto", b.template):
+                    raise ConfigError(f"backend {b.name!r} encodes with the {b.template} template, but the options ask "
+                                      f"for --template {config.measure.template}: load it with that template")
             if method.models == "one" and len(backends) != 1:
                 raise ConfigError(f"--method {method.name} uses one model; got {len(backends)}")
             models = [measure_with(b, b.name, source, config, needs, db, progress=progress,
@@ -286,7 +292,7 @@ def _measure_loaded(source, config, method, prompts, db, progress) -> list[Model
     from selectit.runners.local import measure_with
     from selectit.runners.shard import load_model
 
-    needs = method.needs(config, prompts)
+    needs = engine.run_needs(config, method, prompts)
     if not needs:
         return []
     models = []

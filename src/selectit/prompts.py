@@ -77,6 +77,14 @@ def rating_text(prompt: str, record: Record, layout: str = "prompt-first") -> st
     return f"{prompt}\n\nInstruction:{record.instruction}\nResponse:{record.response}{TEMPLATE_TAIL}"
 
 
+def rating_spans(prompt: str, record: Record, layout: str = "prompt-first") -> list[tuple[int, int]]:
+    """Character spans of the record's instruction and response in ``rating_text(prompt, record, layout)``
+    (what a rating pass pools a record's embedding over: not the rating prompt nor the template's words)."""
+    start = len("Instruction:") if layout == "record-first" else len(prompt) + len("\n\nInstruction:")
+    second = start + len(record.instruction) + len("\nResponse:")
+    return [(start, start + len(record.instruction)), (second, second + len(record.response))]
+
+
 def chat_parts(text: str) -> tuple[str, str]:
     """Split a rating text for the 'chat' template: (user message, start of the assistant's reply).
 

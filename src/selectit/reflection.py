@@ -148,6 +148,31 @@ def likelihood_scores(given: np.ndarray, blank: np.ndarray) -> np.ndarray:
     return -g + (b - g)
 
 
+INFORMATION_CHARS = 200  # the information term is in nats per this many characters of response (~50 tokens)
+LIKELIHOOD_TERMS = ("information", "per-token")
+
+
+def information_scores(given: np.ndarray, blank: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """The information the instruction gives about the response, in nats per INFORMATION_CHARS characters
+    of response (higher is better): (blank - given) x length / INFORMATION_CHARS.
+
+    blank - given is the mean gain per token of knowing the instruction (the response's loss after a
+    blank instruction minus its loss after the real one); times the response's length it is the total
+    gain, the pointwise mutual information of instruction and response in nats (up to the tokens per
+    character, a constant of the tokenizer: characters keep the term comparable across models). A short
+    answer the instruction pins down gains little in total; an answer that ignores the instruction, or
+    repeats itself (its repeats are as predictable without the instruction), gains little per token.
+
+    given, blank: (n,) mean losses (kinds GIVEN and GIVEN_BLANK); length: (n,) characters of each response.
+    Returns (n,); NaN where a loss is NaN."""
+    g = np.asarray(given, dtype=np.float64)
+    b = np.asarray(blank, dtype=np.float64)
+    n = np.asarray(length, dtype=np.float64)
+    if not g.shape == b.shape == n.shape or g.ndim != 1:
+        raise ValueError(f"losses and lengths must all have shape (n,), got {g.shape}, {b.shape}, {n.shape}")
+    return (b - g) * n / INFORMATION_CHARS
+
+
 def with_likelihood(sentence: np.ndarray, likelihood: np.ndarray, weight: float) -> np.ndarray:
     """Sentence-level score plus ``weight`` x likelihood (rating points per nat). sentence, likelihood:
     (n,). Returns (n,). weight 0 returns ``sentence`` unchanged (the paper's method)."""

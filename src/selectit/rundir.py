@@ -3,7 +3,7 @@
     DIR/scores.jsonl    one object per input record, in input order (SPEC 3; see :func:`score_rows`)
     DIR/config.json     the resolved configuration, prompts, models (with their store keys), figures
     DIR/selected.<ext>  the last selection, in the input's own format (written by selectit.jobs)
-    DIR/selection.json  the last selection's policy, output file and input positions
+    DIR/selection.json  the last selection's policy, output file, input positions and steps (selectit.steps)
     DIR/rejects.jsonl   records left out with --skip-bad, with why
     DIR/report.html     the report (selectit.report)
     DIR/store.sqlite    the score store (selectit.store), unless --store puts it elsewhere
@@ -167,9 +167,12 @@ def write_rejects(out_dir: Path, rejects: list[formats.Reject]) -> None:
                                               for r in rejects))
 
 
-def write_selection_record(out_dir: Path, policy: dict, output: Path, indices: np.ndarray) -> None:
+def write_selection_record(out_dir: Path, policy: dict, output: Path, indices: np.ndarray,
+                           steps: dict | None = None) -> None:
+    """selection.json: the policy, the output file, the input positions chosen, and what the selection
+    steps did (``steps``: duplicates excluded, the largest duplicate clusters, the diversity walk)."""
     record = {"policy": {k: v for k, v in policy.items() if v is not None}, "output": str(output),
-              "indices": np.asarray(indices).tolist()}
+              "indices": np.asarray(indices).tolist(), **({"steps": steps} if steps is not None else {})}
     atomic_write(Path(out_dir) / SELECTION, lambda f: json.dump(record, f))
 
 
@@ -223,12 +226,6 @@ def score_column(out_dir: str | Path) -> tuple[np.ndarray, bytes]:
         scores.append(np.nan if row["score"] is None else row["score"])
         h.update(json.dumps(row["id"]).encode("utf-8") + b"\n")
     return np.frombuffer(scores, dtype=np.float64), h.digest()
-
-
-def scores_ids(out_dir: str | Path) -> tuple[int, bytes]:
-    """(rows, the ids' digest) of scores.jsonl."""
-    scores, digest = score_column(out_dir)
-    return len(scores), digest
 
 
 def read_run(out_dir: str | Path) -> tuple[dict, list[dict]]:

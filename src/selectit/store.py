@@ -20,6 +20,10 @@ context template, or the text alone), so methods that need the same loss share i
 
 A third table keeps the (model, prompt, record) ratings the model failed on, with the reason: they
 are not scores (a rerun retries them), but a rescore must tell them from ratings never computed.
+
+A fourth holds vectors, one per (model, kind, record), as raw bytes of a numpy dtype the kind names:
+pooled embeddings (float16, selectit.measures.embeddings) and MinHash signatures (uint32,
+selectit.measures.minhash; their "model" is the signature's parameters, no model is involved).
 """
 
 from __future__ import annotations
@@ -44,13 +48,17 @@ CREATE TABLE IF NOT EXISTS losses (
     model TEXT NOT NULL, kind TEXT NOT NULL, record TEXT NOT NULL, loss REAL,
     PRIMARY KEY (model, kind, record)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS vectors (
+    model TEXT NOT NULL, kind TEXT NOT NULL, record TEXT NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (model, kind, record)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS failures (
     model TEXT NOT NULL, prompt TEXT NOT NULL, record TEXT NOT NULL, message TEXT NOT NULL,
     truncated INTEGER NOT NULL,
     PRIMARY KEY (model, prompt, record)
 ) WITHOUT ROWID
 """
-TABLES = ("probs", "losses", "failures")  # every table, for merging stores (runners/ray.py)
+TABLES = ("probs", "losses", "failures", "vectors")  # every table, for merging stores (runners/ray.py)
 MEMORY = ":memory:"
 LOOKUP_ROWS = 500  # keys per lookup query (SQLite allows 32766 parameters; small queries stay quick)
 
@@ -143,6 +151,23 @@ class ScoreStore:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany("INSERT OR REPLACE INTO losses VALUES (?, ?, ?, ?)",
                                 [(model, kind, r, None if v != v else float(v)) for r, v in rows])
+
+    def load_vectors(self, model: str, kind: str, records: Iterable[str], dtype) -> dict[str, np.ndarray]:
+        """The stored vectors (``dtype``, 1-d) of the given record keys, where present."""
+        wanted, found = list(set(records)), {}
+        for i in range(0, len(wanted), LOOKUP_ROWS):  # index probes, as in load()
+            part = wanted[i : i + LOOKUP_ROWS]
+            found.update((r, np.frombuffer(v, dtype=dtype)) for r, v in self.db.execute(
+                "SELECT record, data FROM vectors WHERE model = ? AND kind = ? "
+                f"AND record IN ({','.join('?' * len(part))})", (model, kind, *part)))
+        return found
+
+    def put_vectors(self, model: str, kind: str, rows: Sequence[tuple[str, np.ndarray]]) -> None:
+        """Store (record, vector) rows in one transaction: all or nothing (the vector's bytes as they are)."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?)",
+                                [(model, kind, r, np.ascontiguousarray(v).tobytes()) for r, v in rows])
 
     def count(self, model: str | None = None) -> int:
         if model is None:

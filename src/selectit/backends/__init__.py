@@ -27,6 +27,9 @@ HONOURS = {
 
 
 GPU_BACKENDS = ("hf", "vllm")  # backends that run on a GPU when one is there
+# Backends that give pooled last hidden states from a pass they run (pooled_losses, pooled_label_probs):
+# record embeddings (selectit.measures.embeddings). vLLM and llama.cpp return logits only.
+EMBEDS = ("hf", "fake")
 
 
 def wants_gpu(name: str, device: str) -> bool:
@@ -65,5 +68,5 @@ def load_backend(name: str, spec: str | None, options: LoadOptions | None = None
     return cls.load(spec, options)
 
 
-__all__ = ["BACKENDS", "Backend", "LoadOptions", "check_options", "clamp_length", "load_backend", "response_ids",
+__all__ = ["BACKENDS", "EMBEDS", "Backend", "LoadOptions", "check_options", "clamp_length", "load_backend", "response_ids",
            "wants_gpu"]

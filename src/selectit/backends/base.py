@@ -82,6 +82,14 @@ class Backend(Protocol):
         as :func:`response_ids` defines them; NaN where no target token is scored."""
         ...
 
+    # Optional, where the model's hidden states can be read (selectit.backends.EMBEDS: hf, fake), for
+    # record embeddings from a pass that runs anyway (selectit.measures.embeddings):
+    #   pooled_losses(pairs, spans, max_length=None, *, end=False) -> (losses (B,), pooled (B, H) float32):
+    #       response_losses, and each row's last hidden state mean-pooled over the tokens of its
+    #       character spans of context + target (selectit.backends.pooling.token_spans);
+    #   pooled_label_probs(batch, label_ids, shared, spans) -> (probs (B, S), pooled (B, H) float32):
+    #       label_probs, and each row's last hidden state mean-pooled over its token spans (None: NaN).
+
 
 def as_options(options: LoadOptions | None, fields: dict) -> LoadOptions:
     """``options``, or LoadOptions from keyword ``fields`` (not both): what every ``load`` accepts."""

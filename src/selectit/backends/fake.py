@@ -3,7 +3,9 @@
 Tokens are the UTF-8 bytes of the text (so every digit is one token). The label probabilities are a
 hash of the whole prompt, with a label mass between 0.2 and 0.6, like a small real model. A token's
 loss (for perplexity and IFD) depends on the token, the one before it and how much text precedes it, so
-a context changes a response's loss, as with a real model.
+a context changes a response's loss, as with a real model. A token's "hidden state" (what pooled
+embeddings average) is a fixed random vector of the token and the one before it, so texts that share
+most of their byte pairs get close embeddings, as near-duplicate texts do with a real model.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from selectit.backends.base import LoadOptions, as_options, clamp_length, first_scored, response_ids
+from selectit.backends.pooling import Spans, positions, token_spans
 from selectit.models import EMBEDDED_ALIASES
 from selectit.prompts import chat_parts
 
 END = 0  # the end-of-text token: a 0 byte
+HIDDEN = 64  # the size of the fake hidden states
+_STATES: list[np.ndarray] = []  # (256 * 256, HIDDEN) float32: one vector per byte pair, made once
 
 
 class FakeBackend:
@@ -61,6 +66,24 @@ class FakeBackend:
             out[i] = raw / raw.sum() * mass
         return out
 
+    def pooled_label_probs(self, batch: Sequence[Sequence[int]], label_ids: Sequence[int], shared: int,
+                           spans: Sequence[Spans | None]) -> tuple[np.ndarray, np.ndarray]:
+        """label_probs, and each row's fake hidden states mean-pooled over its token ``spans`` (None: NaN)."""
+        pooled = np.stack([_pool(list(ids), s) if s is not None else np.full(HIDDEN, np.nan, dtype=np.float32)
+                           for ids, s in zip(batch, spans)]) if batch else np.zeros((0, HIDDEN), dtype=np.float32)
+        return self.label_probs(batch, label_ids, shared), pooled
+
+    def pooled_losses(self, pairs: Sequence[tuple[str, str]], spans: Sequence[Spans], max_length: int | None = None,
+                      *, end: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """response_losses, and each row's fake hidden states mean-pooled over the tokens of its character
+        ``spans`` of context + response (see HFBackend.pooled_losses)."""
+        limit = clamp_length(max_length, self.max_length)
+        pooled = np.empty((len(pairs), HIDDEN), dtype=np.float32)
+        for i, ((context, response), s) in enumerate(zip(pairs, spans)):
+            ids, _ = response_ids(self.encode_plain, context, response, limit, END if end else None)
+            pooled[i] = _pool(ids, token_spans(self.encode_plain, context + response, ids, s))
+        return self.response_losses(pairs, max_length, end=end), pooled
+
     def response_losses(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None, *,
                         end: bool = False) -> np.ndarray:
         """(B,) mean loss over the response bytes of each (context, response), then a 0 byte as the end
@@ -80,3 +103,15 @@ def _token_loss(previous: int, token: int, position: int) -> float:
     """A positive loss in nats, lower the more text precedes the token."""
     h = hashlib.sha256(bytes([previous, token])).digest()[0] / 255
     return 0.5 + 4.0 * h / np.log(2.0 + position / 16)
+
+
+def _pool(ids: list[int], spans: Spans) -> np.ndarray:
+    """(HIDDEN,) float32: the mean of the fake hidden states of ``ids`` at the positions in ``spans``."""
+    if not _STATES:
+        _STATES.append(np.random.default_rng(0).standard_normal((256 * 256, HIDDEN), dtype=np.float32))
+    at = positions(spans)
+    if not len(at):
+        return np.full(HIDDEN, np.nan, dtype=np.float32)
+    tokens = np.asarray(ids, dtype=np.int64)
+    before = np.concatenate([[0], tokens[:-1]])
+    return _STATES[0][before[at] * 256 + tokens[at]].mean(axis=0)

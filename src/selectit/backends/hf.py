@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from selectit.backends.base import LoadOptions, as_options, clamp_length, first_scored, response_ids
+from selectit.backends.pooling import Spans
 from selectit.errors import ConfigError
 from selectit.models import ModelSource, resolve_model
 from selectit.prompts import chat_parts, resolve_template
@@ -106,12 +107,22 @@ class HFBackend:
         """(B, S) label probabilities. ``shared``: every row begins with the same ``shared`` tokens;
         their keys/values are computed once (and kept for the next batch with the same prefix)
         instead of once per row. The rows' results are the same either way (up to float rounding)."""
+        return self._label_pass(batch, label_ids, shared)[0]
+
+    def pooled_label_probs(self, batch: Sequence[Sequence[int]], label_ids: Sequence[int], shared: int,
+                           spans: Sequence[Spans | None]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`label_probs` from the same forward pass, and each row's last hidden state mean-pooled
+        over its token ``spans`` (positions in the row; None: not pooled): ((B, S), (B, H) float32, NaN
+        rows where not pooled). Tokens in the shared prefix come from the prefix's own hidden states."""
+        return self._label_pass(batch, label_ids, shared, spans)
+
+    def _label_pass(self, batch, label_ids, shared: int, spans=None):
         torch = self.torch
         shared = shared if self.prefix_cache else 0
         suffixes = [ids[shared:] for ids in batch]
         self.tokens_computed += sum(len(ids) for ids in suffixes)
         if self.packed:
-            return self._packed_label_probs(batch, suffixes, label_ids, shared)
+            return self._packed_label_probs(batch, suffixes, label_ids, shared, spans)
         width = max(len(ids) for ids in suffixes)
         input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), shared + width), dtype=torch.long)
@@ -121,20 +132,28 @@ class HFBackend:
             mask[i, shared + width - len(ids):] = 1
         # (B, T): each real token's position counts only real tokens before it, prefix included.
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
-        kwargs = dict(self._last_only)
+        kwargs = dict(self._last_only) if spans is None else {}
         if shared:
             kwargs.update(past_key_values=self._prefix_kv(batch[0][:shared], len(batch)), use_cache=True)
         else:
             kwargs.update(use_cache=False)
+        inputs = dict(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                      position_ids=positions.to(self.device), **kwargs)
+        pooled = None
         with torch.inference_mode():
-            out = self._forward(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
-                                position_ids=positions.to(self.device), **kwargs)
-            logp = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)  # (B, V)
+            if spans is None:
+                logits = self._forward(**inputs).logits[:, -1, :]
+            else:  # the body, then the head at the last position (what the model's own forward does)
+                hidden = self._forward(self.model.base_model, **inputs).last_hidden_state  # (B, W, H)
+                logits = self.model.get_output_embeddings()(hidden[:, -1, :])
+                starts = [r * width + width - len(ids) - shared for r, ids in enumerate(suffixes)]
+                pooled = self._pool_rows(batch[0][:shared], hidden.reshape(-1, hidden.shape[-1]), starts, spans)
+            logp = torch.log_softmax(logits.float(), dim=-1)  # (B, V)
             picked = logp[:, list(label_ids)].double().exp()  # (B, S), float64 so tiny mass survives
-        return picked.cpu().numpy()
+        return picked.cpu().numpy(), pooled
 
-    def _packed_label_probs(self, batch, suffixes, label_ids, shared: int) -> np.ndarray:
-        """:meth:`label_probs` with the rows packed into one sequence (no padding)."""
+    def _packed_label_probs(self, batch, suffixes, label_ids, shared: int, spans=None):
+        """:meth:`_label_pass` with the rows packed into one sequence (no padding)."""
         torch = self.torch
         kwargs = {"past_key_values": self._prefix_kv(batch[0][:shared], 1), "use_cache": True} if shared else {}
         hidden, ids, lengths = self._packed_hidden(suffixes, shared, **kwargs)
@@ -143,7 +162,34 @@ class HFBackend:
             logits = self.model.get_output_embeddings()(hidden[ends])  # (B, V)
             logp = torch.log_softmax(logits.float(), dim=-1)
             picked = logp[:, list(label_ids)].double().exp()  # (B, S)
-        return picked.cpu().numpy()
+        pooled = None
+        if spans is not None:
+            starts = (np.cumsum([0, *lengths[:-1]]) - shared).tolist()
+            pooled = self._pool_rows(batch[0][:shared], hidden, starts, spans)
+        return picked.cpu().numpy(), pooled
+
+    def _pool_rows(self, prefix, hidden, starts, spans) -> np.ndarray:
+        """(B, H) float32: row r's token spans (row positions) mean-pooled, from ``hidden`` (N, H) where
+        row r's position t >= len(prefix) is at starts[r] + t, and from the prefix's own hidden states
+        for t < len(prefix)."""
+        from selectit.backends.pooling import mean_rows, positions
+
+        torch, shared = self.torch, len(prefix)
+        rows = [positions(s or ()) for s in spans]
+        if shared and any(len(p) and p.min() < shared for p in rows):
+            hidden = torch.cat([self._prefix_states(prefix), hidden])
+            rows = [np.where(p < shared, p, p + start + shared) for p, start in zip(rows, starts)]
+        else:
+            rows = [p + start for p, start in zip(rows, starts)]
+        out = mean_rows(torch, hidden, rows)
+        out[[s is None for s in spans]] = np.nan
+        return out
+
+    def _prefix_states(self, prefix):
+        """Last hidden states (P, H) of a shared prefix alone (for pooling over tokens the cache holds)."""
+        ids = self.torch.as_tensor([list(prefix)], dtype=self.torch.long, device=self.device)
+        with self.torch.inference_mode():
+            return self._forward(self.model.base_model, input_ids=ids, use_cache=False).last_hidden_state[0]
 
     def _packed_hidden(self, rows: Sequence[Sequence[int]], offset: int = 0, **kwargs):
         """Last hidden states (T, H) of ``rows`` run packed as one sequence (see
@@ -170,11 +216,26 @@ class HFBackend:
         the whole response fits).
         Packed (on CPU, see :mod:`selectit.backends.packing`) or batched with right padding; logits in
         float32 at the response positions only."""
+        return self._loss_pass(pairs, max_length, end)[0]
+
+    def pooled_losses(self, pairs: Sequence[tuple[str, str]], spans: Sequence[Spans], max_length: int | None = None,
+                      *, end: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`response_losses` from the same forward pass, and each row's last hidden state
+        mean-pooled over the tokens of its character ``spans`` of ``context + response`` (see
+        :func:`selectit.backends.pooling.token_spans`): ((B,), (B, H) float32, NaN where no token)."""
+        return self._loss_pass(pairs, max_length, end, spans)
+
+    def _loss_pass(self, pairs, max_length, end, spans=None):
+        from selectit.backends.pooling import mean_rows, positions, token_spans
+
         torch = self.torch
         limit = clamp_length(max_length, self.max_length)
         stop = self.end_token() if end else None
         rows = [response_ids(self.encode_plain, c, r, limit, stop) for c, r in pairs]
         self.tokens_computed += sum(len(ids) for ids, _ in rows)
+        pools = None if spans is None else [positions(token_spans(self.encode_plain, c + r, ids, s))
+                                            for (c, r), (ids, _), s in zip(pairs, rows, spans)]
+        pooled = None
         if self.packed:
             hidden, ids, lengths = self._packed_hidden([ids for ids, _ in rows])  # (T, H)
             offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
@@ -184,6 +245,8 @@ class HFBackend:
             targets = ids[0, where + 1]
             which = torch.as_tensor(np.repeat(np.arange(len(rows)), [len(a) for a in at]), dtype=torch.long)
             nll = self._losses(hidden[where.to(self.device)], targets)
+            if pools is not None:
+                pooled = mean_rows(torch, hidden, [p + o for p, o in zip(pools, offsets)])
         else:
             width = max(len(ids) for ids, _ in rows)
             input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
@@ -199,9 +262,12 @@ class HFBackend:
                 hidden = self._forward(self.model.base_model, input_ids=input_ids.to(self.device),
                                        attention_mask=mask.to(self.device)).last_hidden_state
                 nll = self._losses(hidden[scored.to(self.device)], targets)
+                if pools is not None:
+                    flat = hidden.reshape(-1, hidden.shape[-1])  # (B * W, H): row i's position t at i * W + t
+                    pooled = mean_rows(torch, flat, [p + i * width for i, p in enumerate(pools)])
         total = torch.zeros(len(rows), dtype=torch.float64).index_add_(0, which, nll)
         count = torch.zeros(len(rows), dtype=torch.float64).index_add_(0, which, torch.ones_like(nll))
-        return (total / count).numpy()  # 0/0 -> NaN where no response token was scored
+        return (total / count).numpy(), pooled  # 0/0 -> NaN where no response token was scored
 
     def _losses(self, hidden, targets):
         """(N,) float64 next-token losses on CPU from hidden states (N, H) and target ids (N,). The head

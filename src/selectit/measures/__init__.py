@@ -3,7 +3,9 @@ the score store and read back by any method (see :mod:`selectit.measures.base`).
 
 - :class:`Ratings`: rating-label probabilities per (prompt, record); :class:`ContentFree`: the same on
   content-free inputs (calibration);
-- :class:`Losses`: a text's mean token loss in some context (the likelihood term, perplexity, IFD, r-IFD).
+- :class:`Losses`: a text's mean token loss in some context (the likelihood term, perplexity, IFD, r-IFD);
+- :class:`Embeddings`: a record's pooled last hidden state, from one of those passes (``--diversity``);
+- :class:`MinHashes`: MinHash signatures of a record's words, no model (``--dedup-threshold``).
 
 A new measurement is one class here (a store key family, ``compute`` and ``load``), and its family in
 :func:`describe_model`.
@@ -15,7 +17,9 @@ from collections.abc import Sequence
 
 from selectit.backends.base import clamp_length
 from selectit.measures.base import Measure, MissingMeasurement, ModelInfo, Outcome, Progress
+from selectit.measures.embeddings import Embeddings, embedding_measure
 from selectit.measures.losses import Losses, loss_key
+from selectit.measures.minhash import MinHashes
 from selectit.measures.ratings import CONTENT_FREE, ContentFree, RatingArrays, Ratings, label_ids, ratings_key
 from selectit.records import Record
 
@@ -37,5 +41,5 @@ def describe_model(backend, spec: str | None, probe: Record, measures: Sequence[
     return info
 
 
-__all__ = ["CONTENT_FREE", "ContentFree", "Losses", "Measure", "MissingMeasurement", "ModelInfo", "Outcome",
-           "Progress", "RatingArrays", "Ratings", "describe_model"]
+__all__ = ["CONTENT_FREE", "ContentFree", "Embeddings", "Losses", "Measure", "MinHashes", "MissingMeasurement",
+           "ModelInfo", "Outcome", "Progress", "RatingArrays", "Ratings", "describe_model", "embedding_measure"]

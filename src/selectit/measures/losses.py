@@ -32,6 +32,7 @@ from selectit.backends.base import clamp_length
 from selectit.measures.base import Measure, MissingMeasurement, ModelInfo, Outcome, Progress
 from selectit.records import Record
 from selectit.store import ScoreStore, model_key, prompt_key, record_key
+from selectit.truncation import MAX_CHARS_PER_TOKEN
 
 PROMPT_NO_INPUT = ("Below is an instruction that describes a task. Write a response that appropriately "
                    "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:")
@@ -49,12 +50,36 @@ END = "+end"  # suffix of a store kind whose target is followed by the model's e
 GIVEN, GIVEN_BLANK = CONDITIONED + END, BLANK + END  # the likelihood term's kinds
 
 
-def instruction_context(record: Record) -> str:
-    """The Alpaca prompt for ``record``; the response follows it directly (no space, as in training)."""
+def _alpaca_parts(record: Record) -> tuple[str, str] | None:
+    """(instruction, input) of an Alpaca record with a non-empty input, else None."""
     raw = record.raw if isinstance(record.raw, dict) else {}
     if isinstance(raw.get("instruction"), str) and isinstance(raw.get("input"), str) and raw["input"].strip():
-        return PROMPT_INPUT.format(instruction=raw["instruction"], input=raw["input"])
+        return raw["instruction"], raw["input"]
+    return None
+
+
+def instruction_context(record: Record) -> str:
+    """The Alpaca prompt for ``record``; the response follows it directly (no space, as in training)."""
+    parts = _alpaca_parts(record)
+    if parts is not None:
+        return PROMPT_INPUT.format(instruction=parts[0], input=parts[1])
     return PROMPT_NO_INPUT.format(instruction=record.instruction)
+
+
+def record_spans(record: Record) -> list[tuple[int, int]]:
+    """Character spans of the record's own text in ``instruction_context(record) + record.response``:
+    the instruction, the Alpaca input (when there is one) and the response; not the prompt's words."""
+    parts = _alpaca_parts(record)
+    if parts is None:
+        start = PROMPT_NO_INPUT.index("{instruction}")
+        spans = [(start, start + len(record.instruction))]
+    else:
+        start = PROMPT_INPUT.index("{instruction}")
+        middle = PROMPT_INPUT.index("{input}") - start - len("{instruction}")  # the words between the two
+        second = start + len(parts[0]) + middle
+        spans = [(start, start + len(parts[0])), (second, second + len(parts[1]))]
+    context = len(instruction_context(record))
+    return [*spans, (context, context + len(record.response))]
 
 
 def blank_context(record: Record) -> str:
@@ -107,6 +132,10 @@ class Losses(Measure):
         return text_losses(backend, records, self.kind, execution.batch_size, info.max_length, store,
                            info.keys["losses"], progress)
 
+    def pools(self) -> bool:
+        """Whether this loss's pass reads the record in the Alpaca prompt (so it can pool its embedding)."""
+        return self.kind.removesuffix(END) == CONDITIONED
+
     def load(self, info: ModelInfo, records: Sequence[Record], store: ScoreStore) -> np.ndarray:
         keys = [record_key(r) for r in records]
         found = store.load_losses(self.key(info), self.kind, keys)
@@ -118,28 +147,38 @@ class Losses(Measure):
 
 
 def text_losses(backend, records: Sequence[Record], kind: str, batch_size: int, max_length: int, store: ScoreStore,
-                key: str, progress: Progress | None = None) -> Outcome:
+                key: str, progress: Progress | None = None, embed: str | None = None) -> Outcome:
     """Store the mean target-token loss of each record in context ``kind`` (one of TEXTS, + END to score
-    the end-of-text token after the target too) under ``key``.
+    the end-of-text token after the target too) under ``key``; with ``embed`` (a vector kind, for a
+    CONDITIONED kind only), also the record's pooled last hidden state from the same pass
+    (selectit.measures.embeddings), float16.
 
-    Distinct records are run once, sorted by length and batched (little padding); losses already in the
-    store are not computed again and every computed batch is stored at once, so a killed run resumes.
-    ``progress`` is called with records done."""
+    Distinct records are run once, sorted by length and batched (little padding); what is already in
+    the store is not computed again and every computed batch is stored at once, so a killed run
+    resumes. ``progress`` is called with records done."""
     texts, end = TEXTS[kind.removesuffix(END)], kind.endswith(END)
     keys = [record_key(r) for r in records]
     first: dict[str, int] = {}
     for i, k in enumerate(keys):
         first.setdefault(k, i)
     found = store.load_losses(key, kind, first)
-    todo = sorted((i for k, i in first.items() if k not in found),
+    pooled = store.load_vectors(key, embed, first, np.float16) if embed else {}
+    todo = sorted((i for k, i in first.items() if k not in found or (embed and k not in pooled)),
                   key=lambda i: len(records[i].instruction) + len(records[i].response))
     if progress:
         progress(len(records) - len(todo))  # stored, or a duplicate of another record
     outcome = Outcome(stored=len(records) - len(todo))
+    limit = max_length * MAX_CHARS_PER_TOKEN  # what response_ids tokenizes at most
     for b in range(0, len(todo), batch_size):
         batch = todo[b : b + batch_size]
         before = backend.tokens_computed
-        losses = backend.response_losses([texts(records[i]) for i in batch], max_length, end=end)
+        pairs = [texts(records[i]) for i in batch]
+        if embed:
+            spans = [[(min(s, limit), min(e, limit)) for s, e in record_spans(records[i])] for i in batch]
+            losses, vectors = backend.pooled_losses(pairs, spans, max_length, end=end)
+            store.put_vectors(key, embed, [(keys[i], v.astype(np.float16)) for i, v in zip(batch, vectors)])
+        else:
+            losses = backend.response_losses(pairs, max_length, end=end)
         outcome.tokens += backend.tokens_computed - before
         store.put_losses(key, kind, [(keys[i], float(v)) for i, v in zip(batch, losses)])
         if progress:

@@ -14,14 +14,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from selectit.backends.pooling import token_spans
 from selectit.errors import ConfigError
 from selectit.labels import resolve_label_ids
 from selectit.measures.base import Measure, MissingMeasurement, ModelInfo, Outcome, Progress
 from selectit.plan import plan_batches
-from selectit.prompts import rating_text
+from selectit.prompts import rating_spans, rating_text
 from selectit.records import Record
 from selectit.store import ScoreStore, model_key, prompt_key, record_key
-from selectit.truncation import fit_prompt
+from selectit.truncation import MAX_CHARS_PER_TOKEN, fit_prompt
 
 # Content-free inputs for calibration (Zhao et al. 2021 use "N/A", "[MASK]" and "").
 CONTENT_FREE = tuple(Record(id=f"content-free:{x}", instruction=x, response=x, raw={}) for x in ("N/A", "[MASK]", "..."))
@@ -116,31 +117,41 @@ class ContentFree(Measure):
 
 
 def score_items(backend, info: ModelInfo, records: Sequence[Record], prompts: Sequence[str], layout: str,
-                overlong: str, execution, store: ScoreStore, progress: Progress | None = None) -> Outcome:
-    """Run one model over every (record, prompt) pair of ``records`` into ``store``.
+                overlong: str, execution, store: ScoreStore, progress: Progress | None = None,
+                embed: str | None = None) -> Outcome:
+    """Run one model over every (record, prompt) pair of ``records`` into ``store``; with ``embed`` (a
+    vector kind), also store each record's pooled last hidden state from its first prompt's pass
+    (selectit.measures.embeddings), float16.
 
     Batches whose pairs are all stored are not run again and every computed batch is stored as one
     transaction, so a killed run resumes where it stopped; the batch plan depends only on the
     records, so a resumed run computes every batch exactly as an uninterrupted one would. A pair the
     model fails on is stored as a failure (NaN, with its reason), never as a score."""
     key = info.keys["ratings"]
-    items = _Items.build(backend, records, prompts, overlong, layout, info.max_length)
+    items = _Items.build(backend, records, prompts, overlong, layout, info.max_length, pool=embed is not None)
     batches = plan_batches(items.ids, items.groups(len(prompts), layout), batch_size=execution.batch_size,
                            batch_tokens=execution.batch_tokens, share_prefix=execution.prefix_cache)
     stored = store.load(key, items.keys)
+    pooled = store.load_vectors(key, embed, {items.keys[k][1] for k in items.pooled()}, np.float16) if embed else {}
     per_item = len(records) / max(len(items.ids), 1)  # progress is counted in records
     outcome = Outcome(stored=sum(1 for k in items.keys if k in stored) // max(len(prompts), 1))
     for batch in batches:
-        if not all(items.keys[k] in stored for k in batch.rows):
+        pool = [k for k in batch.rows if items.spans[k] is not None and items.keys[k][1] not in pooled] if embed else []
+        if pool or not all(items.keys[k] in stored for k in batch.rows):
             rows = [items.ids[k].tolist() for k in batch.rows]
+            spans = [items.spans[k] for k in batch.rows] if pool else None
             before = backend.tokens_computed
-            probs, failed = label_probs(backend, rows, info.label_ids, batch.shared)
+            probs, failed, vectors = label_probs(backend, rows, info.label_ids, batch.shared, spans)
             outcome.tokens += backend.tokens_computed - before
             store.put(key, [(*items.keys[k], probs[r], items.cut[k]) for r, k in enumerate(batch.rows)
                             if r not in failed])
             if failed:
                 store.put_failures(key, [(*items.keys[batch.rows[r]], msg, items.cut[batch.rows[r]])
                                          for r, msg in failed.items()])
+            if vectors is not None:
+                store.put_vectors(key, embed, [(items.keys[k][1], vectors[r].astype(np.float16))
+                                               for r, k in enumerate(batch.rows)
+                                               if items.spans[k] is not None and r not in failed])
         if progress:
             progress(len(batch.rows) * per_item)
     return outcome
@@ -151,20 +162,23 @@ class _Items:
     """The distinct (record, prompt) pairs to run, tokenized once. Duplicated records map to one item.
 
     ids[k]: token ids (compact arrays); keys[k]: (prompt key, record key); cut[k]: truncated; owner[k]:
-    the first (record, prompt) it came from."""
+    the first (record, prompt) it came from; spans[k]: the token spans to pool the record's embedding
+    over (its first prompt's item, when pooling), else None."""
 
     ids: list[array]
     keys: list[tuple[str, str]]
     cut: list[bool]
     owner: list[tuple[int, int]]
     rkeys: list[str]
+    spans: list[list[tuple[int, int]] | None]
 
     @classmethod
     def build(cls, backend, records: Sequence[Record], prompts: Sequence[str], overlong: str, layout: str,
-              max_length: int) -> _Items:
+              max_length: int, pool: bool = False) -> _Items:
         pkeys = [prompt_key(p) for p in prompts]
-        items = cls(ids=[], keys=[], cut=[], owner=[], rkeys=[record_key(r) for r in records])
+        items = cls(ids=[], keys=[], cut=[], owner=[], rkeys=[record_key(r) for r in records], spans=[])
         seen: set[tuple[str, str]] = set()
+        limit = max_length * MAX_CHARS_PER_TOKEN  # what fit_prompt tokenizes at most
         for i, (record, rkey) in enumerate(zip(records, items.rkeys)):
             for j, prompt in enumerate(prompts):
                 key = (pkeys[j], rkey)
@@ -175,7 +189,16 @@ class _Items:
                     items.keys.append(key)
                     items.cut.append(cut)
                     items.owner.append((i, j))
+                    spans = None
+                    if pool and j == 0:
+                        chars = [(min(a, limit), min(b, limit)) for a, b in rating_spans(prompt, record, layout)]
+                        spans = token_spans(backend.encode, rating_text(prompt, record, layout)[:limit], ids, chars)
+                    items.spans.append(spans)
         return items
+
+    def pooled(self) -> list[int]:
+        """The items whose record embedding is pooled."""
+        return [k for k, s in enumerate(self.spans) if s is not None]
 
     def groups(self, P: int, layout: str) -> list[list[int]]:
         """Items that share a token prefix: one group per record (record-first) or per prompt."""
@@ -187,15 +210,20 @@ class _Items:
         return [[k for k, (_, j) in enumerate(self.owner) if j == jj] for jj in range(P)]
 
 
-def label_probs(backend, rows: list[list[int]], ids: list[int], shared: int) -> tuple[np.ndarray, dict[int, str]]:
-    """backend.label_probs for one batch: (probs (B, S), {row: error}).
+def label_probs(backend, rows: list[list[int]], ids: list[int], shared: int, spans: list | None = None
+                ) -> tuple[np.ndarray, dict[int, str], np.ndarray | None]:
+    """backend.label_probs for one batch: (probs (B, S), {row: error}, None); with ``spans`` (per row,
+    token spans or None), backend.pooled_label_probs: the third item is then (B, H) float32.
 
     Out of memory: the batch is split in halves and retried, never skipped. Any other failure: the
     rows are retried one by one, and a row that still fails gets NaN and its error, for that row alone
     (the published scripts skipped it, shifting every later score onto the wrong record).
     """
     try:
-        return backend.label_probs(rows, ids, shared), {}
+        if spans is None:
+            return backend.label_probs(rows, ids, shared), {}, None
+        probs, vectors = backend.pooled_label_probs(rows, ids, shared, spans)
+        return probs, {}, vectors
     except MemoryError:
         if len(rows) == 1:
             raise ConfigError(
@@ -203,14 +231,25 @@ def label_probs(backend, rows: list[list[int]], ids: list[int], shared: int) -> 
                 "use --dtype bfloat16, or a smaller model"
             ) from None
         half = len(rows) // 2
-        (a, ea), (b, eb) = label_probs(backend, rows[:half], ids, shared), label_probs(backend, rows[half:], ids, shared)
-        return np.concatenate([a, b]), {**ea, **{half + r: m for r, m in eb.items()}}
+        a, ea, va = label_probs(backend, rows[:half], ids, shared, spans and spans[:half])
+        b, eb, vb = label_probs(backend, rows[half:], ids, shared, spans and spans[half:])
+        return (np.concatenate([a, b]), {**ea, **{half + r: m for r, m in eb.items()}},
+                None if va is None else np.concatenate([va, vb]))
     except Exception as e:  # noqa: BLE001 - any backend failure is isolated to its rows
         if len(rows) > 1:
-            out, errors = np.empty((len(rows), len(ids))), {}
+            out, errors, parts = np.empty((len(rows), len(ids))), {}, []
             for r, row in enumerate(rows):
-                out[r : r + 1], err = label_probs(backend, [row], ids, shared)
+                out[r : r + 1], err, v = label_probs(backend, [row], ids, shared, spans and spans[r : r + 1])
+                parts.append(v)
                 if err:
                     errors[r] = err[0]
-            return out, errors
-        return np.full((1, len(ids)), np.nan), {0: f"{type(e).__name__}: {e}"}
+            return out, errors, None if spans is None else _stack(parts)
+        vectors = None if spans is None else np.full((1, 0), np.nan, dtype=np.float32)  # its width is unknown
+        return np.full((1, len(ids)), np.nan), {0: f"{type(e).__name__}: {e}"}, vectors
+
+
+def _stack(parts: list[np.ndarray]) -> np.ndarray:
+    """Rows (1, H) of pooled vectors, a failed row's (1, 0) widened with NaN: (B, H)."""
+    width = max(v.shape[1] for v in parts)
+    return np.concatenate([v if v.shape[1] == width else np.full((1, width), np.nan, dtype=np.float32)
+                           for v in parts])

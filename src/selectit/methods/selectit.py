@@ -52,7 +52,7 @@ class SelectIT(Method):
         params = data.config.method
         content_free = model.values[free] if params.calibrate else None
         losses = tuple(model.values[m] for m in LIKELIHOOD) if params.likelihood_weight > 0 else None
-        lik = reflection.likelihood_scores(*losses) if losses is not None else None
+        lik = likelihood_term(losses, data.records, params.likelihood_term) if losses is not None else None
         token, sentence = self.levels(ratings.probs, content_free, data.config, lik)
         info = model.info
         return ModelRun(
@@ -89,6 +89,14 @@ class SelectIT(Method):
 
 
 LIKELIHOOD = (Losses(GIVEN), Losses(GIVEN_BLANK))  # the likelihood term's losses: (given, blank)
+
+
+def likelihood_term(losses: tuple[np.ndarray, np.ndarray], records, term: str) -> np.ndarray:
+    """(n,) the likelihood term before its weight: reflection.information_scores ('information') or
+    reflection.likelihood_scores ('per-token') of the (given, blank) losses."""
+    if term == "information":
+        return reflection.information_scores(*losses, np.array([len(r.response) for r in records], dtype=np.float64))
+    return reflection.likelihood_scores(*losses)
 
 
 def _rating_measures(config: RunConfig, prompts: Sequence[str]) -> tuple[Ratings, ContentFree]:

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from selectit import diversity
 from selectit.version import __version__
 from selectit.report import figures, page, stats
 from selectit.report.load import RunView
@@ -15,6 +16,8 @@ from selectit.report.load import RunView
 TOP_BOTTOM = 10  # records shown with their per-prompt ratings at each end
 SNIPPET = 160  # characters of instruction and response kept in the all-records table (and searched)
 TEXT_SHOWN = 400  # characters of instruction and response shown for the top and bottom records
+CLUSTERS_SHOWN = 20  # duplicate clusters listed
+MAP_POINTS = 3000  # records in the embedding map and the nearest-neighbour figures (a fixed-seed sample beyond)
 
 
 def _fmt(x, digits: int = 4) -> str:
@@ -165,6 +168,57 @@ def selected_vs_all(run: RunView, d: _Derived, fig: _Figures) -> str:
             fig(figures.score_vs_length(run.score, d.rlen.astype(np.float64), d.sel, hover)) + "</div>")
 
 
+def duplicates_diversity(run: RunView, d: _Derived, fig: _Figures) -> str:
+    """What the selection steps excluded (selection.json), the duplicate clusters, and the embeddings:
+    a 2-D map and how far apart the selected records are."""
+    out, steps = [], run.steps or {}
+    if run.steps is not None:
+        walk = steps.get("diversity") or {}
+        out.append(page.cards([("exact copies excluded", _fmt(steps.get("exact_duplicates", 0))),
+                               ("near duplicates excluded", _fmt(steps.get("near_duplicates", 0))),
+                               ("diversity D", f"{walk['d']:g}" if walk else "off"),
+                               ("passed over as too similar", _fmt(walk.get("too_similar")) if walk else "–")]))
+        rows = []
+        for c in steps.get("clusters", [])[:CLUSTERS_SHOWN]:
+            kept = c.get("kept")
+            examples = "<br>".join(
+                f"{'<b>kept</b> ' if i == kept else ''}{page.esc(run.ids[i])}: "
+                f"{page.esc(_clip(run.instructions[i], 90)) if d.has_text else ''}" for i in c["members"][:3])
+            rows.append([_fmt(c["size"]), page.esc(run.ids[kept]) if kept is not None else "–", examples])
+        if rows:
+            out.append("<h3>Duplicate clusters collapsed, largest first</h3>" + page.table(
+                ["records", "the one that can be selected", "examples"], rows, numeric={0}, raw={1, 2}, wide={2}))
+        else:
+            out.append('<p class="muted">No duplicates were found.</p>')
+    else:
+        out.append('<p class="muted">The selection shown did not run the duplicate and diversity steps (`selectit '
+                   "select` runs them; a --fraction/--top/--threshold given to the report ranks by score alone).</p>")
+    if run.embeddings is None:
+        out.append(f'<p class="muted">No record embeddings: {page.esc(run.embedding_problem or "none stored")}.</p>')
+        return "".join(out)
+    rng = np.random.default_rng(0)
+    pick = lambda idx: np.sort(rng.choice(idx, MAP_POINTS, replace=False)) if len(idx) > MAP_POINTS else idx  # noqa: E731
+    every, chosen = pick(np.arange(run.n)), pick(np.flatnonzero(d.sel))
+    near_all = 1 - diversity.nearest_similarity(run.embeddings, every)
+    near_sel = 1 - diversity.nearest_similarity(run.embeddings, chosen)
+    summary = lambda x: [_fmt(float(np.mean(x)) if len(x) else None),  # noqa: E731
+                         _fmt(float(np.median(x)) if len(x) else None), _fmt(len(x))]
+    out.append("<h3>How far apart</h3>" + page.table(
+        ["records", "mean cosine distance to the nearest other record", "median", "records compared"],
+        [["all", *summary(near_all)], ["selected", *summary(near_sel)]], numeric={1, 2, 3}))
+    out.append(f'<p class="muted">Nearest neighbour within the same set (at most {MAP_POINTS:,} records each, a '
+               "fixed-seed sample). Embeddings: the scoring model's last hidden state, mean-pooled over the record's "
+               "own tokens.</p>")
+    _, usable = diversity.unit_rows(run.embeddings[every])
+    shown = every[usable]
+    hover = [page.esc(_clip(f"{run.ids[i]}: {run.instructions[i]}" if d.has_text else str(run.ids[i]), 80))
+             for i in range(run.n)] if len(shown) else []
+    if len(shown):
+        xy = stats.pca_2d(run.embeddings[shown])
+        out.append(fig(figures.embedding_map(xy, shown, d.sel, hover, len(every) < run.n)))
+    return "".join(out)
+
+
 def top_bottom(run: RunView, d: _Derived) -> str:
     order = np.argsort(np.where(np.isfinite(run.score), -run.score, np.inf), kind="stable")
     scored = order[: int(np.isfinite(run.score).sum())]
@@ -290,6 +344,7 @@ def render(runs: list[RunView]) -> str:
                 ("prompts", "Rating prompts", prompts_section(run, d)),
                 ("distributions", "Distributions", distributions(run, d, fig)),
                 ("selected", "Selected vs all", selected_vs_all(run, d, fig)),
+                ("duplicates", "Duplicates and diversity", duplicates_diversity(run, d, fig)),
                 ("top-bottom", "Top and bottom records", top_bottom(run, d)),
                 ("records", "All records", all_records(run, d))]
     if len(runs) > 1:

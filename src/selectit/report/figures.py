@@ -155,3 +155,15 @@ def pair_scatter(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str):
     fig.add_scatter(x=np.round(a[idx], 5).tolist(), y=np.round(b[idx], 5).tolist(), mode="markers",
                     marker=dict(color=SELECTED, size=4, opacity=0.6), showlegend=False)
     return _layout(fig, f"Scores: {name_a} vs {name_b}", name_a, name_b)
+
+
+def embedding_map(xy: np.ndarray, idx: np.ndarray, selected: np.ndarray, hover: Sequence[str], sampled: bool):
+    """The records' embeddings in 2-D (``xy`` (m, 2) for input positions ``idx``), selected vs not."""
+    go = _go()
+    fig = go.Figure()
+    for mask, name, color in ((~selected[idx], "not selected", REST), (selected[idx], "selected", SELECTED)):
+        fig.add_scatter(x=np.round(xy[mask, 0], 4).tolist(), y=np.round(xy[mask, 1], 4).tolist(), mode="markers",
+                        name=name, marker=dict(color=color, size=5, opacity=0.7),
+                        text=[hover[i] for i in idx[mask]], hovertemplate="%{text}<extra></extra>")
+    title = "Record embeddings, first two principal components" + (f" (a sample of {len(idx)})" if sampled else "")
+    return _layout(fig, title, "PC 1", "PC 2", height=420)

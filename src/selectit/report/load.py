@@ -10,6 +10,7 @@ import numpy as np
 from selectit.errors import USER_ERRORS
 from selectit.rundir import ids_digest, read_run, read_selection, scored_input
 from selectit.selection import choose
+from selectit.steps import load_embeddings, store_path
 
 DEFAULT_FRACTION = 0.2
 
@@ -34,6 +35,9 @@ class RunView:
     responses: list[str] | None = None
     input_problem: str | None = None  # why the texts are missing
     models: list[str] = field(default_factory=list)
+    steps: dict | None = None  # what the last `selectit select` excluded (selection.json "steps")
+    embeddings: np.ndarray | None = None  # (n, H) float16 record embeddings, when the run stored them
+    embedding_problem: str | None = None  # why they are not shown
 
     @property
     def n(self) -> int:
@@ -73,7 +77,7 @@ def load_run(run_dir: str | Path, *, fraction: float | None = None, top: int | N
     for m in models:  # a run with no rows still needs 2-d arrays
         view.token[m] = view.token[m].reshape(len(rows), -1)
         view.mass[m] = view.mass[m].reshape(len(rows), -1)
-    view.selected, view.policy = _selection(path, score, fraction, top, threshold)
+    view.selected, view.policy, view.steps = _selection(path, score, fraction, top, threshold)
     try:
         source = scored_input(path, cfg, len(rows), ids_digest(r["id"] for r in rows),
                               "the report shows scores without the records' text")
@@ -82,22 +86,42 @@ def load_run(run_dir: str | Path, *, fraction: float | None = None, top: int | N
         view.responses = [r.response for r in records]
     except USER_ERRORS as e:
         view.input_problem = str(e)
+        source = None
+    if source is not None:
+        try:
+            view.embeddings = load_embeddings(source, cfg, store_path(path, cfg))
+        except USER_ERRORS as e:
+            view.embedding_problem = str(e)
     return view
 
 
-def _selection(path: Path, score: np.ndarray, fraction, top, threshold) -> tuple[np.ndarray, str]:
-    """(input positions selected, the policy in words)."""
+def _selection(path: Path, score: np.ndarray, fraction, top, threshold) -> tuple[np.ndarray, str, dict | None]:
+    """(input positions selected, the policy in words, what the selection steps did). A policy given
+    here ranks by score alone (no duplicate or diversity step)."""
     if fraction is None and top is None and threshold is None:
         record = read_selection(path)
         if record is not None:
             indices = np.asarray(record.get("indices", []), dtype=np.int64)
             if indices.size == 0 or (indices.min() >= 0 and indices.max() < len(score)):
-                return indices, f"{_policy_words(**record.get('policy', {}))}, as the last `selectit select` chose"
+                steps = record.get("steps")
+                return (indices, f"{_policy_words(steps is not None, **record.get('policy', {}))}, as the last "
+                        "`selectit select` chose", steps)
         fraction = DEFAULT_FRACTION
-    return choose(score, fraction=fraction, top=top, threshold=threshold), _policy_words(fraction=fraction, top=top, threshold=threshold)
+    return (choose(score, fraction=fraction, top=top, threshold=threshold),
+            _plain_policy(fraction=fraction, top=top, threshold=threshold), None)
 
 
-def _policy_words(fraction=None, top=None, threshold=None) -> str:
+def _policy_words(with_steps: bool, fraction=None, top=None, threshold=None, keep_duplicates=False,
+                  dedup_threshold=None, diversity=None) -> str:
+    """The policy in words, and the selection steps when the selection ran them (``with_steps``)."""
+    words = _plain_policy(fraction, top, threshold)
+    steps = ([] if keep_duplicates else ["exact copies excluded"]) + \
+        ([f"near duplicates (Jaccard >= {dedup_threshold:g}) collapsed"] if dedup_threshold else []) + \
+        ([f"diversity {diversity:g}"] if diversity else [])
+    return f"{words}; {', '.join(steps)}" if with_steps and steps else words
+
+
+def _plain_policy(fraction=None, top=None, threshold=None) -> str:
     if fraction is not None:
         return f"the best {100 * fraction:g}% of records (--fraction {fraction:g})"
     if top is not None:

@@ -179,3 +179,16 @@ def histogram(values: np.ndarray, bins: int | None = None, edges: np.ndarray | N
         edges = np.linspace(lo, hi, bins + 1)
     counts, _ = np.histogram(v, bins=edges)
     return edges, counts
+
+
+def pca_2d(x: np.ndarray) -> np.ndarray:
+    """(m, 2): rows of ``x`` (m, H) projected on their first two principal components (SVD of the
+    centred rows, in float64; the sign of each component fixed so its largest loading is positive)."""
+    x = np.asarray(x, dtype=np.float64)
+    if len(x) < 2:
+        return np.zeros((len(x), 2))
+    centred = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    vt = vt[:2] * np.sign(vt[:2][np.arange(min(2, len(vt))), np.abs(vt[:2]).argmax(axis=1)])[:, None]
+    out = centred @ vt.T
+    return np.pad(out, ((0, 0), (0, 2 - out.shape[1])))

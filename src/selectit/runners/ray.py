@@ -75,8 +75,14 @@ class SplitStore:
     def load_losses(self, model, kind, records):
         return self._read(lambda db, todo: db.load_losses(model, kind, todo), records)
 
+    def load_vectors(self, model, kind, records, dtype):
+        return self._read(lambda db, todo: db.load_vectors(model, kind, todo, dtype), records)
+
     def put(self, model, rows) -> None:
         self.own.put(model, rows)
+
+    def put_vectors(self, model, kind, rows) -> None:
+        self.own.put_vectors(model, kind, rows)
 
     def put_failures(self, model, rows) -> None:
         self.own.put_failures(model, rows)

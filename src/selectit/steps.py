@@ -1,0 +1,138 @@
+"""The selection steps between a run's scores and its selection (issue 16), in this order:
+
+1. **Exact duplicates** (unless ``--keep-duplicates``): a record equal to an earlier one (instruction,
+   input and response, up to case and whitespace: selectit.dedup) is never selected.
+2. **Near duplicates** (``--dedup-threshold J``): MinHash LSH clusters; only each cluster's best-scored
+   record can be selected. The signatures are a measurement (selectit.measures.minhash) kept in the
+   run's score store: computed on the first selection that needs them, read back after.
+3. **The policy**: ``--fraction F`` (floor(N x F) records, N all records of the input, copies included),
+   ``--top N`` or ``--threshold T``, best score first; with ``--diversity D`` the walk of
+   selectit.diversity fills the budget instead (a threshold run walks every record scoring >= T).
+
+Memory: scores (8 bytes a record), exact keys (8), with near dedup the signatures (512), with diversity
+the embeddings (2 x hidden size: 1,152 for SmolLM2); bench/README.md gives the figures at 1M records.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from selectit import dedup, diversity, engine, rundir
+from selectit.config import SelectOptions, flat_options
+from selectit.errors import ConfigError
+from selectit.measures import Embeddings, MinHashes, ModelInfo
+from selectit.methods import configure
+from selectit.selection import choose, rank
+from selectit.store import ScoreStore
+
+CLUSTERS_KEPT = 50  # largest duplicate clusters written to selection.json (for the report)
+MEMBERS_KEPT = 8  # positions kept per cluster
+
+
+@dataclass
+class Chosen:
+    """The selection: input positions (best first, or in walk order with diversity) and what each step did."""
+
+    indices: np.ndarray
+    info: dict = field(default_factory=dict)
+
+
+def store_path(run_dir: str | Path, cfg: dict) -> Path:
+    """The run's score store (``--store``, else DIR/store.sqlite)."""
+    ex = (cfg.get("config") or {}).get("execution") or {}
+    return Path(ex.get("store") or Path(run_dir) / rundir.STORE)
+
+
+def choose_run(source, cfg: dict, scores: np.ndarray, options: SelectOptions, store: Path, *,
+               fraction: float | None = None, top: int | None = None, threshold: float | None = None) -> Chosen:
+    """Run the steps over a scored run's input ``source`` (read again, streamed) and ``scores`` (n,)."""
+    choose(scores[:0], fraction=fraction, top=top, threshold=threshold)  # exactly one policy, in range
+    n = len(scores)
+    eligible = np.isfinite(scores)
+    info: dict = {"exact_duplicates": 0, "near_duplicates": 0, "clusters": []}
+    groups = np.arange(n)
+    if not options.keep_duplicates:
+        groups = dedup.first_copies(dedup.exact_keys(source.records()))
+        copies = groups != np.arange(n)
+        info["exact_duplicates"] = int(copies.sum())
+        eligible &= ~copies
+    if options.dedup_threshold is not None:
+        eligible, groups, info["near_duplicates"] = _near(source, scores, eligible, groups, options, store)
+    info["clusters"] = _largest_clusters(groups, scores, eligible)
+    ranked = rank(np.where(eligible, scores, np.nan))[: int(eligible.sum())]
+    if threshold is not None:
+        ranked, budget = ranked[scores[ranked] >= threshold], None
+    else:
+        budget = math.floor(n * fraction + 1e-9) if fraction is not None else top  # as selection.select_fraction
+    if options.diversity is None:
+        return Chosen(ranked[:budget], info)
+    vectors = load_embeddings(source, cfg, store)
+    taken, walked = diversity.diverse(ranked, vectors, options.diversity, budget)
+    info["diversity"] = {"d": options.diversity, "walked": walked, "too_similar": walked - len(taken),
+                         "embedding_dim": int(vectors.shape[1])}
+    return Chosen(taken, info)
+
+
+def _near(source, scores, eligible, groups, options: SelectOptions, store: Path):
+    """(eligible, groups, near copies) after near-duplicate clustering of the records not yet excluded
+    as exact copies."""
+    measure = MinHashes()
+    db = ScoreStore(store)
+    try:
+        parts = []
+        for records in source.chunks():
+            measure.compute(None, None, records, db)
+            parts.append(measure.load(None, records, db))
+    finally:
+        db.close()
+    sigs = np.concatenate(parts) if parts else np.zeros((0, dedup.NUM_PERM), dtype=np.uint32)
+    among = np.flatnonzero(groups == np.arange(len(groups)))  # first copies only: a copy is its first's
+    pairs = among[dedup.near_pairs(sigs[among], options.dedup_threshold)]
+    cluster = dedup.clusters(len(groups), pairs)[groups]  # copies follow their first copy's cluster
+    keep = dedup.best_of_clusters(scores, cluster, eligible)
+    return keep, cluster, int((eligible & ~keep).sum())
+
+
+def _largest_clusters(groups: np.ndarray, scores: np.ndarray, eligible: np.ndarray) -> list[dict]:
+    """The CLUSTERS_KEPT largest groups of copies (size > 1), largest first: size, the member that can
+    be selected (None if none can), the first MEMBERS_KEPT members (input positions)."""
+    sizes = np.bincount(groups, minlength=len(groups))
+    big = np.flatnonzero(sizes > 1)
+    big = big[np.argsort(-sizes[big], kind="stable")][:CLUSTERS_KEPT]
+    out = []
+    for g in big:
+        members = np.flatnonzero(groups == g)
+        kept = members[eligible[members]]
+        out.append({"size": int(sizes[g]), "kept": int(kept[0]) if len(kept) else None,
+                    "members": members[:MEMBERS_KEPT].tolist()})
+    return out
+
+
+def embedding_measure_of(cfg: dict) -> tuple[Embeddings, ModelInfo]:
+    """The embedding measurement a scored run made (its first model's), from its config.json."""
+    config, method = configure(flat_options(cfg))
+    prompts = list(cfg.get("measured_prompts") or cfg.get("prompts") or [])
+    found = next((m for m in engine.run_needs(config, method, prompts) if isinstance(m, Embeddings)), None)
+    models = cfg.get("models") or []
+    if found is None or not models:
+        raise ConfigError(f"--diversity needs the records' embeddings; this run made none (--method {method.name}, "
+                          f"--backend {config.model.backend}, --embeddings {config.measure.embeddings}): score it "
+                          "with --embeddings on (what is stored is reused)")
+    return found, ModelInfo.from_dict(models[0])
+
+
+def load_embeddings(source, cfg: dict, store: Path) -> np.ndarray:
+    """(n, H) float16: every record's embedding, in input order, from the run's store (streamed by chunk)."""
+    measure, info = embedding_measure_of(cfg)
+    db = ScoreStore(store)
+    try:
+        parts = [measure.load(info, records, db) for records in source.chunks()]
+    except ConfigError as e:
+        raise ConfigError(f"{e}; score the input again (what is stored is reused)") from None
+    finally:
+        db.close()
+    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float16)
