@@ -53,7 +53,7 @@ def score_file(input_path: str | Path, out_dir: str | Path, config: RunConfig, m
         source = formats.scan(input_path, schema=opts.format, container=opts.container, skip_bad=opts.skip_bad,
                               chunk_size=config.execution.chunk_size)
         rundir.write_rejects(out, source.rejects)
-        store_path = Path(config.execution.store or out / rundir.STORE)
+        store_path = rundir.store_path(out, config.execution.store)
         prompts = _prompts(config, method)
         models = engine.measure(source, config, method, prompts, store_path, progress=progress,
                                 known=_known_models(out, config))
@@ -135,7 +135,7 @@ def rescore_run(run_dir: str | Path, overrides: Mapping, *, given: Collection[st
                                      f"model (it was --method {cfg.get('method')}): score the input with it")
         scores, digest = rundir.score_column(out)
         source = rundir.scored_input(out, cfg, len(scores), digest, "rescoring needs the records")
-        store_path = Path(config.execution.store or out / rundir.STORE)
+        store_path = rundir.store_path(out, config.execution.store)
         db = ScoreStore(store_path)
         try:
             try:

@@ -49,6 +49,11 @@ STORE = "store.sqlite"
 LOCK = ".lock"
 
 
+def store_path(out_dir: str | Path, store: str | Path | None) -> Path:
+    """The run's score store: ``--store`` where given, else OUT/store.sqlite."""
+    return Path(store or Path(out_dir) / STORE)
+
+
 def _num(x: float) -> float | None:
     x = float(x)
     return x if math.isfinite(x) else None

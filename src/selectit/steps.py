@@ -44,7 +44,7 @@ class Chosen:
 def store_path(run_dir: str | Path, cfg: dict) -> Path:
     """The run's score store (``--store``, else DIR/store.sqlite)."""
     ex = (cfg.get("config") or {}).get("execution") or {}
-    return Path(ex.get("store") or Path(run_dir) / rundir.STORE)
+    return rundir.store_path(run_dir, ex.get("store"))
 
 
 def choose_run(source, cfg: dict, scores: np.ndarray, options: SelectOptions, store: Path, *,
