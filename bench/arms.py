@@ -34,7 +34,14 @@ ARMS: dict[str, tuple[str, ...] | None] = {
     "ifd": ("--method", "ifd"),
     "selectit-paper": ("--paper",),
     "selectit-2models": ("--model", "embedded", "--model", "{gemma}"),
+    "selectit-diversity": (),  # the default's scores, then a diversity-aware selection (SELECT below)
 }
+
+# Arms whose selection is a `selectit select` step on their scores rather than the plain top fraction:
+# the flags after `selectit select RUN --fraction F` (issue 16). D 0.1 on the 500-record pool with the
+# default's SmolLM2 embeddings passes over 17 of the first 117 records walked (0.05: 1; 0.2: the walk
+# cannot fill 20%).
+SELECT: dict[str, tuple[str, ...]] = {"selectit-diversity": ("--diversity", "0.1")}
 
 
 def arm_flags(arm: str, seed: int, gemma: Path | None) -> list[str]:
@@ -109,6 +116,19 @@ class Scorer:
         scores = read_scores(run_dir)
         if len(scores) != self.n:
             raise RuntimeError(f"{name}: scores.jsonl has {len(scores)} rows for {self.n} records")
-        chosen = select_fraction(scores, self.fraction).tolist()
+        if name in SELECT:  # run_name(arm, seed) is the arm's name: its selection is deterministic
+            chosen = self._select(run_dir, SELECT[name])
+        else:
+            chosen = select_fraction(scores, self.fraction).tolist()
         print(f"selected {name}: {len(chosen)} of {self.n} ({self.timings[name]})", flush=True)
         return chosen
+
+    def _select(self, run_dir: Path, flags: tuple[str, ...]) -> list[int]:
+        """`selectit select RUN --fraction F *flags`: the positions it chose, best first (selection.json)."""
+        cmd = [sys.executable, "-m", "selectit", "select", str(run_dir), "--fraction", str(self.fraction),
+               "--output", str(run_dir / "selected.json"), *flags]
+        done = subprocess.run(cmd, capture_output=True, text=True, env=self.env)
+        if done.returncode != 0:
+            raise RuntimeError(f"selectit select failed (exit {done.returncode}): {' '.join(cmd)}\n{done.stderr[-3000:]}")
+        print(done.stdout.strip(), flush=True)
+        return json.loads((run_dir / "selection.json").read_text(encoding="utf-8"))["indices"]

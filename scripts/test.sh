@@ -3,6 +3,6 @@
 # time), then run the whole test suite (including the few tests on the embedded model).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh test,llamacpp,columnar,ray,bench,zstd,dedup
+bash scripts/setup.sh test,llamacpp,columnar,ray,bench,zstd,dedup,proxy
 . .venv/bin/activate
 python -m pytest -q "$@"

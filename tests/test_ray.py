@@ -135,3 +135,13 @@ def test_every_method_runs_on_ray_as_locally(tmp_path, local_ray, method):
     _, local, distributed = _both(tmp_path, _data(tmp_path, 12), dict(backend="fake", method=method, chunk_size=4,
                                                                         num_prompts=2))
     assert local == distributed and len(local.splitlines()) == 12
+
+
+def test_the_proxy_runs_on_ray_as_locally(tmp_path, local_ray):
+    """--proxy: the sample's full measurements and every record's features through the same shard
+    function on Ray; scores.jsonl (full and predicted scores, scored_by) byte for byte the local one's."""
+    pytest.importorskip("sklearn")
+    _, local, distributed = _both(tmp_path, _data(tmp_path, 40), dict(
+        backend="fake", chunk_size=8, num_prompts=2, proxy=True, proxy_sample=20, proxy_features="hidden",
+        proxy_min_spearman=-1.0))
+    assert local == distributed and local.count(b'"scored_by": "proxy"') == 20

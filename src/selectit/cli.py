@@ -119,7 +119,7 @@ def _shown_default(default) -> str:
 
 
 FIELDS = {f.name: (section, f) for section, f in all_fields()}
-SCORE_SECTIONS = ("model", "measure", "method", "execution", "input")
+SCORE_SECTIONS = ("model", "measure", "method", "execution", "input", "proxy")
 
 
 def _command(fn, fixed: list[inspect.Parameter], names: list[str]):

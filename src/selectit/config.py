@@ -39,6 +39,8 @@ PROMPT_WEIGHTS = ("equal", "mass")
 FORMATS = ("alpaca", "sharegpt", "messages")
 CONTAINERS = ("json", "jsonl", "parquet", "csv", "hf")
 EMBEDDINGS = ("auto", "on", "off")
+PROXY_FEATURES = ("ngrams", "token-embeddings", "early", "hidden")  # selectit.measures.features
+PROXY_REGRESSORS = ("ridge", "lightgbm")  # selectit.proxy
 DEFAULT_NUM_PROMPTS = 5
 EMBEDDED = "embedded"  # --model value of the embedded SmolLM2-135M-Instruct (the default)
 
@@ -305,8 +307,38 @@ class SelectOptions(_Section):
                 raise ConfigError(f"{flag_for(name)} must be in (0, 1], got {value}")
 
 
+@dataclass(frozen=True, kw_only=True)
+class ProxyOptions(_Section):
+    proxy: bool = opt(False, "Score a random sample in full, learn the full score from cheap features on it, and "
+                      "predict the other records (for 100k+ records). pip install 'selectit[proxy]'.", panel="Proxy")
+    """The learned proxy (selectit.proxy, issue 18): scores.jsonl says which scores are full and which predicted."""
+    proxy_sample: float | None = opt(None, "Records scored in full: a count N, or a fraction F < 1 (default 5%, at "
+                                     "least 2,000).", above=0, panel="Proxy")
+    """Sample size: >= 1 a count, < 1 a fraction; None: 5% with at least 2,000 (selectit.proxy.sample_size)."""
+    proxy_features: str = opt("token-embeddings", "What the proxy learns from: ngrams (no model), token-embeddings "
+                              "(a table lookup), early (the first --proxy-layers layers) or hidden (a full pass).",
+                              choices=PROXY_FEATURES, panel="Proxy")
+    """The feature rung (selectit.measures.features); the default is the cheapest that held up on bench/proxy.py."""
+    proxy_layers: int = opt(4, "Layers of the early-exit pass (--proxy-features early).", low=1, panel="Proxy")
+    """k: the early rung pools the hidden state after the model's first k layers."""
+    proxy_regressor: str = opt("ridge", "ridge (cross-validated strength) or lightgbm.", choices=PROXY_REGRESSORS,
+                               panel="Proxy")
+    """The regressor from features to the full score (selectit.proxy.make_regressor)."""
+    proxy_min_spearman: float = opt(0.8, "Refuse to select (exit 2) when the proxy's held-out Spearman is below "
+                                    "this.", low=-1, panel="Proxy")
+    """The bound on the held-out Spearman below which the run stops with an error instead of predicting."""
+    proxy_seed: int = opt(0, "Seed of the sample and of the held-out split.", panel="Proxy")
+    """Seed of the sample (the same records on a resumed run) and of the held-out split."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.proxy_min_spearman > 1:
+            raise ConfigError(f"--proxy-min-spearman must be in [-1, 1], got {self.proxy_min_spearman}")
+
+
 SECTIONS: dict[str, type] = {"model": ModelOptions, "measure": MeasureSpec, "method": MethodParams,
-                             "execution": Execution, "input": InputOptions, "selection": SelectOptions}
+                             "execution": Execution, "input": InputOptions, "selection": SelectOptions,
+                             "proxy": ProxyOptions}
 
 
 @dataclass(frozen=True)
@@ -319,6 +351,7 @@ class RunConfig:
     execution: Execution = field(default_factory=Execution)
     input: InputOptions = field(default_factory=InputOptions)
     selection: SelectOptions = field(default_factory=SelectOptions)
+    proxy: ProxyOptions = field(default_factory=ProxyOptions)
 
     def __post_init__(self) -> None:
         weights = self.method.model_weights
@@ -430,6 +463,6 @@ def build(options: Mapping | None = None, *, given: Collection[str] | None = Non
 
 
 __all__ = ["BACKENDS", "RunConfig", "ModelOptions", "MeasureSpec", "MethodParams", "Execution", "InputOptions",
-           "SelectOptions", "SECTIONS", "all_fields", "apply_preset", "build", "flag_for", "flag_of", "flat_options",
+           "ProxyOptions", "SelectOptions", "SECTIONS", "all_fields", "apply_preset", "build", "flag_for", "flag_of", "flat_options",
            "load_file",
            "opt", "section_of"]

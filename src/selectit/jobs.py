@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from selectit import engine, formats, rundir, steps
+from selectit import engine, formats, proxied, rundir, steps
 from selectit.config import RunConfig, SelectOptions, flag_for, flat_options, section_of
 from selectit.errors import ConfigError
 from selectit.measures import MissingMeasurement, ModelInfo
@@ -55,6 +55,8 @@ def score_file(input_path: str | Path, out_dir: str | Path, config: RunConfig, m
         rundir.write_rejects(out, source.rejects)
         store_path = rundir.store_path(out, config.execution.store)
         prompts = _prompts(config, method)
+        if config.proxy.proxy:
+            return _score_with_proxy(source, out, config, method, prompts, store_path, start, progress)
         models = engine.measure(source, config, method, prompts, store_path, progress=progress,
                                 known=_known_models(out, config))
         db = ScoreStore(store_path)
@@ -67,6 +69,33 @@ def score_file(input_path: str | Path, out_dir: str | Path, config: RunConfig, m
         rundir.write_config(out, record)
         rundir.forget_selection(out)
     return Scored(source=source, models=models, totals=totals, prompts=prompts, method=method, config=record)
+
+
+def _score_with_proxy(source, out: Path, config: RunConfig, method: Method, prompts: list[str], store_path: Path,
+                      start: float, progress: bool) -> Scored:
+    """score_file with --proxy (selectit.proxied): the full method on a sample, predicted scores elsewhere.
+    A refused proxy (held-out Spearman under the bound) writes no scores: nothing can be selected."""
+    if not method.needs(config, prompts):
+        raise ConfigError(f"--proxy predicts a model-based score; --method {method.name} needs no model and is "
+                          "as fast without it: drop --proxy")
+    run, sample = proxied.measure(source, config, method, prompts, store_path, progress=progress,
+                                  known=_known_models(out, config))
+    rundir.forget_selection(out)
+    db = ScoreStore(store_path)
+    try:
+        totals = rundir.write_scores(out, proxied.score_chunks(source, sample, run, config, method, prompts, db))
+    except proxied.ProxyRefused:
+        (out / rundir.SCORES).unlink(missing_ok=True)  # no scores a later `select` could read as the method's
+        raise
+    finally:
+        db.close()
+    seconds = time.perf_counter() - start
+    run.figures["seconds"]["total"] = round(seconds, 3)
+    record = _config_record(config, method, prompts, run.models, totals, source, seconds,
+                            extra={"measured_prompts": prompts, "proxy": run.figures,
+                                   "proxy_models": [m.to_dict() for m in run.feature_models]})
+    rundir.write_config(out, record)
+    return Scored(source=source, models=run.models, totals=totals, prompts=prompts, method=method, config=record)
 
 
 def _known_models(out: Path, config: RunConfig) -> list[ModelInfo] | None:

@@ -86,7 +86,8 @@ def score_rows(scores: Scores) -> list[dict]:
             rows[-1]["likelihood"] = {r.name: _num(r.likelihood[i]) for r in scores.runs}
             rows[-1]["response_loss"] = {r.name: _num(r.losses[0][i]) for r in scores.runs}
             rows[-1]["blank_loss"] = {r.name: _num(r.losses[1][i]) for r in scores.runs}
-        rows[-1].update({name: _num(values[i]) for name, values in scores.extra.items()})
+        rows[-1].update({name: values[i] if isinstance(values[i], str) else _num(values[i])
+                         for name, values in scores.extra.items()})
         if i in failed:  # prompt index -> why the model failed; those prompts count as having no score
             rows[-1]["errors"] = failed[i]
     return rows

@@ -18,8 +18,12 @@ def summary_lines(scored, input_path, out_dir) -> list[str]:
     if source.duplicate_ids:
         lines.append(f"warning: {source.duplicate_ids} duplicate id(s) in {input_path}; scores.jsonl keeps input "
                      "order, so rows stay aligned with records")
+    proxy = record.get("proxy")
+    sampled = proxy["full"] if proxy else len(source)
     for entry in record.get("models", []):
-        lines.extend(_model_lines(entry, len(source), len(scored.prompts)))
+        lines.extend(_model_lines(entry, sampled, len(scored.prompts)))
+    if proxy:
+        lines.extend(_proxy_lines(proxy, record.get("proxy_models", [])))
     if not record.get("models"):
         lines.append(f"{scored.method.name}: {len(source)} records in {record.get('seconds', 0):.1f}s (no model)")
     if scored.totals.unscored:
@@ -53,3 +57,22 @@ def _model_lines(m: dict, n: int, prompts: int) -> list[str]:
         lines.append(f"warning: {name} failed on {m['failed_prompts']} prompt(s) (see 'errors' in scores.jsonl); "
                      "run the same command again to retry them")
     return lines
+
+
+def _proxy_lines(p: dict, feature_models: list[dict]) -> list[str]:
+    """The proxy: how many records each way, the features' cost, the held-out figures."""
+    secs = p.get("seconds", {})
+    head = f"proxy: full method on {p['full']} of {p['records']} records ({secs.get('full_method', 0):.1f}s)"
+    if "regressor" not in p:
+        return [head + "; the sample is every record, nothing predicted"]
+    done = sum(p["records"] - m.get("stored", 0) for m in feature_models)
+    cost = f"{secs.get('features', 0):.1f}s" + (f" for {done} records" if feature_models else "")
+    return [head + f"; {p['predicted']} predicted from {p['features']} features ({cost}, "
+                   f"predicting {secs.get('predict', 0):.1f}s)",
+            f"proxy: {p['regressor']} held-out Spearman {_fig(p.get('held_out_spearman'))}, top-20% overlap "
+            f"{_fig(p.get('held_out_top20_overlap'))} on {p['held_out']} records it did not see (trained on "
+            f"{p['trained_on']}); scores.jsonl says which scores are full ('scored_by')"]
+
+
+def _fig(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"

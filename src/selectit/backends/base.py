@@ -89,6 +89,8 @@ class Backend(Protocol):
     #       character spans of context + target (selectit.backends.pooling.token_spans);
     #   pooled_label_probs(batch, label_ids, shared, spans) -> (probs (B, S), pooled (B, H) float32):
     #       label_probs, and each row's last hidden state mean-pooled over its token spans (None: NaN).
+    #   record_states(texts, layers, max_length=None) -> (B, H) float32: each text's tokens mean-pooled
+    #       after its first ``layers`` layers (0: the input token embeddings), for --proxy's features.
 
 
 def as_options(options: LoadOptions | None, fields: dict) -> LoadOptions:

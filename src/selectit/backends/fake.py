@@ -98,6 +98,17 @@ class FakeBackend:
             out[i] = np.mean(losses) if losses else np.nan
         return out
 
+    def record_states(self, texts: Sequence[str], layers: int, max_length: int | None = None) -> np.ndarray:
+        """(B, HIDDEN) float32: each text's fake hidden states mean-pooled over all its tokens (``layers``
+        mixes in a per-depth offset, so depths differ; see HFBackend.record_states)."""
+        limit = clamp_length(max_length, self.max_length)
+        out = np.empty((len(texts), HIDDEN), dtype=np.float32)
+        for i, text in enumerate(texts):
+            ids = self.encode_plain(text)[:limit] or [END]
+            self.tokens_computed += len(ids) if layers else 0
+            out[i] = _pool(ids, [(0, len(ids))]) + np.float32(0.01 * layers)
+        return out
+
 
 def _token_loss(previous: int, token: int, position: int) -> float:
     """A positive loss in nats, lower the more text precedes the token."""

@@ -269,6 +269,47 @@ class HFBackend:
         count = torch.zeros(len(rows), dtype=torch.float64).index_add_(0, which, torch.ones_like(nll))
         return (total / count).numpy(), pooled  # 0/0 -> NaN where no response token was scored
 
+    def record_states(self, texts: Sequence[str], layers: int, max_length: int | None = None) -> np.ndarray:
+        """(B, H) float32: each text's tokens (plain, cut at ``max_length``) mean-pooled after the first
+        ``layers`` decoder layers (0: the input token embeddings, a table lookup with no forward pass; the
+        model's final norm follows a truncated stack, as it follows the full one). Packed on CPU like
+        the other passes; the output head never runs. For the learned proxy's features (selectit.proxy)."""
+        from selectit.backends.pooling import mean_rows
+
+        torch = self.torch
+        limit = clamp_length(max_length, self.max_length)
+        rows = [self.encode_plain(t)[:limit] or [self.pad_id] for t in texts]
+        if layers == 0:
+            table = self.model.get_input_embeddings()
+            with torch.inference_mode():
+                flat = table(torch.as_tensor(np.concatenate(rows), dtype=torch.long, device=self.device))
+            offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])[:-1]])
+            return mean_rows(torch, flat, [np.arange(o, o + len(r)) for o, r in zip(offsets, rows)])
+        self.tokens_computed += sum(len(r) for r in rows)
+        stack = self.model.base_model
+        full = stack.layers
+        if not 0 < layers <= len(full):
+            raise ConfigError(f"--proxy-layers must be in 1..{len(full)} for {self.name}, got {layers}")
+        stack.layers = full[:layers]  # the first k layers only: an early exit
+        try:
+            if self.packed:
+                hidden, _, lengths = self._packed_hidden(rows)  # (T, H)
+                offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+                return mean_rows(torch, hidden, [np.arange(o, o + n) for o, n in zip(offsets, lengths)])
+            width = max(len(r) for r in rows)
+            input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for i, r in enumerate(rows):
+                input_ids[i, : len(r)] = torch.as_tensor(r, dtype=torch.long)
+                mask[i, : len(r)] = 1
+            with torch.inference_mode():
+                hidden = self._forward(stack, input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                                       use_cache=False).last_hidden_state
+            flat = hidden.reshape(-1, hidden.shape[-1])  # row i's position t at i * width + t
+            return mean_rows(torch, flat, [np.arange(len(r)) + i * width for i, r in enumerate(rows)])
+        finally:
+            stack.layers = full
+
     def _losses(self, hidden, targets):
         """(N,) float64 next-token losses on CPU from hidden states (N, H) and target ids (N,). The head
         runs HEAD_ROWS positions at a time, so memory holds (HEAD_ROWS, V) logits, not (N, V): a long

@@ -1,0 +1,185 @@
+"""The ``--proxy`` scoring job (issue 18): the full method on a seeded random sample, cheap features of
+every record (selectit.measures.features), a regressor from features to the full score fitted and judged
+on the sample (selectit.proxy), and predicted scores for the other records, streamed chunk by chunk.
+
+Everything measured goes to the score store like any measurement: a rerun (a larger sample, another
+rung, after a kill) computes only what is missing. scores.jsonl gets a ``scored_by`` column, "full" or
+"proxy"; a predicted record has no per-model columns (null).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from selectit import engine, proxy
+from selectit.backends import EMBEDS
+from selectit.config import RunConfig
+from selectit.errors import ConfigError
+from selectit.measures import ModelInfo
+from selectit.measures.features import features, rung_measure
+from selectit.methods import Method
+from selectit.records import Record
+from selectit.results import ModelRun, Scores, concat
+from selectit.store import ScoreStore
+
+
+class ProxyRefused(ConfigError):
+    """The proxy's held-out Spearman is below --proxy-min-spearman: its ranking is not the full method's."""
+
+
+@dataclass
+class SampleSource:
+    """The records of ``source`` at sorted ``positions``, read as a formats.Source is (in memory: a
+    sample is a few percent of the input)."""
+
+    items: list[Record]
+    chunk_size: int
+    path: object = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def starts(self) -> list[int]:
+        return list(range(0, len(self.items), self.chunk_size))
+
+    def chunk(self, k: int) -> list[Record]:
+        return self.items[k * self.chunk_size : (k + 1) * self.chunk_size]
+
+    def chunks(self) -> Iterator[list[Record]]:
+        return (self.chunk(k) for k in range(len(self.starts)))
+
+    def records(self) -> Iterator[Record]:
+        return iter(self.items)
+
+
+@dataclass
+class ProxyRun:
+    """What the proxy job did: the models of the full method (sample) and of the features (every record),
+    the fit, and its figures for config.json."""
+
+    models: list[ModelInfo]
+    feature_models: list[ModelInfo]
+    positions: np.ndarray  # (m,) input positions scored in full
+    fit: proxy.ProxyFit | None  # None: the sample is the whole input
+    figures: dict = field(default_factory=dict)
+
+
+def measure(source, config: RunConfig, method: Method, prompts: Sequence[str], store, *, progress: bool = True,
+            known: list[ModelInfo] | None = None) -> tuple[ProxyRun, SampleSource]:
+    """Step 1 and 2: the full method's measurements on the sample, the features' on every record."""
+    opts = config.proxy
+    rung_check(config)
+    n = len(source)
+    size = proxy.sample_size(n, opts.proxy_sample)
+    positions = proxy.sample_positions(n, size, opts.proxy_seed)
+    sample = SampleSource(_pick(source, positions), config.execution.chunk_size, getattr(source, "path", None))
+    start = time.perf_counter()
+    models = engine.measure(sample, config, method, prompts, store, progress=progress, known=known)
+    full_seconds = time.perf_counter() - start
+    feature_models: list[ModelInfo] = []
+    start = time.perf_counter()
+    wanted = rung_measure(opts.proxy_features, opts.proxy_layers)
+    if wanted is not None and size < n:
+        from selectit.runners import measure_models
+
+        feature_models = measure_models(source, config, [wanted], store, progress=progress)
+        engine.unique_names(feature_models)
+    feature_seconds = time.perf_counter() - start
+    run = ProxyRun(models=models, feature_models=feature_models, positions=positions, fit=None)
+    run.figures = {"features": opts.proxy_features, **({"layers": opts.proxy_layers}
+                                                       if opts.proxy_features == "early" else {}),
+                   "records": n, "full": size, "predicted": n - size,
+                   "seconds": {"full_method": round(full_seconds, 3), "features": round(feature_seconds, 3)}}
+    return run, sample
+
+
+def rung_check(config: RunConfig) -> None:
+    """A model rung needs a backend that gives hidden states."""
+    rung = config.proxy.proxy_features
+    if rung != "ngrams" and config.model.backend not in EMBEDS:
+        raise ConfigError(f"--proxy-features {rung} needs --backend {' or '.join(EMBEDS)} (hidden states); "
+                          f"the {config.model.backend} backend gives none: use --proxy-features ngrams")
+
+
+def score_chunks(source, sample: SampleSource, run: ProxyRun, config: RunConfig, method: Method,
+                 prompts: list[str], db: ScoreStore) -> Iterator[Scores]:
+    """Step 3 and 4: fit on the sample (raises ProxyRefused under the bound), then each chunk of
+    ``source`` in input order: the full scores where sampled, predicted ones elsewhere."""
+    opts = config.proxy
+    full = concat(list(engine.score_chunks(sample.chunks(), config, method, prompts, run.models, db))) \
+        if len(sample) else None
+    if full is None:
+        raise ConfigError("the input has no records to score")
+    n = run.figures["records"]
+    if len(sample) < n:
+        start = time.perf_counter()
+        X = features(opts.proxy_features, opts.proxy_layers, sample.items, run.feature_models, db)
+        run.fit = proxy.fit(X, full.final, regressor=opts.proxy_regressor, seed=opts.proxy_seed)
+        run.figures.update(run.fit.figures())
+        run.figures["seconds"]["fit"] = round(time.perf_counter() - start, 3)
+        _check(run.fit, opts.proxy_min_spearman)
+    where = {int(p): i for i, p in enumerate(run.positions)}  # input position -> row of ``full``
+    offset, predict_seconds = 0, 0.0
+    for records in source.chunks():
+        at = np.arange(offset, offset + len(records))
+        mine = np.array([where[p] for p in at if p in where], dtype=np.int64)
+        inside = np.array([p in where for p in at], dtype=bool)
+        final = np.full(len(records), np.nan)
+        final[inside] = full.final[mine]
+        if (~inside).any():
+            start = time.perf_counter()
+            others = [r for r, s in zip(records, inside) if not s]
+            final[~inside] = run.fit.predict(features(opts.proxy_features, opts.proxy_layers, others,
+                                                      run.feature_models, db))
+            predict_seconds += time.perf_counter() - start
+        yield scatter(full, mine, inside, final, [r.id for r in records])
+        offset += len(records)
+    run.figures["seconds"]["predict"] = round(predict_seconds, 3)
+
+
+def _check(fit: proxy.ProxyFit, bound: float) -> None:
+    if not fit.spearman >= bound:  # NaN (a constant prediction) fails too
+        rho = "undefined (constant scores)" if np.isnan(fit.spearman) else f"{fit.spearman:.3f}"
+        raise ProxyRefused(
+            f"the proxy's held-out Spearman is {rho}, below --proxy-min-spearman {bound:g} ({fit.held_out} held-out "
+            f"records of the {fit.sample} scored in full; top-20% overlap {fit.top_overlap:.2f}): its ranking is not "
+            "the full method's, so nothing was selected. Try richer features (--proxy-features hidden), a larger "
+            "--proxy-sample, or accept it with a lower --proxy-min-spearman; what was measured is stored and reused")
+
+
+def scatter(full: Scores, rows: np.ndarray, inside: np.ndarray, final: np.ndarray, ids: list) -> Scores:
+    """A chunk's Scores: rows ``rows`` of ``full`` (the sampled records) placed where ``inside`` is
+    True, NaN/empty elsewhere (the predicted records), ``final`` as given, and the ``scored_by`` column."""
+    n = len(inside)
+
+    def put(values: np.ndarray, fill=np.nan) -> np.ndarray:
+        out = np.full((n, *values.shape[1:]), fill, dtype=values.dtype if fill is not np.nan else np.float64)
+        out[inside] = values[rows]
+        return out
+
+    back = {int(r): i for i, r in zip(np.flatnonzero(inside), rows)}
+    runs = [ModelRun(name=r.name, num_parameters=r.num_parameters, label_ids=r.label_ids, probs=put(r.probs),
+                     label_mass=put(r.label_mass), token=put(r.token), sentence=put(r.sentence),
+                     truncated=put(r.truncated, False), content_free=r.content_free,
+                     errors={(back[i], j): m for (i, j), m in r.errors.items() if i in back},
+                     losses=None if r.losses is None else (put(r.losses[0]), put(r.losses[1])),
+                     likelihood=None if r.likelihood is None else put(r.likelihood), template=r.template)
+            for r in full.runs]
+    extra = {k: put(np.asarray(v, dtype=np.float64)) for k, v in full.extra.items()}
+    extra["scored_by"] = np.where(inside, "full", "proxy").astype(object)
+    return Scores(config=full.config, prompts=full.prompts, labels=full.labels, runs=runs, weights=full.weights,
+                  final=final, ids=ids, extra=extra, info=full.info)
+
+
+def _pick(source, positions: np.ndarray) -> list[Record]:
+    """The records at sorted ``positions``, in one streamed pass over ``source``."""
+    wanted, out, offset = set(positions.tolist()), [], 0
+    for records in source.chunks():
+        out.extend(r for i, r in enumerate(records, offset) if i in wanted)
+        offset += len(records)
+    return out
