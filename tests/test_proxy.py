@@ -3,6 +3,7 @@ sample (stable across a rerun), the held-out refusal, the scored_by column with 
 sampled records equal to a plain run's, the feature passes of the tiny model against a plain forward."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -183,3 +184,14 @@ def test_cli_exit_code_and_selection_from_a_proxy_run(tmp_path, data):
 
 def test_record_text_is_instruction_then_response():
     assert record_text(Record(id=0, instruction="Q", response="A", raw={})) == "Q\n\nA"
+
+
+def test_the_report_shows_the_proxy_and_its_calibration(tmp_path, data):
+    from selectit.report import write_report
+
+    score_file(data, tmp_path / "proxy", backend="fake", proxy=True, proxy_sample=40, proxy_features="hidden",
+               proxy_min_spearman=-1.0)
+    html = Path(write_report([tmp_path / "proxy"])).read_text()
+    assert 'id="proxy"' in html and "Proxy calibration" in html and "held-out Spearman" in html
+    score_file(data, tmp_path / "plain", backend="fake")
+    assert 'id="proxy"' not in Path(write_report([tmp_path / "plain"])).read_text()

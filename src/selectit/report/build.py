@@ -219,6 +219,32 @@ def duplicates_diversity(run: RunView, d: _Derived, fig: _Figures) -> str:
     return "".join(out)
 
 
+def proxy_section(run: RunView, fig: _Figures) -> str:
+    """A --proxy run: how many scores are full and predicted, the held-out figures, the calibration plot."""
+    p = run.config.get("proxy")
+    if not p:
+        return ""
+    secs = p.get("seconds", {})
+    rows = [["records scored by the full method (the sample)", f"{p['full']:,}"],
+            ["records whose score the proxy predicted", f"{p['predicted']:,}"],
+            ["features", p["features"] + (f" ({p['layers']} layers)" if "layers" in p else "")],
+            ["seconds: full method on the sample / features / fit / predict",
+             " / ".join(f"{secs.get(k, 0):.1f}" for k in ("full_method", "features", "fit", "predict"))]]
+    if "regressor" not in p:
+        return page.table(["", ""], rows) + '<p class="muted">The sample is every record: nothing was predicted.</p>'
+    rows += [["regressor", p["regressor"] + (f" (alpha {p['ridge_alpha']:g})" if p.get("ridge_alpha") else "")],
+             ["held-out Spearman (predicted vs full)", _fmt(p.get("held_out_spearman"), 3)],
+             ["held-out overlap of the best 20%", _fmt(p.get("held_out_top20_overlap"), 3)],
+             ["held-out records (not seen by the fitted copy) / trained on", f"{p['held_out']} / {p['trained_on']}"]]
+    pairs = p.get("held_out_pairs") or {}
+    full = np.array([np.nan if v is None else v for v in pairs.get("full", [])], dtype=np.float64)
+    predicted = np.array([np.nan if v is None else v for v in pairs.get("predicted", [])], dtype=np.float64)
+    note = ('<p class="muted">The held-out figures are those of a copy of the regressor fitted on the rest of the '
+            "sample; the scores of the other records come from the regressor fitted on the whole sample. "
+            "scores.jsonl marks each score: scored_by \"full\" or \"proxy\".</p>")
+    return page.table(["", ""], rows) + note + (fig(figures.proxy_calibration(full, predicted)) if len(full) else "")
+
+
 def top_bottom(run: RunView, d: _Derived) -> str:
     order = np.argsort(np.where(np.isfinite(run.score), -run.score, np.inf), kind="stable")
     scored = order[: int(np.isfinite(run.score).sum())]
@@ -345,8 +371,10 @@ def render(runs: list[RunView]) -> str:
                 ("distributions", "Distributions", distributions(run, d, fig)),
                 ("selected", "Selected vs all", selected_vs_all(run, d, fig)),
                 ("duplicates", "Duplicates and diversity", duplicates_diversity(run, d, fig)),
+                ("proxy", "Learned proxy", proxy_section(run, fig)),
                 ("top-bottom", "Top and bottom records", top_bottom(run, d)),
                 ("records", "All records", all_records(run, d))]
+    sections = [s for s in sections if s[0] != "proxy" or s[2]]  # only a --proxy run has that section
     if len(runs) > 1:
         sections.append(("compare", f"Comparing {len(runs)} runs", comparison(runs, fig)))
     sections.append(("config", "Resolved configuration",

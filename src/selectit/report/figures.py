@@ -167,3 +167,17 @@ def embedding_map(xy: np.ndarray, idx: np.ndarray, selected: np.ndarray, hover: 
                         text=[hover[i] for i in idx[mask]], hovertemplate="%{text}<extra></extra>")
     title = "Record embeddings, first two principal components" + (f" (a sample of {len(idx)})" if sampled else "")
     return _layout(fig, title, "PC 1", "PC 2", height=420)
+
+
+def proxy_calibration(full: np.ndarray, predicted: np.ndarray):
+    """The proxy on the held-out part of its sample: predicted vs full score, with the diagonal."""
+    go = _go()
+    fig = go.Figure()
+    fig.add_scatter(x=np.round(full, 5).tolist(), y=np.round(predicted, 5).tolist(), mode="markers",
+                    name="held-out record", marker=dict(color=SELECTED, size=5, opacity=0.6))
+    both = _finite(np.concatenate([full, predicted]))
+    if len(both):
+        lo, hi = float(both.min()), float(both.max())
+        fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="predicted = full",
+                        line=dict(color=REST, dash="dash"))
+    return _layout(fig, "Proxy calibration: held-out records of the sample", "full score", "predicted score")
