@@ -160,6 +160,12 @@ def test_a_proxy_under_the_bound_is_refused_and_leaves_no_scores(tmp_path, data)
 
 
 def test_proxy_user_errors(tmp_path, data):
+    from selectit.jobs import rescore_run
+
+    score_file(data, tmp_path / "p", backend="fake", proxy=True, proxy_sample=40, proxy_features="hidden",
+               proxy_min_spearman=-1.0)
+    with pytest.raises(ConfigError, match="predicted 80 scores with --proxy"):
+        rescore_run(tmp_path / "p", {"alpha": 0.5})
     with pytest.raises(ConfigError, match="needs no model"):
         score_file(data, tmp_path / "a", method="length", proxy=True)
     with pytest.raises(ConfigError, match="--backend hf or fake"):

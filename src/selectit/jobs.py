@@ -144,6 +144,10 @@ def rescore_run(run_dir: str | Path, overrides: Mapping, *, given: Collection[st
     with rundir.locked(run_dir, "selectit rescore") as out:
         start = time.perf_counter()
         cfg = rundir.read_config(out)
+        if (cfg.get("proxy") or {}).get("predicted"):
+            raise ConfigError(f"{out} predicted {cfg['proxy']['predicted']} scores with --proxy, and a rescore "
+                              "needs every record's measurements; score it again with the new options and --proxy "
+                              "(the sample's measurements and the features are stored: only the fit runs again)")
         old = flat_options(cfg)
         for key in overrides:
             if section_of(key) != "method" and key not in RESCORABLE:
