@@ -31,7 +31,7 @@ from selectit.prompts import LAYOUTS, TEMPLATES, choose_prompts, labels_for_scal
 from selectit.reflection import LIKELIHOOD_TERMS
 
 BACKENDS = ("hf", "llamacpp", "vllm", "fake")
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 RUNNERS = ("local", "ray")
 OVERLONG = ("truncate", "error")
 RATINGS = ("expected", "argmax")
@@ -151,8 +151,9 @@ class ModelOptions(_Section):
     backend: str = opt("hf", "hf (transformers), llamacpp (GGUF as shipped), vllm (GPUs) or fake "
                        "(deterministic, for tests).", choices=BACKENDS, panel="Model")
     """Backend name; heavy libraries are imported only by the chosen one."""
-    dtype: str = opt("float32", "float32 (exact), bfloat16 or float16.", choices=DTYPES, panel="Model")
-    """Model weights and activations (the output head stays float32)."""
+    dtype: str = opt("auto", "auto (bfloat16 where the hardware runs it natively, else float32; --paper: float32), "
+                     "float32 (exact), bfloat16 or float16.", choices=DTYPES, panel="Model")
+    """Model weights and activations (the output head stays float32); auto: selectit.precision."""
     device: str = opt("auto", "auto (cuda when available), cpu, cuda, cuda:N.", panel="Model")
     """Where the model runs."""
     tensor_parallel_size: int = opt(1, "GPUs to split one model over (--backend vllm).", low=1, panel="Model")

@@ -56,6 +56,7 @@ class HFBackend:
         self.fingerprint = {"backend": "hf", "name": name, "source": source, "dtype": str(model.dtype),
                             "template": template, "num_parameters": self.num_parameters}
         self.tokens_computed = 0  # tokens actually run through the model (a shared prefix counts once)
+        self.dtype_reason = "given"  # why this dtype (load: selectit.precision)
 
     @classmethod
     def load(cls, spec: str | None, options: LoadOptions | None = None, *, packed: bool | None = None,
@@ -67,8 +68,12 @@ class HFBackend:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from selectit import precision
+
         o = as_options(options, fields)
         device = ("cuda" if torch.cuda.is_available() else "cpu") if o.device == "auto" else o.device
+        kind = torch.device(device).type
+        dtype, why = precision.resolve(o.dtype, kind, cuda_bf16=kind == "cuda" and torch.cuda.is_bf16_supported())
         source: ModelSource = resolve_model(spec)
         kwargs = {"trust_remote_code": o.trust_remote_code}
         weights = {}
@@ -78,18 +83,20 @@ class HFBackend:
             weights["use_safetensors"] = True
         try:
             tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(source.path, dtype=getattr(torch, o.dtype), **kwargs, **weights)
+            model = AutoModelForCausalLM.from_pretrained(source.path, dtype=getattr(torch, dtype), **kwargs, **weights)
         except (OSError, ValueError, KeyError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             hint = "" if o.allow_pickle or source.gguf_file else (
                 " (only safetensors/GGUF weights load by default; --allow-pickle loads PyTorch .bin files)")
             raise ConfigError(f"cannot load model {spec or source.name}: {first}{hint}") from None
         num_parameters = sum(p.numel() for p in model.parameters())  # before the head gets its own copy
-        if o.dtype != "float32":
+        if dtype != "float32":
             _float32_head(model)
-        return cls(model.to(device), tokenizer, name=source.name, template=o.template, max_length=o.max_length,
-                   prefix_cache=o.prefix_cache, source=f"{source.path}::{source.gguf_file or ''}",
-                   num_parameters=num_parameters, packed=packed)
+        backend = cls(model.to(device), tokenizer, name=source.name, template=o.template, max_length=o.max_length,
+                      prefix_cache=o.prefix_cache, source=f"{source.path}::{source.gguf_file or ''}",
+                      num_parameters=num_parameters, packed=packed)
+        backend.dtype_reason = why
+        return backend
 
     def encode(self, text: str, suffix: str = "") -> list[int]:
         return encode_text(self.tokenizer, self.template, text, suffix)

@@ -207,9 +207,15 @@ class VLLMBackend:
     def load(cls, spec: str | None, options: LoadOptions | None = None, *, topk: int = DEFAULT_TOPK,
              **fields) -> VLLMBackend:
         """Load a model folder or hub id (safetensors) into a vLLM engine on the visible GPUs."""
+        from selectit import precision
+
         o = as_options(options, fields)
-        template, dtype, device = o.template, o.dtype, o.device
+        template, device = o.template, o.device
         vllm = optional_import("vllm", "the vllm backend needs vLLM (and a GPU)", "vllm")
+        import torch
+
+        dtype, why = precision.resolve(o.dtype, "cuda", cuda_bf16=torch.cuda.is_available()
+                                       and torch.cuda.is_bf16_supported())
         LLM, SamplingParams = vllm.LLM, vllm.SamplingParams
         from transformers import AutoTokenizer
 
@@ -230,10 +236,12 @@ class VLLMBackend:
         except (OSError, ValueError, KeyError) as e:  # missing files, bad config, more GPUs asked than seen
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ConfigError(f"cannot load model {spec} with vLLM: {first}") from None
-        return cls(llm, tokenizer, name=source.name, template=template,
-                   max_length=int(llm.llm_engine.model_config.max_model_len),
-                   num_parameters=count_parameters(_local_folder(source.path)), source=source.path, dtype=dtype,
-                   exact=exact, topk=topk, sampling_params=SamplingParams)
+        backend = cls(llm, tokenizer, name=source.name, template=template,
+                      max_length=int(llm.llm_engine.model_config.max_model_len),
+                      num_parameters=count_parameters(_local_folder(source.path)), source=source.path, dtype=dtype,
+                      exact=exact, topk=topk, sampling_params=SamplingParams)
+        backend.dtype_reason = why
+        return backend
 
     def encode(self, text: str, suffix: str = "") -> list[int]:
         from selectit.backends.hf import encode_text

@@ -32,7 +32,9 @@ def describe_model(backend, spec: str | None, probe: Record, measures: Sequence[
     limit = clamp_length(max_length, backend.max_length)
     info = ModelInfo(spec=spec, name=backend.name, num_parameters=int(backend.num_parameters),
                      template=backend.template, max_length=limit,
-                     keys={"losses": loss_key(backend, max_length)})
+                     keys={"losses": loss_key(backend, max_length)},
+                     dtype=str(backend.fingerprint.get("dtype", "")).removeprefix("torch."),
+                     dtype_reason=getattr(backend, "dtype_reason", ""))
     rating = next((m for m in measures if m.needs_labels), None)
     if rating is not None:
         info.label_ids = label_ids(backend, probe, rating.prompts[0], labels, layout)

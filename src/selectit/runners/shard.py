@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from selectit import precision
 from selectit.backends import Backend, LoadOptions, load_backend
 from selectit.config import RunConfig
 from selectit.formats import Source
@@ -16,10 +17,16 @@ from selectit.store import ScoreStore
 def load_model(config: RunConfig, spec: str | None) -> Backend:
     """Load one model of ``config`` with its backend and options."""
     m = config.model
-    return load_backend(m.backend, spec, LoadOptions(
-        template=config.measure.template, dtype=m.dtype, device=m.device, max_length=config.measure.max_length,
+    dtype, why = precision.for_method(m.dtype, config.method.method)
+    if why is not None and m.backend not in ("hf", "vllm"):
+        dtype = m.dtype  # llama.cpp runs the GGUF as shipped, the fake backend has no dtype
+    backend = load_backend(m.backend, spec, LoadOptions(
+        template=config.measure.template, dtype=dtype, device=m.device, max_length=config.measure.max_length,
         prefix_cache=config.execution.prefix_cache, trust_remote_code=m.trust_remote_code,
         allow_pickle=m.allow_pickle, tensor_parallel_size=m.tensor_parallel_size))
+    if why is not None and hasattr(backend, "dtype_reason"):
+        backend.dtype_reason = why
+    return backend
 
 
 def model_info(backend: Backend, spec: str | None, source: Source, config: RunConfig, measures: Sequence[Measure]
