@@ -38,7 +38,14 @@ MODES = {
     "record-first-bf16": ("record-first in bfloat16", {"layout": "record-first", "dtype": "bfloat16"}),
     "llamacpp": ("llama.cpp on the Q4_1 GGUF as shipped (one prompt at a time, KV prefix reuse)",
                  {"backend": "llamacpp"}),
+    # The default method (chat template, our prompts, expected rating, the information term: 2 response-loss
+    # passes more per record), not the published one: issue 17's before and after.
+    "default-f32": ("the default method in float32 (the default before issue 17)", {"method": "selectit",
+                                                                                   "dtype": "float32"}),
+    "default-auto": ("the default method with --dtype auto (the default after issue 17)",
+                     {"method": "selectit", "dtype": "auto"}),
 }
+DEFAULT_MODES = ("default-f32", "default-auto")
 
 
 def load_records(path: Path, n: int):
@@ -75,8 +82,16 @@ def run_mode(mode: str, records_path: Path, n: int, num_prompts: int, batch_size
         cfg = HFBackend.load(None).model.config  # for the FLOP count only
     else:
         backend = HFBackend.load(None, dtype=opts.pop("dtype", "float32"), prefix_cache=opts.get("prefix_cache", True),
-                                 packed=opts.pop("packed", None))
+                                 packed=opts.pop("packed", None), template="auto" if mode in DEFAULT_MODES else "plain")
         cfg = backend.model.config
+    if mode in DEFAULT_MODES:
+        opts.pop("method")
+        start = time.perf_counter()
+        scores = selectit.score(records, backends=[backend], batch_size=batch_size, num_prompts=num_prompts)
+        return {"mode": mode, "seconds": time.perf_counter() - start, "final": scores.final.tolist(),
+                "dtype": str(backend.model.dtype), "dtype_reason": backend.dtype_reason,
+                "tokens_computed": backend.tokens_computed,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     layout = opts.get("layout", "prompt-first")
     lengths = [len(backend.encode(rating_text(p, r))) for r in records for p in prompts]  # published template
     start = time.perf_counter()
@@ -178,6 +193,7 @@ def main() -> None:
             continue
         results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"  ran {mode}: {results[mode]['seconds']:.1f}s", flush=True)
+    defaults = {m: results.pop(m) for m in DEFAULT_MODES if m in results}
     base = results.get("naive")
     exact = results.get("exact")
     header = (f"{'mode':<18}{'wall s':>8}{'rec/s':>8}{'tok/s':>8}{'peak MB':>9}{'speed-up':>9}"
@@ -199,6 +215,20 @@ def main() -> None:
         print(f"  {mode}: {MODES[mode][0]}")
     print("  rho exact: Spearman of the published scores (argmax token score) against exact; rho exp: the same")
     print("  probabilities scored with selectit's default expected rating (continuous: no argmax flips)")
+    if defaults:
+        before = defaults.get("default-f32")
+        print(f"\nthe default method (5 rating passes + 2 response-loss passes per record), {args.records} records")
+        print(f"{'mode':<18}{'wall s':>8}{'rec/s':>8}{'tokens/rec':>11}{'peak MB':>9}{'vs before':>10}{'vs naive':>10}"
+              f"{'rho before':>11}  dtype")
+        for mode, r in defaults.items():
+            f = np.array(r["final"], dtype=np.float64)
+            rho = spearman(f, np.array(before["final"])) if before else float("nan")
+            vs_before = before["seconds"] / r["seconds"] if before else float("nan")
+            vs_naive = base["seconds"] / r["seconds"] if base else float("nan")
+            print(f"{mode:<18}{r['seconds']:>8.1f}{args.records / r['seconds']:>8.2f}"
+                  f"{r['tokens_computed'] / args.records:>11.0f}{r['peak_rss_mb']:>9.0f}{vs_before:>9.2f}x{vs_naive:>9.2f}x"
+                  f"{rho:>11.4f}  {r['dtype']} ({r['dtype_reason']})")
+        print("  vs naive: against the published method's naive loop (rating passes only: the default does more)")
 
 
 if __name__ == "__main__":
