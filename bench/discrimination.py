@@ -33,10 +33,13 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PUBLISHED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "selectit_rating_prompts.txt"
 
 # name -> (forward configuration, post-hoc options). Post-hoc options only change the math.
+# Every forward runs in float32 (the rows' reference) except ours/chat/auto: the default's --dtype auto
+# (bfloat16 on a CPU with native bfloat16, selectit.precision; issue 17).
 FORWARD = {
-    "published/plain": dict(template="plain", prompts_file=str(PUBLISHED)),
-    "published/chat": dict(template="chat", prompts_file=str(PUBLISHED)),
-    "ours/chat": dict(template="chat"),
+    "published/plain": dict(template="plain", prompts_file=str(PUBLISHED), dtype="float32"),
+    "published/chat": dict(template="chat", prompts_file=str(PUBLISHED), dtype="float32"),
+    "ours/chat": dict(template="chat", dtype="float32"),
+    "ours/chat/auto": dict(template="chat", dtype="auto"),
 }
 VARIANTS = [
     ("paper (published prompts, plain template)", "published/plain", {}),
@@ -63,6 +66,8 @@ VARIANTS = [
      dict(rating="expected", likelihood_weight=2.0, likelihood_term="information")),
     ("chat + ours + expected + information 4", "ours/chat",
      dict(rating="expected", likelihood_weight=4.0, likelihood_term="information")),
+    ("default with --dtype auto", "ours/chat/auto",
+     dict(rating="expected", likelihood_weight=2.0, likelihood_term="information")),
 ]
 
 BASELINES = ("length", "perplexity", "ifd")
@@ -98,7 +103,7 @@ def main() -> None:
     ap.add_argument("--arrays", type=Path, help="also save every record's measurements (npz) for analysis")
     args = ap.parse_args()
     if args.gemma:
-        FORWARD["ours/auto+gemma"] = dict(template="auto", models=("embedded", str(args.gemma)))
+        FORWARD["ours/auto+gemma"] = dict(template="auto", models=("embedded", str(args.gemma)), dtype="float32")
         args.forward += ",ours/auto+gemma"
 
     import selectit
@@ -170,7 +175,7 @@ def main() -> None:
                  words=np.array([len(r["response"].split()) for r in records]))
     for method in BASELINES:  # the other selectors of `--method`, scored by what they rank by
         t = time.perf_counter()
-        final = selectit.score(data, method=method, store=str(store)).final
+        final = selectit.score(data, method=method, store=str(store), dtype="float32").final
         table.append((f"--method {method}", pairwise_accuracy(
             {r["id"]: float(s) for r, s in zip(records, final)}, records), 0))
         print(f"  --method {method}: {time.perf_counter() - t:.0f}s", flush=True)
