@@ -150,7 +150,10 @@ def main(argv=None) -> None:
           f"store {store_path}", flush=True)
     records = [r for r, k in zip(records, keep) if k]
     full = full[keep]
-    backend = HFBackend.load(info.spec if info.spec != "embedded" else None, template=info.template)
+    # The reference's own precision (runs before --dtype auto recorded none: float32), so that features
+    # computed here are stored under the reference model's keys truthfully.
+    backend = HFBackend.load(info.spec if info.spec != "embedded" else None, template=info.template,
+                             dtype=info.dtype or "float32")
     store = ScoreStore(store_path)
     rungs = [r.strip() for r in args.rungs.split(",") if r.strip()]
     shares = [float(s) for s in args.samples.split(",")]
