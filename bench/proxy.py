@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from damage import KINDS, damaged_copies, load_originals  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-RUNGS = ("ngrams", "token-embeddings", "early", "hidden")
+RUNGS = ("ngrams", "token-embeddings", "early", "hidden", "likelihood")
 
 
 def parse_args(argv=None):
@@ -66,12 +66,11 @@ def load_reference(ref: Path, store: Path | None = None):
 def rung_features(rung: str, layers: int, records, info, backend, store) -> tuple[object, float]:
     """(features of every record, seconds to make them that were not already stored)."""
     from selectit.config import Execution
-    from selectit.measures.features import features, rung_measure
+    from selectit.measures.features import features, rung_measures
 
     start = time.perf_counter()
-    measure = rung_measure(rung, layers)
-    if measure is not None:
-        ex = Execution(batch_size=16)
+    ex = Execution(batch_size=16)
+    for measure in rung_measures(rung, layers):
         for b in range(0, len(records), 1000):
             measure.compute(backend, info, records[b : b + 1000], store, ex)
     X = features(rung, layers, records, [info], store)
@@ -83,17 +82,17 @@ def timing(records, backend, info, layers: int, rungs) -> dict[str, float]:
     rung's features, the ngrams rung, and the full default method (selectit.score with the loaded model)."""
     import selectit
     from selectit.config import Execution
-    from selectit.measures.features import ngram_features, rung_measure
+    from selectit.measures.features import ngram_features, rung_measures
     from selectit.store import ScoreStore
 
     out = {}
     for rung in rungs:
         start = time.perf_counter()
-        measure = rung_measure(rung, layers)
-        if measure is None:
+        measures, fresh = rung_measures(rung, layers), ScoreStore()
+        if not measures:
             ngram_features(records)
-        else:
-            measure.compute(backend, info, records, ScoreStore(), Execution(batch_size=16))
+        for measure in measures:
+            measure.compute(backend, info, records, fresh, Execution(batch_size=16))
         out[rung] = (time.perf_counter() - start) / len(records)
         print(f"  timing {rung}: {out[rung] * 1000:.2f} ms/record", flush=True)
     start = time.perf_counter()

@@ -201,3 +201,22 @@ def test_the_report_shows_the_proxy_and_its_calibration(tmp_path, data):
     assert 'id="proxy"' in html and "Proxy calibration" in html and "held-out Spearman" in html
     score_file(data, tmp_path / "plain", backend="fake")
     assert 'id="proxy"' not in Path(write_report([tmp_path / "plain"])).read_text()
+
+
+def test_the_likelihood_rung_carries_the_methods_own_term(tmp_path, data):
+    """The likelihood rung's term column is exactly the default method's likelihood term (scores.jsonl)."""
+    from selectit import formats
+    from selectit.measures import ModelInfo
+    from selectit.measures.features import features
+    from selectit.store import ScoreStore
+
+    run = score_file(data, tmp_path / "plain", backend="fake")
+    records = list(formats.scan(data).records())
+    info = ModelInfo.from_dict(run.config["models"][0])
+    X = features("likelihood", 4, records, [info], ScoreStore(tmp_path / "plain" / "store.sqlite"))
+    want = [r["likelihood"]["fake"] for r in _rows(tmp_path / "plain" / "scores.jsonl")]
+    assert X.shape == (120, 64 + 1 + 4)
+    np.testing.assert_allclose(X[:, 64], want, rtol=1e-12)
+    fit = score_file(data, tmp_path / "proxy", backend="fake", proxy=True, proxy_sample=60,
+                     proxy_min_spearman=-1.0).config["proxy"]
+    assert fit["features"] == "likelihood"  # the default rung

@@ -39,7 +39,7 @@ PROMPT_WEIGHTS = ("equal", "mass")
 FORMATS = ("alpaca", "sharegpt", "messages")
 CONTAINERS = ("json", "jsonl", "parquet", "csv", "hf")
 EMBEDDINGS = ("auto", "on", "off")
-PROXY_FEATURES = ("ngrams", "token-embeddings", "early", "hidden")  # selectit.measures.features
+PROXY_FEATURES = ("ngrams", "token-embeddings", "early", "hidden", "likelihood")  # selectit.measures.features
 PROXY_REGRESSORS = ("ridge", "lightgbm")  # selectit.proxy
 DEFAULT_NUM_PROMPTS = 5
 EMBEDDED = "embedded"  # --model value of the embedded SmolLM2-135M-Instruct (the default)
@@ -316,10 +316,12 @@ class ProxyOptions(_Section):
     proxy_sample: float | None = opt(None, "Records scored in full: a count N, or a fraction F < 1 (default 5%, at "
                                      "least 2,000).", above=0, panel="Proxy")
     """Sample size: >= 1 a count, < 1 a fraction; None: 5% with at least 2,000 (selectit.proxy.sample_size)."""
-    proxy_features: str = opt("token-embeddings", "What the proxy learns from: ngrams (no model), token-embeddings "
-                              "(a table lookup), early (the first --proxy-layers layers) or hidden (a full pass).",
-                              choices=PROXY_FEATURES, panel="Proxy")
-    """The feature rung (selectit.measures.features); the default is the cheapest that held up on bench/proxy.py."""
+    proxy_features: str = opt("likelihood", "What the proxy learns from: ngrams (no model), token-embeddings "
+                              "(a table lookup), early (the first --proxy-layers layers), hidden (one pass) or "
+                              "likelihood (the likelihood term exactly: 2 passes).", choices=PROXY_FEATURES,
+                              panel="Proxy")
+    """The feature rung (selectit.measures.features); the default is the cheapest that held --proxy-min-spearman
+    on bench/proxy.py."""
     proxy_layers: int = opt(4, "Layers of the early-exit pass (--proxy-features early).", low=1, panel="Proxy")
     """k: the early rung pools the hidden state after the model's first k layers."""
     proxy_regressor: str = opt("ridge", "ridge (cross-validated strength) or lightgbm.", choices=PROXY_REGRESSORS,

@@ -20,7 +20,7 @@ from selectit.backends import EMBEDS
 from selectit.config import RunConfig
 from selectit.errors import ConfigError
 from selectit.measures import ModelInfo
-from selectit.measures.features import features, rung_measure
+from selectit.measures.features import features, rung_measures
 from selectit.methods import Method
 from selectit.records import Record
 from selectit.results import ModelRun, Scores, concat
@@ -83,11 +83,11 @@ def measure(source, config: RunConfig, method: Method, prompts: Sequence[str], s
     full_seconds = time.perf_counter() - start
     feature_models: list[ModelInfo] = []
     start = time.perf_counter()
-    wanted = rung_measure(opts.proxy_features, opts.proxy_layers)
-    if wanted is not None and size < n:
+    wanted = rung_measures(opts.proxy_features, opts.proxy_layers)
+    if wanted and size < n:
         from selectit.runners import measure_models
 
-        feature_models = measure_models(source, config, [wanted], store, progress=progress)
+        feature_models = measure_models(source, config, wanted, store, progress=progress)
         engine.unique_names(feature_models)
     feature_seconds = time.perf_counter() - start
     run = ProxyRun(models=models, feature_models=feature_models, positions=positions, fit=None)
@@ -110,7 +110,7 @@ def score_chunks(source, sample: SampleSource, run: ProxyRun, config: RunConfig,
                  prompts: list[str], db: ScoreStore) -> Iterator[Scores]:
     """Step 3 and 4: fit on the sample (raises ProxyRefused under the bound), then each chunk of
     ``source`` in input order: the full scores where sampled, predicted ones elsewhere."""
-    opts = config.proxy
+    opts, term = config.proxy, config.method.likelihood_term
     full = concat(list(engine.score_chunks(sample.chunks(), config, method, prompts, run.models, db))) \
         if len(sample) else None
     if full is None:
@@ -118,7 +118,7 @@ def score_chunks(source, sample: SampleSource, run: ProxyRun, config: RunConfig,
     n = run.figures["records"]
     if len(sample) < n:
         start = time.perf_counter()
-        X = features(opts.proxy_features, opts.proxy_layers, sample.items, run.feature_models, db)
+        X = features(opts.proxy_features, opts.proxy_layers, sample.items, run.feature_models, db, term)
         run.fit = proxy.fit(X, full.final, regressor=opts.proxy_regressor, seed=opts.proxy_seed)
         run.figures.update(run.fit.figures())
         run.figures["seconds"]["fit"] = round(time.perf_counter() - start, 3)
@@ -135,7 +135,7 @@ def score_chunks(source, sample: SampleSource, run: ProxyRun, config: RunConfig,
             start = time.perf_counter()
             others = [r for r, s in zip(records, inside) if not s]
             final[~inside] = run.fit.predict(features(opts.proxy_features, opts.proxy_layers, others,
-                                                      run.feature_models, db))
+                                                      run.feature_models, db, term))
             predict_seconds += time.perf_counter() - start
         yield scatter(full, mine, inside, final, [r.id for r in records])
         offset += len(records)

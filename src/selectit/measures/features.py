@@ -9,6 +9,10 @@ to richest (``--proxy-features``):
   record's text alone, mean-pooled (an early exit), and lengths.
 - ``hidden``: the last hidden state of the response-loss pass, mean-pooled over the record's own tokens:
   the record embedding ``--diversity`` selects with (selectit.measures.embeddings), and lengths.
+- ``likelihood``: the default method's likelihood term computed exactly (its 2 response-loss passes, the
+  given and the blank instruction), with the ``hidden`` embedding that the first pass gives for free,
+  and lengths: only the rating part is left to predict. 2 of the default's 7 passes per record, but
+  the term decides most of the default's ranking (bench/README.md, "The learned proxy").
 
 The record's text is its instruction, a blank line and its response, plain (no template). Model
 features are stored per (model, record) as float16, under the model's loss key (its weights and
@@ -25,11 +29,12 @@ import numpy as np
 
 from selectit.measures.base import Measure, MissingMeasurement, ModelInfo, Outcome
 from selectit.measures.embeddings import Embeddings
-from selectit.measures.losses import GIVEN, Losses
+from selectit import reflection
+from selectit.measures.losses import GIVEN, GIVEN_BLANK, Losses
 from selectit.records import Record
 from selectit.store import ScoreStore, record_key
 
-RUNGS = ("ngrams", "token-embeddings", "early", "hidden")
+RUNGS = ("ngrams", "token-embeddings", "early", "hidden", "likelihood")
 DTYPE = np.float16
 HASH_FEATURES = 1 << 18
 
@@ -105,22 +110,33 @@ class RecordStates(Measure):
         return np.stack([found[k] for k in keys]) if keys else np.zeros((0, 0), dtype=DTYPE)
 
 
-def rung_measure(rung: str, layers: int) -> Measure | None:
-    """The stored measurement behind a rung (None: ``ngrams``, which needs no model)."""
+def rung_measures(rung: str, layers: int) -> list[Measure]:
+    """The stored measurements behind a rung (none for ``ngrams``, which needs no model)."""
     if rung == "ngrams":
-        return None
+        return []
     if rung == "token-embeddings":
-        return RecordStates(0)
+        return [RecordStates(0)]
     if rung == "early":
-        return RecordStates(layers)
-    return Embeddings(Losses(GIVEN))  # kind ALPACA: the record embedding of --diversity
+        return [RecordStates(layers)]
+    hidden = Embeddings(Losses(GIVEN))  # kind ALPACA: the record embedding of --diversity
+    return [hidden, Losses(GIVEN_BLANK)] if rung == "likelihood" else [hidden]
 
 
-def features(rung: str, layers: int, records: Sequence[Record], models: Sequence[ModelInfo], store: ScoreStore):
+def features(rung: str, layers: int, records: Sequence[Record], models: Sequence[ModelInfo], store: ScoreStore,
+             term: str = "information"):
     """The (n, F) features of ``records`` for ``rung``: sparse for ``ngrams``, else a float64 array of
-    every model's stored vectors side by side, then :func:`lengths`. NaN vectors (nothing pooled) are 0."""
-    measure = rung_measure(rung, layers)
-    if measure is None:
+    every model's stored vectors side by side (and, for ``likelihood``, each model's likelihood term
+    ``term``: selectit.reflection), then :func:`lengths`. NaN values (nothing pooled or scored) are 0."""
+    measures = rung_measures(rung, layers)
+    if not measures:
         return ngram_features(records)
-    parts = [np.nan_to_num(measure.load(info, records, store).astype(np.float64)) for info in models]
-    return np.hstack([*parts, lengths(records)])
+    parts = []
+    for info in models:
+        parts.append(measures[0].load(info, records, store).astype(np.float64))
+        if rung == "likelihood":
+            given, blank = Losses(GIVEN).load(info, records, store), measures[1].load(info, records, store)
+            chars = np.array([len(r.response) for r in records], dtype=np.float64)
+            value = (reflection.information_scores(given, blank, chars) if term == "information"
+                     else reflection.likelihood_scores(given, blank))
+            parts.append(value.reshape(-1, 1))
+    return np.nan_to_num(np.hstack([*parts, lengths(records)]))
