@@ -215,8 +215,8 @@ def test_the_likelihood_rung_carries_the_methods_own_term(tmp_path, data):
     info = ModelInfo.from_dict(run.config["models"][0])
     X = features("likelihood", 4, records, [info], ScoreStore(tmp_path / "plain" / "store.sqlite"))
     want = [r["likelihood"]["fake"] for r in _rows(tmp_path / "plain" / "scores.jsonl")]
-    assert X.shape == (120, 64 + 1 + 4)
-    np.testing.assert_allclose(X[:, 64], want, rtol=1e-12)
+    assert X.shape == (120, 1 + 4)
+    np.testing.assert_allclose(X[:, 0], want, rtol=1e-12)
     fit = score_file(data, tmp_path / "proxy", backend="fake", proxy=True, proxy_sample=60,
                      proxy_min_spearman=-1.0).config["proxy"]
     assert fit["features"] == "likelihood"  # the default rung

@@ -10,9 +10,10 @@ to richest (``--proxy-features``):
 - ``hidden``: the last hidden state of the response-loss pass, mean-pooled over the record's own tokens:
   the record embedding ``--diversity`` selects with (selectit.measures.embeddings), and lengths.
 - ``likelihood``: the default method's likelihood term computed exactly (its 2 response-loss passes, the
-  given and the blank instruction), with the ``hidden`` embedding that the first pass gives for free,
-  and lengths: only the rating part is left to predict. 2 of the default's 7 passes per record, but
-  the term decides most of the default's ranking (bench/README.md, "The learned proxy").
+  given and the blank instruction), and lengths: only the rating part is left to predict. 2 of the
+  default's 7 passes per record, but the term decides most of the default's ranking (bench/README.md,
+  "The learned proxy"). The first pass also stores the ``hidden`` embedding (for ``--diversity``); it
+  is not a feature here: 576 more columns drowned the term in a sample of a few hundred records.
 
 The record's text is its instruction, a blank line and its response, plain (no template). Model
 features are stored per (model, record) as float16, under the model's loss key (its weights and
@@ -132,8 +133,9 @@ def features(rung: str, layers: int, records: Sequence[Record], models: Sequence
         return ngram_features(records)
     parts = []
     for info in models:
-        parts.append(measures[0].load(info, records, store).astype(np.float64))
-        if rung == "likelihood":
+        if rung != "likelihood":
+            parts.append(measures[0].load(info, records, store).astype(np.float64))
+        else:
             given, blank = Losses(GIVEN).load(info, records, store), measures[1].load(info, records, store)
             chars = np.array([len(r.response) for r in records], dtype=np.float64)
             value = (reflection.information_scores(given, blank, chars) if term == "information"
