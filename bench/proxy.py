@@ -122,18 +122,18 @@ def judge(X, full: np.ndarray, share: float, regressor: str, seed: int) -> dict:
             "fit_seconds": seconds, "fit": fit, "rest": rest, "mixed": mixed}
 
 
-def discrimination(spec: str, data: Path, rung: str, layers: int, backend, info, fit) -> dict[str, float]:
-    """The proxy's pairwise accuracy on bench/discrimination.py's originals and damaged copies."""
+def discrimination(spec: str, data: Path, rung: str, layers: int, backend, info, fit, store) -> dict[str, float]:
+    """The proxy's pairwise accuracy on bench/discrimination.py's originals and damaged copies (their
+    features go to ``store`` too, keyed by content, so a rerun reuses them)."""
     from discrimination import pairwise_accuracy
 
     from selectit.formats import from_dicts
-    from selectit.store import ScoreStore
 
     n_alpaca, n_seed, seed = (int(x) for x in spec.split(","))
     originals = load_originals(data / "alpaca_5000.json", data / "alpaca_seed_tasks.jsonl", n_alpaca, n_seed, seed=seed)
     records = originals + damaged_copies(originals, seed=seed)
     recs = from_dicts([{"instruction": r["instruction"], "output": r["response"]} for r in records])
-    X, _ = rung_features(rung, layers, recs, info, backend, ScoreStore())
+    X, _ = rung_features(rung, layers, recs, info, backend, store)
     predicted = fit.predict(X)
     return pairwise_accuracy({r["id"]: float(s) for r, s in zip(records, predicted)}, records)
 
@@ -212,7 +212,7 @@ def main(argv=None) -> None:
         print(f"{'rung':<17}" + "".join(f"{k[:12]:>13}" for k in (*KINDS, "overall")))
         for rung in rungs:
             acc = discrimination(args.discrimination, args.data, rung, args.layers, backend, info,
-                                 results[(rung, middle)][1]["fit"])
+                                 results[(rung, middle)][1]["fit"], store)
             print(f"{rung:<17}" + "".join(f"{acc[k]:>13.3f}" for k in (*KINDS, "overall")), flush=True)
             report["rungs"][rung]["discrimination"] = acc
 
