@@ -74,6 +74,7 @@ def measure(source, config: RunConfig, method: Method, prompts: Sequence[str], s
     """Step 1 and 2: the full method's measurements on the sample, the features' on every record."""
     opts = config.proxy
     rung_check(config)
+    proxy.make_regressor(opts.proxy_regressor, opts.proxy_seed)  # a missing library fails before any work
     n = len(source)
     size = proxy.sample_size(n, opts.proxy_sample)
     positions = proxy.sample_positions(n, size, opts.proxy_seed)
