@@ -5,12 +5,13 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import score_file
+
 from selectit import dedup, diversity
 from selectit.config import SelectOptions
 from selectit.errors import ConfigError
-from selectit.jobs import MemorySource, select_run
+from selectit.formats import MemorySource
+from selectit.jobs import select_run
 from selectit.records import Record
 from selectit.steps import choose_run
 

@@ -6,7 +6,7 @@ select from a run, and score in-memory records (the Python API). All of them go 
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import numpy as np
 from selectit import engine, formats, proxied, rundir, steps
 from selectit.config import RunConfig, SelectOptions, flag_for, flat_options, section_of
 from selectit.errors import ConfigError
+from selectit.formats import MemorySource
 from selectit.measures import MissingMeasurement, ModelInfo
 from selectit.methods import Method, configure
 from selectit.records import Record
@@ -242,30 +243,6 @@ def select_run(run_dir: str | Path, *, fraction: float | None = None, top: int |
 
 
 # ---------------------------------------------------------------- in memory (the Python API)
-
-@dataclass
-class MemorySource:
-    """Records in memory, read as a formats.Source is (chunks of ``chunk_size``)."""
-
-    items: Sequence[Record]
-    chunk_size: int
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    @property
-    def starts(self) -> list[int]:
-        return list(range(0, len(self.items), self.chunk_size))
-
-    def chunk(self, k: int) -> list[Record]:
-        return list(self.items[k * self.chunk_size : (k + 1) * self.chunk_size])
-
-    def chunks(self) -> Iterator[list[Record]]:
-        return (self.chunk(k) for k in range(len(self.starts)))
-
-    def records(self) -> Iterator[Record]:
-        return iter(self.items)
-
 
 def score_records(records: Sequence[Record], config: RunConfig, method: Method, *, backends=None,
                   store: ScoreStore | None = None, progress: bool = False) -> Scores:

@@ -19,6 +19,7 @@ from selectit import engine, proxy
 from selectit.backends import EMBEDS
 from selectit.config import RunConfig
 from selectit.errors import ConfigError
+from selectit.formats import MemorySource
 from selectit.measures import ModelInfo
 from selectit.measures.features import features, rung_measures
 from selectit.methods import Method
@@ -29,32 +30,6 @@ from selectit.store import ScoreStore
 
 class ProxyRefused(ConfigError):
     """The proxy's held-out Spearman is below --proxy-min-spearman: its ranking is not the full method's."""
-
-
-@dataclass
-class SampleSource:
-    """The records of ``source`` at sorted ``positions``, read as a formats.Source is (in memory: a
-    sample is a few percent of the input)."""
-
-    items: list[Record]
-    chunk_size: int
-    path: object = None
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    @property
-    def starts(self) -> list[int]:
-        return list(range(0, len(self.items), self.chunk_size))
-
-    def chunk(self, k: int) -> list[Record]:
-        return self.items[k * self.chunk_size : (k + 1) * self.chunk_size]
-
-    def chunks(self) -> Iterator[list[Record]]:
-        return (self.chunk(k) for k in range(len(self.starts)))
-
-    def records(self) -> Iterator[Record]:
-        return iter(self.items)
 
 
 @dataclass
@@ -70,7 +45,7 @@ class ProxyRun:
 
 
 def measure(source, config: RunConfig, method: Method, prompts: Sequence[str], store, *, progress: bool = True,
-            known: list[ModelInfo] | None = None) -> tuple[ProxyRun, SampleSource]:
+            known: list[ModelInfo] | None = None) -> tuple[ProxyRun, MemorySource]:
     """Step 1 and 2: the full method's measurements on the sample, the features' on every record."""
     opts = config.proxy
     rung_check(config)
@@ -78,7 +53,7 @@ def measure(source, config: RunConfig, method: Method, prompts: Sequence[str], s
     n = len(source)
     size = proxy.sample_size(n, opts.proxy_sample)
     positions = proxy.sample_positions(n, size, opts.proxy_seed)
-    sample = SampleSource(_pick(source, positions), config.execution.chunk_size, getattr(source, "path", None))
+    sample = MemorySource(_pick(source, positions), config.execution.chunk_size, getattr(source, "path", None))
     start = time.perf_counter()
     models = engine.measure(sample, config, method, prompts, store, progress=progress, known=known)
     full_seconds = time.perf_counter() - start
@@ -107,7 +82,7 @@ def rung_check(config: RunConfig) -> None:
                           f"the {config.model.backend} backend gives none: use --proxy-features ngrams")
 
 
-def score_chunks(source, sample: SampleSource, run: ProxyRun, config: RunConfig, method: Method,
+def score_chunks(source, sample: MemorySource, run: ProxyRun, config: RunConfig, method: Method,
                  prompts: list[str], db: ScoreStore) -> Iterator[Scores]:
     """Step 3 and 4: fit on the sample (raises ProxyRefused under the bound), then each chunk of
     ``source`` in input order: the full scores where sampled, predicted ones elsewhere."""

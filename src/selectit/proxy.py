@@ -127,19 +127,15 @@ def fit(features, full: np.ndarray, *, regressor: str = "ridge", seed: int = 0) 
     if len(keep) < 4:
         raise ConfigError(f"--proxy needs at least 4 scored records in its sample, got {len(keep)}; "
                           "raise --proxy-sample")
-    X, y = _rows(features, keep), full[keep]
+    X, y = features[keep], full[keep]  # numpy or scipy.sparse rows
     train, held = split_held_out(len(keep), seed)
-    judge = make_regressor(regressor, seed).fit(_rows(X, train), y[train])
-    predicted = np.asarray(judge.predict(_rows(X, held)), dtype=np.float64)
+    judge = make_regressor(regressor, seed).fit(X[train], y[train])
+    predicted = np.asarray(judge.predict(X[held]), dtype=np.float64)
     model = make_regressor(regressor, seed).fit(X, y)
     alpha = float(model[-1].alpha_) if regressor == "ridge" else None
     return ProxyFit(model=model, regressor=regressor, sample=len(keep), trained_on=len(train), held_out=len(held),
                     spearman=spearman(y[held], predicted), top_overlap=top_overlap(y[held], predicted)
                     if len(held) else float("nan"), held_full=y[held], held_predicted=predicted, alpha=alpha)
-
-
-def _rows(features, rows: np.ndarray):
-    return features[rows]
 
 
 def _round(x: float) -> float | None:

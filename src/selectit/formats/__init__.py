@@ -222,6 +222,32 @@ class Source:
             yield from chunk
 
 
+@dataclass
+class MemorySource:
+    """Records in memory, read as a :class:`Source` is (chunks of ``chunk_size``): the Python API's
+    records, or a --proxy sample. ``path``: the file they came from, if any."""
+
+    items: Sequence[Record]
+    chunk_size: int
+    path: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def starts(self) -> list[int]:
+        return list(range(0, len(self.items), self.chunk_size))
+
+    def chunk(self, k: int) -> list[Record]:
+        return list(self.items[k * self.chunk_size : (k + 1) * self.chunk_size])
+
+    def chunks(self) -> Iterator[list[Record]]:
+        return (self.chunk(k) for k in range(len(self.starts)))
+
+    def records(self) -> Iterator[Record]:
+        return iter(self.items)
+
+
 def scan(path: str | Path, *, schema: str | None = None, container: str | None = None, skip_bad: bool = False,
          chunk_size: int = 20_000) -> Source:
     """Read ``path`` once, as a stream: check every record (bad records are reported as by

@@ -12,9 +12,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from selectit.errors import ConfigError
 from selectit.records import Record
-from selectit.store import ScoreStore
+from selectit.store import ScoreStore, record_key
 
 Progress = Callable[[float], None]
 
@@ -88,3 +90,15 @@ class Measure(ABC):
         if self.family not in info.keys:
             raise MissingMeasurement(f"model {info.name} has no {self.describe()} in this run")
         return info.keys[self.family]
+
+
+def stored_vectors(store: ScoreStore, key: str, kind: str, records: Sequence[Record], dtype, what: str,
+                   width: int = 0) -> np.ndarray:
+    """(n, H) the stored vectors of ``kind`` under ``key`` for ``records``, in order ((0, ``width``) for
+    none); raises MissingMeasurement naming ``what`` and the first record without one."""
+    keys = [record_key(r) for r in records]
+    found = store.load_vectors(key, kind, keys, dtype)
+    missing = next((i for i, k in enumerate(keys) if k not in found), None)
+    if missing is not None:
+        raise MissingMeasurement(f"the score store {store.path} has no {what} for record {records[missing].id!r}")
+    return np.stack([found[k] for k in keys]) if keys else np.zeros((0, width), dtype=dtype)

@@ -29,11 +29,11 @@ import numpy as np
 
 from selectit.backends import EMBEDS
 from selectit.errors import ConfigError
-from selectit.measures.base import Measure, MissingMeasurement, ModelInfo, Outcome
+from selectit.measures.base import Measure, ModelInfo, Outcome, stored_vectors
 from selectit.measures.losses import CONDITIONED, Losses, text_losses
 from selectit.measures.ratings import Ratings, score_items
 from selectit.records import Record
-from selectit.store import ScoreStore, prompt_key, record_key
+from selectit.store import ScoreStore, prompt_key
 
 DTYPE = np.float16
 ALPACA = "embedding:alpaca"  # store kind of embeddings from the Alpaca-prompt (response-loss) pass
@@ -84,13 +84,8 @@ class Embeddings(Measure):
                            info.keys["losses"], progress, embed=self.kind)
 
     def load(self, info: ModelInfo, records: Sequence[Record], store: ScoreStore) -> np.ndarray:
-        keys = [record_key(r) for r in records]
-        found = store.load_vectors(self.key(info), self.kind, keys, DTYPE)
-        missing = next((i for i, k in enumerate(keys) if k not in found), None)
-        if missing is not None:
-            raise MissingMeasurement(f"the score store {store.path} has no {self.describe()} of model {info.name} "
-                                     f"for record {records[missing].id!r}")
-        return np.stack([found[k] for k in keys]) if keys else np.zeros((0, 0), dtype=DTYPE)
+        what = f"{self.describe()} of model {info.name}"
+        return stored_vectors(store, self.key(info), self.kind, records, DTYPE, what)
 
 
 def embedding_measure(needs: Sequence[Measure], *, mode: str, backend: str, layout: str) -> Embeddings | None:

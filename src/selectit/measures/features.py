@@ -28,9 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from selectit.measures.base import Measure, MissingMeasurement, ModelInfo, Outcome
-from selectit.measures.embeddings import Embeddings
 from selectit import reflection
+from selectit.measures.base import Measure, ModelInfo, Outcome, stored_vectors
+from selectit.measures.embeddings import Embeddings
 from selectit.measures.losses import GIVEN, GIVEN_BLANK, Losses
 from selectit.records import Record
 from selectit.store import ScoreStore, record_key
@@ -102,13 +102,8 @@ class RecordStates(Measure):
         return outcome
 
     def load(self, info: ModelInfo, records: Sequence[Record], store: ScoreStore) -> np.ndarray:
-        keys = [record_key(r) for r in records]
-        found = store.load_vectors(self.key(info), self.kind, keys, DTYPE)
-        missing = next((i for i, k in enumerate(keys) if k not in found), None)
-        if missing is not None:
-            raise MissingMeasurement(f"the score store {store.path} has no {self.describe()} of model {info.name} "
-                                     f"for record {records[missing].id!r}")
-        return np.stack([found[k] for k in keys]) if keys else np.zeros((0, 0), dtype=DTYPE)
+        what = f"{self.describe()} of model {info.name}"
+        return stored_vectors(store, self.key(info), self.kind, records, DTYPE, what)
 
 
 def rung_measures(rung: str, layers: int) -> list[Measure]:

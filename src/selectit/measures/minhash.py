@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from selectit import dedup
-from selectit.measures.base import Measure, MissingMeasurement, Outcome
+from selectit.measures.base import Measure, Outcome, stored_vectors
 from selectit.records import Record
 from selectit.store import ScoreStore, model_key, record_key
 
@@ -50,10 +50,4 @@ class MinHashes(Measure):
         return Outcome(stored=len(records) - len(todo))
 
     def load(self, info, records: Sequence[Record], store: ScoreStore) -> np.ndarray:
-        keys = [record_key(r) for r in records]
-        found = store.load_vectors(self.key(), KIND, keys, DTYPE)
-        missing = next((i for i, k in enumerate(keys) if k not in found), None)
-        if missing is not None:
-            raise MissingMeasurement(f"the score store {store.path} has no {self.describe()} for record "
-                                     f"{records[missing].id!r}")
-        return np.stack([found[k] for k in keys]) if keys else np.zeros((0, dedup.NUM_PERM), dtype=DTYPE)
+        return stored_vectors(store, self.key(), KIND, records, DTYPE, self.describe(), width=dedup.NUM_PERM)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from selectit import precision
-from selectit.backends import Backend, LoadOptions, load_backend
+from selectit.backends import HONOURS, Backend, LoadOptions, load_backend
 from selectit.config import RunConfig
 from selectit.formats import Source
 from selectit.measures import Measure, ModelInfo, Outcome, Progress, describe_model
@@ -18,7 +18,7 @@ def load_model(config: RunConfig, spec: str | None) -> Backend:
     """Load one model of ``config`` with its backend and options."""
     m = config.model
     dtype, why = precision.for_method(m.dtype, config.method.method)
-    if why is not None and m.backend not in ("hf", "vllm"):
+    if why is not None and "dtype" not in HONOURS[m.backend]:
         dtype = m.dtype  # llama.cpp runs the GGUF as shipped, the fake backend has no dtype
     backend = load_backend(m.backend, spec, LoadOptions(
         template=config.measure.template, dtype=dtype, device=m.device, max_length=config.measure.max_length,
