@@ -40,6 +40,8 @@ FORWARD = {
     "published/chat": dict(template="chat", prompts_file=str(PUBLISHED), dtype="float32"),
     "ours/chat": dict(template="chat", dtype="float32"),
     "ours/chat/auto": dict(template="chat", dtype="auto"),
+    "ours/once": dict(template="chat", dtype="float32", layout="record-once"),
+    "ours/once/auto": dict(template="chat", dtype="auto", layout="record-once"),
 }
 VARIANTS = [
     ("paper (published prompts, plain template)", "published/plain", {}),
@@ -67,6 +69,10 @@ VARIANTS = [
     ("chat + ours + expected + information 4", "ours/chat",
      dict(rating="expected", likelihood_weight=4.0, likelihood_term="information")),
     ("default with --dtype auto", "ours/chat/auto",
+     dict(rating="expected", likelihood_weight=2.0, likelihood_term="information")),
+    ("default with --layout record-once", "ours/once",
+     dict(rating="expected", likelihood_weight=2.0, likelihood_term="information")),
+    ("record-once + --dtype auto", "ours/once/auto",
      dict(rating="expected", likelihood_weight=2.0, likelihood_term="information")),
 ]
 

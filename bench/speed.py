@@ -1,6 +1,7 @@
 """Speed benchmark: the published method (naive) against selectit's modes, side by side, one run.
 
     python bench/speed.py [--records 200] [--modes naive,exact,...] [--data PATH]
+    python bench/speed.py --records 200 --modes naive,default-f32,default-auto,once-f32,once-auto   # issue 17
 
 Each mode runs in its own subprocess (so peak memory is its own) on the same records with the embedded
 SmolLM2-135M-Instruct; model loading is not timed. Printed per mode: wall time, records/s, tokens/s
@@ -42,10 +43,14 @@ MODES = {
     # passes more per record), not the published one: issue 17's before and after.
     "default-f32": ("the default method in float32 (the default before issue 17)", {"method": "selectit",
                                                                                    "dtype": "float32"}),
-    "default-auto": ("the default method with --dtype auto (the default after issue 17)",
+    "default-auto": ("the default method with --dtype auto",
                      {"method": "selectit", "dtype": "auto"}),
+    "once-f32": ("the default method, --layout record-once, float32", {"method": "selectit", "dtype": "float32",
+                                                                      "layout": "record-once"}),
+    "once-auto": ("the default method, --layout record-once and --dtype auto (the default after issue 17)",
+                  {"method": "selectit", "dtype": "auto", "layout": "record-once"}),
 }
-DEFAULT_MODES = ("default-f32", "default-auto")
+DEFAULT_MODES = ("default-f32", "default-auto", "once-f32", "once-auto")
 
 
 def load_records(path: Path, n: int):
@@ -87,7 +92,8 @@ def run_mode(mode: str, records_path: Path, n: int, num_prompts: int, batch_size
     if mode in DEFAULT_MODES:
         opts.pop("method")
         start = time.perf_counter()
-        scores = selectit.score(records, backends=[backend], batch_size=batch_size, num_prompts=num_prompts)
+        scores = selectit.score(records, backends=[backend], batch_size=batch_size, num_prompts=num_prompts,
+                                layout=opts.pop("layout", "prompt-first"))
         return {"mode": mode, "seconds": time.perf_counter() - start, "final": scores.final.tolist(),
                 "dtype": str(backend.model.dtype), "dtype_reason": backend.dtype_reason,
                 "tokens_computed": backend.tokens_computed,
@@ -152,6 +158,12 @@ def final_scores(probs: np.ndarray, rating: str = "argmax") -> np.ndarray:
     probs = np.asarray(probs)
     token = reflection.token_scores(probs) if rating == "argmax" else reflection.expected_scores(probs)
     return reflection.sentence_scores(token)
+
+
+def top_overlap(a: np.ndarray, b: np.ndarray, fraction: float = 0.2) -> float:
+    """The share of the top ``fraction`` of ``a`` that is in the top ``fraction`` of ``b``."""
+    k = max(1, int(round(fraction * len(a))))
+    return len(set(np.argsort(-a)[:k]) & set(np.argsort(-b)[:k])) / k
 
 
 def cpu_name() -> str:
@@ -219,16 +231,21 @@ def main() -> None:
         before = defaults.get("default-f32")
         print(f"\nthe default method (5 rating passes + 2 response-loss passes per record), {args.records} records")
         print(f"{'mode':<18}{'wall s':>8}{'rec/s':>8}{'tokens/rec':>11}{'peak MB':>9}{'vs before':>10}{'vs naive':>10}"
-              f"{'rho before':>11}  dtype")
+              f"{'rho before':>11}{'top20 same':>11}  dtype")
         for mode, r in defaults.items():
             f = np.array(r["final"], dtype=np.float64)
             rho = spearman(f, np.array(before["final"])) if before else float("nan")
+            same = top_overlap(f, np.array(before["final"])) if before else float("nan")
             vs_before = before["seconds"] / r["seconds"] if before else float("nan")
             vs_naive = base["seconds"] / r["seconds"] if base else float("nan")
             print(f"{mode:<18}{r['seconds']:>8.1f}{args.records / r['seconds']:>8.2f}"
                   f"{r['tokens_computed'] / args.records:>11.0f}{r['peak_rss_mb']:>9.0f}{vs_before:>9.2f}x{vs_naive:>9.2f}x"
-                  f"{rho:>11.4f}  {r['dtype']} ({r['dtype_reason']})")
+                  f"{rho:>11.4f}{same:>11.2f}  {r['dtype']} ({r['dtype_reason']})")
+        for mode in defaults:
+            print(f"  {mode}: {MODES[mode][0]}")
         print("  vs naive: against the published method's naive loop (rating passes only: the default does more)")
+        print("  tokens/rec: tokens run through the model per record (a shared prefix counted once); top20 same:")
+        print("  the share of the top 20% by score that is also in the before mode's top 20%")
 
 
 if __name__ == "__main__":

@@ -177,9 +177,12 @@ class MeasureSpec(_Section):
     template: str = opt("auto", "auto (chat if the model has a chat template, else plain), plain (the published "
                         "template) or chat.", choices=TEMPLATES, panel="Method")
     """'plain': the published template byte for byte; 'chat': the model's chat template around it."""
-    layout: str = opt("prompt-first", "prompt-first (published) or record-first (faster; changes the prompt).",
-                      choices=LAYOUTS, panel="Performance")
-    """'record-first' puts the record before the rating prompt, so one record's P prompts share its tokens."""
+    layout: str = opt("prompt-first", "prompt-first (published), record-first (the record, then each rating "
+                      "prompt) or record-once (the record read once per model, its response loss from the same "
+                      "pass, the rating prompts as later turns; fastest).", choices=LAYOUTS, panel="Performance")
+    """'record-first' puts the record before the rating prompt, so one record's P prompts share its tokens;
+    'record-once' also takes the likelihood term's loss given the instruction from the record's pass
+    (selectit.measures.shared)."""
     max_length: int | None = opt(None, "Longest prompt in tokens (default: the model's).", low=16, panel="Method")
     """Longest prompt (and response-loss sequence) in tokens; None uses the model's context size."""
     overlong: str = opt("truncate", "Prompts over --max-length: truncate (flagged) or error.", choices=OVERLONG,

@@ -19,7 +19,7 @@ from selectit.errors import ConfigError
 from selectit.records import Record
 
 TEMPLATES = ("auto", "plain", "chat")
-LAYOUTS = ("prompt-first", "record-first")
+LAYOUTS = ("prompt-first", "record-first", "record-once")
 TEMPLATE_TAIL = "\nThe answer is: \n"
 # In chat mode the template's answer cue opens the assistant's reply instead of ending the user turn.
 CHAT_ANSWER_PREFIX = "The answer is: "
@@ -71,6 +71,8 @@ def rating_text(prompt: str, record: Record, layout: str = "prompt-first") -> st
     prompt-first: the published template. record-first: the record first, then the rating prompt
     (``Instruction:{instruction}\nResponse:{response}\n\n{rating_prompt}`` and the same ending), so
     the P prompts of one record share the record's tokens. record-first changes what the model reads.
+    record-once reads the record in the Alpaca prompt and the rating prompt as a later turn
+    (selectit.measures.shared); its labels follow the same answer cue, so they resolve on this text.
     """
     if layout == "record-first":
         return f"Instruction:{record.instruction}\nResponse:{record.response}\n\n{prompt}{TEMPLATE_TAIL}"

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from selectit.backends.base import LoadOptions, as_options, clamp_length, first_scored, response_ids
+from selectit.plan import common_prefix_len
 from selectit.backends.pooling import Spans
 from selectit.errors import ConfigError
 from selectit.models import ModelSource, resolve_model
@@ -52,6 +53,8 @@ class HFBackend:
         if self.packed and not packing.supported(model):
             raise ConfigError(f"{name}: this model's attention cannot run packed batches")
         self._prefix = None  # (prefix token ids, its KV cache for one row)
+        # the keyword a cache is passed in: 'cache' from transformers 5.2x, 'past_key_values' before
+        self._cache = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         # What makes this model's output what it is, for the score store's keys.
         self.fingerprint = {"backend": "hf", "name": name, "source": source, "dtype": str(model.dtype),
                             "template": template, "num_parameters": self.num_parameters}
@@ -104,6 +107,9 @@ class HFBackend:
     def encode_plain(self, text: str) -> list[int]:
         return self.tokenizer(text)["input_ids"]
 
+    def encode_turn(self, text: str) -> list[int]:
+        return encode_turn_text(self.tokenizer, self.template, text)
+
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids))
 
@@ -141,7 +147,7 @@ class HFBackend:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
         kwargs = dict(self._last_only) if spans is None else {}
         if shared:
-            kwargs.update(past_key_values=self._prefix_kv(batch[0][:shared], len(batch)), use_cache=True)
+            kwargs.update({self._cache: self._prefix_kv(batch[0][:shared], len(batch)), "use_cache": True})
         else:
             kwargs.update(use_cache=False)
         inputs = dict(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
@@ -162,7 +168,7 @@ class HFBackend:
     def _packed_label_probs(self, batch, suffixes, label_ids, shared: int, spans=None):
         """:meth:`_label_pass` with the rows packed into one sequence (no padding)."""
         torch = self.torch
-        kwargs = {"past_key_values": self._prefix_kv(batch[0][:shared], 1), "use_cache": True} if shared else {}
+        kwargs = {self._cache: self._prefix_kv(batch[0][:shared], 1), "use_cache": True} if shared else {}
         hidden, ids, lengths = self._packed_hidden(suffixes, shared, **kwargs)
         ends = torch.as_tensor(np.cumsum(lengths) - 1, device=self.device)  # (B,) each row's last token
         with torch.inference_mode():
@@ -201,7 +207,7 @@ class HFBackend:
     def _packed_hidden(self, rows: Sequence[Sequence[int]], offset: int = 0, **kwargs):
         """Last hidden states (T, H) of ``rows`` run packed as one sequence (see
         :mod:`selectit.backends.packing`; ``offset``: the length of a cached prefix every row follows,
-        passed in ``kwargs`` as past_key_values), with the packed ids (1, T) and the rows' lengths."""
+        passed in ``kwargs`` as the cache), with the packed ids (1, T) and the rows' lengths."""
         from selectit.backends import packing
 
         ids, positions, lengths = packing.pack(rows, offset)
@@ -243,17 +249,15 @@ class HFBackend:
         pools = None if spans is None else [positions(token_spans(self.encode_plain, c + r, ids, s))
                                             for (c, r), (ids, _), s in zip(pairs, rows, spans)]
         pooled = None
-        if self.packed:
-            hidden, ids, lengths = self._packed_hidden([ids for ids, _ in rows])  # (T, H)
+        if self.packed:  # the rows' shared start (the Alpaca prompt's words) computed once and cached
+            c = self._shared_start([ids for ids, _ in rows], [start for _, start in rows], pools)
+            cache = {self._cache: self._prefix_kv(rows[0][0][:c], 1), "use_cache": True} if c else {}
+            self.tokens_computed -= c * len(rows)  # counted whole above; the tails run, the start once
+            hidden, ids, lengths = self._packed_hidden([ids[c:] for ids, _ in rows], c, **cache)  # (T, H)
             offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-            # position t predicts token t + 1: a row's scored positions run from its response start - 1
-            at = [np.arange(o + first_scored(start) - 1, o + len(r) - 1) for o, (r, start) in zip(offsets, rows)]
-            where = torch.as_tensor(np.concatenate(at), dtype=torch.long)  # (N,)
-            targets = ids[0, where + 1]
-            which = torch.as_tensor(np.repeat(np.arange(len(rows)), [len(a) for a in at]), dtype=torch.long)
-            nll = self._losses(hidden[where.to(self.device)], targets)
             if pools is not None:
-                pooled = mean_rows(torch, hidden, [p + o for p, o in zip(pools, offsets)])
+                pooled = mean_rows(torch, hidden, [p - c + o for p, o in zip(pools, offsets)])
+            return self._packed_losses(hidden, ids, offsets, [(ids[c:], start - c) for ids, start in rows]), pooled
         else:
             width = max(len(ids) for ids, _ in rows)
             input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
@@ -272,9 +276,81 @@ class HFBackend:
                 if pools is not None:
                     flat = hidden.reshape(-1, hidden.shape[-1])  # (B * W, H): row i's position t at i * W + t
                     pooled = mean_rows(torch, flat, [p + i * width for i, p in enumerate(pools)])
-        total = torch.zeros(len(rows), dtype=torch.float64).index_add_(0, which, nll)
-        count = torch.zeros(len(rows), dtype=torch.float64).index_add_(0, which, torch.ones_like(nll))
-        return (total / count).numpy(), pooled  # 0/0 -> NaN where no response token was scored
+        return _mean_per_row(torch, nll, which, len(rows)), pooled
+
+    def _packed_losses(self, hidden, ids, offsets, rows) -> np.ndarray:
+        """(B,) mean response-token losses of packed ``rows`` ((ids, response start) as response_ids gives
+        them) from their hidden states (T, H), packed ids (1, T) and start offsets in the packing."""
+        torch = self.torch
+        # position t predicts token t + 1: a row's scored positions run from its response start - 1
+        at = [np.arange(o + first_scored(start) - 1, o + len(r) - 1) for o, (r, start) in zip(offsets, rows)]
+        where = torch.as_tensor(np.concatenate(at), dtype=torch.long)  # (N,)
+        which = torch.as_tensor(np.repeat(np.arange(len(rows)), [len(a) for a in at]), dtype=torch.long)
+        nll = self._losses(hidden[where.to(self.device)], ids[0, where + 1])
+        return _mean_per_row(torch, nll, which, len(rows))
+
+    def _shared_start(self, rows: Sequence[Sequence[int]], starts: Sequence[int], pools=None) -> int:
+        """How many leading tokens every row shares and a cached prefix can hold once (0 without
+        --prefix-cache): short of each row's last token, of the position before its first scored one
+        and of its first pooled position, so that every hidden state read comes from the rows' own pass."""
+        if not self.prefix_cache or len(rows) < 2:
+            return 0
+        c = min(common_prefix_len(rows), min(map(len, rows)) - 1, min(first_scored(s) for s in starts) - 1)
+        if pools is not None:
+            c = min([c, *(int(p.min()) for p in pools if len(p))])
+        return max(c, 0)
+
+    @property
+    def shares_records(self) -> bool:
+        """Whether :meth:`record_pass` runs here (packed batches: CPU, a supported model)."""
+        return self.packed
+
+    def record_pass(self, rows: Sequence[tuple[Sequence[int], int]], suffixes: Sequence[Sequence[int]],
+                    label_ids: Sequence[int], pools: Sequence[Sequence[int]] | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The record-once layout's pass (selectit.measures.shared): each record's tokens run once, the
+        P rating suffixes read them from the cache.
+
+        rows: (ids, response start) per record, as response_ids gives them (the Alpaca prompt, the
+        response, the end token); suffixes: P token-id lists, each read after every record; pools: per
+        record, the positions whose last hidden states are mean-pooled (or None). Returns the response
+        losses (B,) (as :meth:`response_losses` of the same ids), the label probabilities (B, P, S) (as
+        :meth:`label_probs` of record + suffix) and the pooled states (B, H) float32 or None. Packed
+        only (:attr:`shares_records`): two packed passes, the records with a cache, then every
+        (record, suffix) row attending to its own record's slice of it."""
+        from selectit.backends import packing
+        from selectit.backends.pooling import mean_rows
+
+        if not self.packed:
+            raise ConfigError(f"{self.name}: the record pass needs packed batches; score the long way")
+        torch = self.torch
+        records = [list(ids) for ids, _ in rows]
+        pools = None if pools is None else [np.asarray(p, dtype=int) for p in pools]
+        c = self._shared_start(records, [start for _, start in rows], pools)
+        cache = {self._cache: self._prefix_kv(records[0][:c], 1)} if c else {}
+        tails = [r[c:] for r in records]
+        self.tokens_computed += sum(map(len, tails)) + len(records) * sum(map(len, suffixes))
+        ids, positions, lengths = packing.pack(tails, c)
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int)
+        with torch.inference_mode(), packing.packed(self.model):
+            first = self._forward(self.model.base_model, input_ids=ids.to(self.device),
+                                  position_ids=positions.to(self.device), selectit_segments=tuple(lengths),
+                                  use_cache=True, **cache)
+            hidden = first.last_hidden_state[0]  # (T, H): the tails only
+            losses = self._packed_losses(hidden, ids, offsets, [(t, start - c) for t, (_, start) in zip(tails, rows)])
+            pooled = None if pools is None else mean_rows(torch, hidden, [p - c + o for p, o in zip(pools, offsets)])
+            turns = [list(s) for _ in records for s in suffixes]  # record-major: (B * P) rows
+            sids, spos, slens = packing.pack(turns, [c + n for n in lengths for _ in suffixes])
+            # each turn reads the shared start, its own record's tail, itself
+            slices = tuple(((0, c), (c + int(o), n)) for o, n in zip(offsets, lengths) for _ in suffixes)
+            out = self._forward(self.model.base_model, input_ids=sids.to(self.device),
+                                position_ids=spos.to(self.device), use_cache=True,
+                                **{self._cache: getattr(first, self._cache)}, selectit_segments=tuple(slens), selectit_prefixes=slices)
+            ends = torch.as_tensor(np.cumsum(slens) - 1, device=self.device)
+            logits = self.model.get_output_embeddings()(out.last_hidden_state[0][ends])  # (B * P, V)
+            picked = torch.log_softmax(logits.float(), dim=-1)[:, list(label_ids)].double().exp()
+        probs = picked.cpu().numpy().reshape(len(records), len(suffixes), len(label_ids))
+        return losses, probs, pooled
 
     def record_states(self, texts: Sequence[str], layers: int, max_length: int | None = None) -> np.ndarray:
         """(B, H) float32: each text's tokens (plain, cut at ``max_length``) mean-pooled after the first
@@ -340,7 +416,7 @@ class HFBackend:
             ids = torch.as_tensor([list(prefix)], dtype=torch.long, device=self.device)
             with torch.inference_mode():
                 out = self._forward(input_ids=ids, use_cache=True, **self._last_only)
-            self._prefix = (key, out.past_key_values)
+            self._prefix = (key, getattr(out, self._cache))
             self.tokens_computed += len(key)
         cache = copy.deepcopy(self._prefix[1])
         if rows > 1:
@@ -360,6 +436,13 @@ class HFBackend:
             raise
 
 
+def _mean_per_row(torch, nll, which, rows: int) -> np.ndarray:
+    """(rows,) float64 mean of the losses ``nll`` (N,) by their row ``which`` (N,); NaN for a row with none."""
+    total = torch.zeros(rows, dtype=torch.float64).index_add_(0, which, nll)
+    count = torch.zeros(rows, dtype=torch.float64).index_add_(0, which, torch.ones_like(nll))
+    return (total / count).numpy()  # 0/0 -> NaN where no response token was scored
+
+
 def encode_text(tokenizer, template: str, text: str, suffix: str = "") -> list[int]:
     """Token ids of a rating text with a transformers tokenizer (shared by the backends that read
     transformers tokenizers, so they all see the same ids)."""
@@ -370,6 +453,23 @@ def encode_text(tokenizer, template: str, text: str, suffix: str = "") -> list[i
         )
         return tokenizer(rendered + reply + suffix, add_special_tokens=False)["input_ids"]
     return tokenizer(text + suffix)["input_ids"]
+
+
+def encode_turn_text(tokenizer, template: str, text: str) -> list[int]:
+    """Token ids of a rating text as a later turn, after a record the model has already read (the
+    record-once layout): 'chat', the next user turn as the chat template renders it after an
+    exchange (no second system prompt, no BOS), then the answer cue; 'plain', a blank line and the text
+    (no BOS)."""
+    if template != "chat":
+        return tokenizer("\n\n" + text, add_special_tokens=False)["input_ids"]
+    user, reply = chat_parts(text)
+    before = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
+    a = tokenizer.apply_chat_template(before, tokenize=False)
+    b = tokenizer.apply_chat_template([*before, {"role": "user", "content": user}], tokenize=False,
+                                      add_generation_prompt=True)
+    turn = b[len(a):] if b.startswith(a) else tokenizer.apply_chat_template(
+        [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
+    return tokenizer(turn + reply, add_special_tokens=False)["input_ids"]
 
 
 def _float32_head(model) -> None:

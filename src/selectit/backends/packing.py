@@ -40,11 +40,14 @@ def supported(model) -> bool:
 
 
 def packed_attention(module, query, key, value, attention_mask, *, selectit_segments: Sequence[int] = (),
-                     **kwargs):
+                     selectit_prefixes: Sequence[Sequence[tuple[int, int]]] | None = None, **kwargs):
     """Attention over packed rows (registered with transformers as ``NAME``).
 
-    query: (1, H, T, D); key, value: (1, Hkv, P + T, D) where the first P positions are a prefix every
-    row sees (from the cache; P may be 0); selectit_segments: the rows' lengths, summing to T.
+    query: (1, H, T, D); key, value: (1, Hkv, P + T, D) where the first P positions come from the
+    cache (P may be 0); selectit_segments: the rows' lengths, summing to T. Each row sees the whole
+    cached part, or with ``selectit_prefixes`` (per row, the (start, length) slices of the cached part
+    it reads, in order) only those: a shared prefix and its own record of an earlier packed pass,
+    read by the record's rating suffixes.
     Returns (1, T, H, D) and no weights, like transformers' sdpa attention."""
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -54,15 +57,20 @@ def packed_attention(module, query, key, value, attention_mask, *, selectit_segm
         if kwargs.get(name) is not None:
             raise NotImplementedError(f"packed attention does not implement {name}; load with packed=False")
     prefix = key.shape[2] - query.shape[2]
+    if selectit_prefixes is not None and len(selectit_prefixes) != len(selectit_segments):
+        raise ValueError(f"{len(selectit_prefixes)} prefix slices for {len(selectit_segments)} packed rows")
     outs, start = [], 0
-    for n in selectit_segments:
+    for r, n in enumerate(selectit_segments):
         if not n:
             continue
         q = query[:, :, start:start + n]
-        if prefix:
-            k = torch.cat([key[:, :, :prefix], key[:, :, prefix + start:prefix + start + n]], dim=2)
-            v = torch.cat([value[:, :, :prefix], value[:, :, prefix + start:prefix + start + n]], dim=2)
-            out, _ = sdpa_attention_forward(module, q, k, v, _mask(n, prefix, q.device), **kwargs)
+        slices = [(0, prefix)] if selectit_prefixes is None else [(a, m) for a, m in selectit_prefixes[r] if m]
+        seen = sum(m for _, m in slices if m)
+        if seen:
+            k = torch.cat([*(key[:, :, a:a + m] for a, m in slices), key[:, :, prefix + start:prefix + start + n]], dim=2)
+            v = torch.cat([*(value[:, :, a:a + m] for a, m in slices), value[:, :, prefix + start:prefix + start + n]],
+                          dim=2)
+            out, _ = sdpa_attention_forward(module, q, k, v, _mask(n, seen, q.device), **kwargs)
         else:  # no prefix: plain causal attention within the row
             k, v = key[:, :, start:start + n], value[:, :, start:start + n]
             out, _ = sdpa_attention_forward(module, q, k, v, None, is_causal=True, **kwargs)
@@ -102,14 +110,17 @@ def packed(model):
         config._attn_implementation = before
 
 
-def pack(rows: Sequence[Sequence[int]], offset: int = 0):
+def pack(rows: Sequence[Sequence[int]], offset: int | Sequence[int] = 0):
     """One packed row from ``rows`` (token ids).
 
     Returns input_ids (1, T) and position_ids (1, T) as long tensors (each row's positions count
-    from ``offset``: the length of a shared prefix before it) and the rows' lengths."""
+    from ``offset``: the length of the prefix before it, one for all rows or one per row) and the
+    rows' lengths."""
     import torch
 
     lengths = [len(r) for r in rows]
+    offsets = [offset] * len(rows) if isinstance(offset, int) else list(offset)
     ids = torch.tensor([[t for r in rows for t in r]], dtype=torch.long)
-    positions = torch.cat([torch.arange(offset, offset + n) for n in lengths] or [torch.zeros(0)]).long().unsqueeze(0)
+    positions = torch.cat([torch.arange(o, o + n) for o, n in zip(offsets, lengths)]
+                          or [torch.zeros(0)]).long().unsqueeze(0)
     return ids, positions, lengths

@@ -10,6 +10,8 @@ Which pass, and so which tokens (only the record's own tokens are pooled, never 
   input when there is one, and of the response; not the prompt's fixed words nor the end-of-text
   token. The model is causal, so these hidden states are the same whether the end token follows or
   not: the pass with it and the pass without it give one embedding (one store kind).
+  The record-once layout's pass (selectit.measures.shared) reads those same tokens: with it the
+  embedding rides on that pass (still kind ``ALPACA``, under the ratings' store key).
 - ``RATING``, riding on the first rating prompt's pass (``--paper`` and the other methods without a
   loss pass): the tokens of the instruction (with its input) and of the response inside the rating
   template (selectit.prompts.rating_spans); not the rating prompt, nor "Instruction:", "Response:"
@@ -32,6 +34,7 @@ from selectit.errors import ConfigError
 from selectit.measures.base import Measure, ModelInfo, Outcome, stored_vectors
 from selectit.measures.losses import CONDITIONED, Losses, text_losses
 from selectit.measures.ratings import Ratings, score_items
+from selectit.measures.shared import LAYOUT
 from selectit.records import Record
 from selectit.store import ScoreStore, prompt_key
 
@@ -66,10 +69,12 @@ class Embeddings(Measure):
 
     @property
     def kind(self) -> str:
-        return RATING + prompt_key(self.host.prompts[0]) if isinstance(self.host, Ratings) else ALPACA
+        if isinstance(self.host, Ratings) and self.host.layout != LAYOUT:
+            return RATING + prompt_key(self.host.prompts[0])
+        return ALPACA  # the response-loss pass, or the record-once pass (the same tokens)
 
     def describe(self) -> str:
-        where = "the first rating prompt's pass" if isinstance(self.host, Ratings) else "the response-loss pass"
+        where = "the response-loss pass" if self.kind == ALPACA else "the first rating prompt's pass"
         return f"record embeddings (pooled in {where})"
 
     def passes(self) -> float:
@@ -99,7 +104,8 @@ def embedding_measure(needs: Sequence[Measure], *, mode: str, backend: str, layo
         raise ConfigError(f"--embeddings must be one of {', '.join(MODES)}, got {mode!r}")
     if mode == "off":
         return None
-    host = next((m for m in needs if isinstance(m, Losses) and m.pools()), None)
+    host = next((m for m in needs if isinstance(m, Ratings) and m.layout == LAYOUT), None)  # its record pass
+    host = host or next((m for m in needs if isinstance(m, Losses) and m.pools()), None)
     if host is None:
         host = next((m for m in needs if isinstance(m, Ratings) and (layout == "prompt-first" or mode == "on")), None)
     if backend not in EMBEDS:
