@@ -11,7 +11,7 @@ from conftest import DEMO, score_file
 from selectit.backends.base import response_ids
 from selectit.backends.fake import FakeBackend
 from selectit.backends.hf import HFBackend
-from selectit.measures.losses import GIVEN, instruction_context, record_spans
+from selectit.measures.losses import instruction_context, record_spans
 from selectit.measures.shared import turn_ids
 from selectit.records import Record
 from selectit.store import ScoreStore
@@ -167,3 +167,22 @@ def test_the_turn_has_no_second_system_prompt(embedded_backend):
     text = tok.decode(ids)
     assert text.startswith("<|im_start|>user\nRate it.<|im_end|>") and text.endswith("assistant\nThe answer is: ")
     assert "system" not in text
+
+
+def test_loss_passes_compute_the_shared_start_once(tiny_model, tiny_tokenizer):
+    """The Alpaca prompt's words that every row of a loss batch starts with run once (cached), not once per
+    row: fewer tokens, the same losses and pooled states as without the prefix cache."""
+    records = _records(6)
+    pairs = [(instruction_context(r), r.response) for r in records]
+    spans = [record_spans(r) for r in records]
+    cached = HFBackend(tiny_model, tiny_tokenizer, name="tiny")
+    plain = HFBackend(tiny_model, tiny_tokenizer, name="tiny", prefix_cache=False)
+    a, va = cached.pooled_losses(pairs, spans, 2048, end=True)
+    b, vb = plain.pooled_losses(pairs, spans, 2048, end=True)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(va, vb, atol=1e-5)
+    blank = [(instruction_context(Record(id="b", instruction="", response="", raw={})), r.response) for r in records]
+    np.testing.assert_allclose(cached.response_losses(blank, 2048, end=True), plain.response_losses(blank, 2048, end=True),
+                               atol=1e-5)
+    start = len(tiny_tokenizer(instruction_context(Record(id="b", instruction="", response="", raw={})))["input_ids"])
+    assert plain.tokens_computed - cached.tokens_computed >= 2 * (len(records) - 1) * (start // 2)
