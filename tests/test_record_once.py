@@ -169,20 +169,21 @@ def test_the_turn_has_no_second_system_prompt(embedded_backend):
     assert "system" not in text
 
 
-def test_loss_passes_compute_the_shared_start_once(tiny_model, tiny_tokenizer):
-    """The Alpaca prompt's words that every row of a loss batch starts with run once (cached), not once per
-    row: fewer tokens, the same losses and pooled states as without the prefix cache."""
+def test_the_blank_loss_pass_computes_its_shared_context_once(tiny_model, tiny_tokenizer):
+    """The blank instruction's context, the same for every record, runs once per batch (cached), not once
+    per row: fewer tokens, the same losses as without the prefix cache. A context shared only in part (the
+    loss given each record's own instruction) is not cached, so a record's loss never depends on its
+    batch's neighbours."""
     records = _records(6)
-    pairs = [(instruction_context(r), r.response) for r in records]
-    spans = [record_spans(r) for r in records]
+    empty = Record(id="b", instruction="", response="", raw={})
+    blank = [(instruction_context(empty), r.response) for r in records]
+    given = [(instruction_context(r), r.response) for r in records]
     cached = HFBackend(tiny_model, tiny_tokenizer, name="tiny")
     plain = HFBackend(tiny_model, tiny_tokenizer, name="tiny", prefix_cache=False)
-    a, va = cached.pooled_losses(pairs, spans, 2048, end=True)
-    b, vb = plain.pooled_losses(pairs, spans, 2048, end=True)
-    np.testing.assert_allclose(a, b, atol=1e-5)
-    np.testing.assert_allclose(va, vb, atol=1e-5)
-    blank = [(instruction_context(Record(id="b", instruction="", response="", raw={})), r.response) for r in records]
     np.testing.assert_allclose(cached.response_losses(blank, 2048, end=True), plain.response_losses(blank, 2048, end=True),
                                atol=1e-5)
-    start = len(tiny_tokenizer(instruction_context(Record(id="b", instruction="", response="", raw={})))["input_ids"])
-    assert plain.tokens_computed - cached.tokens_computed >= 2 * (len(records) - 1) * (start // 2)
+    starts = [response_ids(plain.encode_plain, c, t, 2048)[1] for c, t in blank]
+    assert plain.tokens_computed - cached.tokens_computed == (len(records) - 1) * (min(starts) - 1)
+    before = cached.tokens_computed, plain.tokens_computed
+    np.testing.assert_array_equal(cached.response_losses(given, 2048, end=True), plain.response_losses(given, 2048, end=True))
+    assert cached.tokens_computed - before[0] == plain.tokens_computed - before[1]

@@ -249,8 +249,8 @@ class HFBackend:
         pools = None if spans is None else [positions(token_spans(self.encode_plain, c + r, ids, s))
                                             for (c, r), (ids, _), s in zip(pairs, rows, spans)]
         pooled = None
-        if self.packed:  # the rows' shared start (the Alpaca prompt's words) computed once and cached
-            c = self._shared_start([ids for ids, _ in rows], [start for _, start in rows], pools)
+        if self.packed:  # a context every row has (the blank instruction's) computed once and cached
+            c = self._shared_context([ids for ids, _ in rows], [start for _, start in rows], pools)
             cache = {self._cache: self._prefix_kv(rows[0][0][:c], 1), "use_cache": True} if c else {}
             self.tokens_computed -= c * len(rows)  # counted whole above; the tails run, the start once
             hidden, ids, lengths = self._packed_hidden([ids[c:] for ids, _ in rows], c, **cache)  # (T, H)
@@ -299,6 +299,13 @@ class HFBackend:
         if pools is not None:
             c = min([c, *(int(p.min()) for p in pools if len(p))])
         return max(c, 0)
+
+    def _shared_context(self, rows: Sequence[Sequence[int]], starts: Sequence[int], pools=None) -> int:
+        """:meth:`_shared_start` where every row has the same whole context (the blank instruction's): the
+        context less its last token, the same for every batch, so a record's loss does not depend on its
+        neighbours (where only part of the contexts is shared, nothing is cached: 0)."""
+        c = self._shared_start(rows, starts, pools)
+        return c if c and c == min(first_scored(s) for s in starts) - 1 else 0
 
     @property
     def shares_records(self) -> bool:
