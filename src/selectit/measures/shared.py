@@ -28,6 +28,7 @@ from selectit.backends.base import response_ids
 from selectit.backends.pooling import positions, token_spans
 from selectit.errors import ConfigError
 from selectit.measures.base import ModelInfo, Outcome, Progress
+from selectit.measures.batches import label_probs
 from selectit.measures.losses import GIVEN, instruction_context, record_spans
 from selectit.prompts import TEMPLATE_TAIL
 from selectit.records import Record
@@ -146,8 +147,6 @@ def _measure(backend, records, rows, turns, label_ids, pools, room):
 def _long_way(backend, records, rows, turns, label_ids, pools, room):
     """The same measurements with the backend's plain calls: each (record, turn) as one sequence sharing
     the record as its prefix, the loss (and pooled state) from a response-loss pass of its own."""
-    from selectit.measures.ratings import label_probs
-
     P, S = len(turns), len(label_ids)
     probs, failed = np.full((len(rows), P, S), np.nan), {}
     for r, (ids, _, _) in enumerate(rows):
