@@ -145,3 +145,12 @@ def test_the_proxy_runs_on_ray_as_locally(tmp_path, local_ray):
         backend="fake", chunk_size=8, num_prompts=2, proxy=True, proxy_sample=20, proxy_features="hidden",
         proxy_min_spearman=-1.0))
     assert local == distributed and local.count(b'"scored_by": "proxy"') == 20
+
+
+def test_record_once_runs_on_ray_as_locally(tmp_path, local_ray, tiny_model_dir):
+    """--layout record-once: the shared record pass (ratings, the GIVEN loss and the embedding from one
+    pass) on Ray workers gives scores.jsonl byte for byte the local runner's."""
+    config = dict(models=(str(tiny_model_dir),), num_prompts=2, batch_size=4, chunk_size=8, layout="record-once",
+                  likelihood_weight=1.0)
+    _, local, distributed = _both(tmp_path, _data(tmp_path, 20), config)
+    assert local == distributed and len(local.splitlines()) == 20 and b'"likelihood"' in local
