@@ -187,3 +187,29 @@ def test_the_blank_loss_pass_computes_its_shared_context_once(tiny_model, tiny_t
     before = cached.tokens_computed, plain.tokens_computed
     np.testing.assert_array_equal(cached.response_losses(given, 2048, end=True), plain.response_losses(given, 2048, end=True))
     assert cached.tokens_computed - before[0] == plain.tokens_computed - before[1]
+
+
+def test_the_long_way_isolates_a_record_whose_loss_fails():
+    """A record whose loss pass fails is marked failed (its ratings stored as failures, no score); the
+    batch's other records keep their losses and ratings."""
+    from selectit.measures.shared import _long_way, record_ids
+
+    data = json.loads(DEMO.read_text())[:5]
+    records = [Record(id=str(i), instruction=r["instruction"], response=r["output"], raw=r) for i, r in enumerate(data)]
+    marker = records[2].response[:30]
+
+    class Failing(FakeBackend):
+        def response_losses(self, pairs, max_length=None, *, end=False):
+            if any(marker in t for _, t in pairs):
+                raise RuntimeError("boom")
+            return super().response_losses(pairs, max_length, end=end)
+
+    backend, clean = Failing(), FakeBackend()
+    rows = [record_ids(backend, r, 4096, "truncate") for r in records]
+    turns = [turn_ids(backend, "Rate it from 1 to 5.")]
+    losses, probs, pooled, failed = _long_way(backend, records, rows, turns, [49, 50, 51, 52, 53], None, 4096)
+    want, want_probs, _, _ = _long_way(clean, records, rows, turns, [49, 50, 51, 52, 53], None, 4096)
+    assert list(failed) == [2] and "boom" in failed[2] and np.isnan(losses[2]) and pooled is None
+    others = [0, 1, 3, 4]
+    np.testing.assert_array_equal(losses[others], want[others])
+    np.testing.assert_array_equal(probs, want_probs)

@@ -54,7 +54,8 @@ class HFBackend:
             raise ConfigError(f"{name}: this model's attention cannot run packed batches")
         self._prefix = None  # (prefix token ids, its KV cache for one row)
         # the keyword a cache is passed in: 'cache' from transformers 5.2x, 'past_key_values' before
-        self._cache = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        takes = [inspect.signature(m.forward).parameters for m in (model, model.base_model)]
+        self._cache = "cache" if all("cache" in t for t in takes) else "past_key_values"
         # What makes this model's output what it is, for the score store's keys.
         self.fingerprint = {"backend": "hf", "name": name, "source": source, "dtype": str(model.dtype),
                             "template": template, "num_parameters": self.num_parameters}
@@ -302,8 +303,9 @@ class HFBackend:
 
     def _shared_context(self, rows: Sequence[Sequence[int]], starts: Sequence[int], pools=None) -> int:
         """:meth:`_shared_start` where every row has the same whole context (the blank instruction's): the
-        context less its last token, the same for every batch, so a record's loss does not depend on its
-        neighbours (where only part of the contexts is shared, nothing is cached: 0)."""
+        context less its last token, the same for nearly every batch, so a record's loss does not depend
+        on its neighbours beyond float rounding (where only part of the contexts is shared, nothing is
+        cached: 0)."""
         c = self._shared_start(rows, starts, pools)
         return c if c and c == min(first_scored(s) for s in starts) - 1 else 0
 
@@ -465,8 +467,9 @@ def encode_text(tokenizer, template: str, text: str, suffix: str = "") -> list[i
 def encode_turn_text(tokenizer, template: str, text: str) -> list[int]:
     """Token ids of a rating text as a later turn, after a record the model has already read (the
     record-once layout): 'chat', the next user turn as the chat template renders it after an
-    exchange (no second system prompt, no BOS), then the answer cue; 'plain', a blank line and the text
-    (no BOS)."""
+    exchange (no second system prompt, no BOS), then the answer cue (a template that renders a later
+    turn differently from the start of a conversation, as Qwen3's does, gets its first-turn rendering
+    instead, system prompt included); 'plain', a blank line and the text (no BOS)."""
     if template != "chat":
         return tokenizer("\n\n" + text, add_special_tokens=False)["input_ids"]
     user, reply = chat_parts(text)

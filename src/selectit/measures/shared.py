@@ -67,7 +67,7 @@ def score_records(backend, info: ModelInfo, records: Sequence[Record], prompts: 
     """Ratings (and, for records that fit whole, the GIVEN loss; with ``embed``, the ALPACA embedding) of
     ``records`` under the record-once layout, into ``store``. Distinct records are sorted by length and
     cut into batches of ``execution.batch_size`` records, fixed by the data alone; a batch whose ratings
-    (and embeddings) are all stored is not run again, every computed batch is stored at once."""
+    (and embeddings) are all stored is not run again; a computed batch is stored before the next runs."""
     key, lkey = info.keys["ratings"], info.keys["losses"]
     turns = [turn_ids(backend, p) for p in prompts]
     room = info.max_length - max(len(t) for t in turns)
@@ -139,9 +139,21 @@ def _measure(backend, records, rows, turns, label_ids, pools, room):
             z = _measure(backend, records[h:], rows[h:], turns, label_ids, pools and pools[h:], room)
             return (np.concatenate([a[0], z[0]]), np.concatenate([a[1], z[1]]),
                     None if a[2] is None else np.concatenate([a[2], z[2]]), {**a[3], **{h + r: m for r, m in z[3].items()}})
-        except Exception:  # noqa: BLE001 - the long way finds the failing record and isolates it
-            pass
+        except Exception as e:  # noqa: BLE001 - the long way finds the failing record and isolates it
+            _warn_once(f"{backend.name}: the shared record pass failed ({type(e).__name__}: {e}); this batch is "
+                       "scored the long way (slower), a record that still fails gets no score")
     return _long_way(backend, records, rows, turns, label_ids, pools, room)
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    import warnings
+
+    if message not in _WARNED:
+        _WARNED.add(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def _long_way(backend, records, rows, turns, label_ids, pools, room):
@@ -155,9 +167,27 @@ def _long_way(backend, records, rows, turns, label_ids, pools, room):
         if errors:
             failed[r] = next(iter(errors.values()))
     pairs = [(instruction_context(rec), rec.response) for rec in records]
-    if pools is None:
-        return backend.response_losses(pairs, room, end=True), probs, None, failed
     limit = room * MAX_CHARS_PER_TOKEN
     spans = [[(min(s, limit), min(e, limit)) for s, e in record_spans(rec)] for rec in records]
-    losses, pooled = backend.pooled_losses(pairs, spans, room, end=True)
-    return losses, probs, pooled, failed
+
+    def losses_of(at: list[int]):
+        if pools is None:
+            return backend.response_losses([pairs[r] for r in at], room, end=True), None
+        return backend.pooled_losses([pairs[r] for r in at], [spans[r] for r in at], room, end=True)
+
+    try:
+        losses, pooled = losses_of(list(range(len(rows))))
+        return losses, probs, pooled, failed
+    except Exception:  # noqa: BLE001 - one record at a time: a record that fails gets no score, alone
+        losses, pooled = np.full(len(rows), np.nan), None
+        for r in range(len(rows)):
+            try:
+                one, vec = losses_of([r])
+            except Exception as e:  # noqa: BLE001
+                failed.setdefault(r, f"{type(e).__name__}: {e}")
+                continue
+            losses[r] = one[0]
+            if vec is not None:
+                pooled = np.full((len(rows), vec.shape[1]), np.nan, dtype=np.float32) if pooled is None else pooled
+                pooled[r] = vec[0]
+        return losses, probs, pooled, failed
