@@ -160,12 +160,6 @@ def final_scores(probs: np.ndarray, rating: str = "argmax") -> np.ndarray:
     return reflection.sentence_scores(token)
 
 
-def top_overlap(a: np.ndarray, b: np.ndarray, fraction: float = 0.2) -> float:
-    """The share of the top ``fraction`` of ``a`` that is in the top ``fraction`` of ``b``."""
-    k = max(1, int(round(fraction * len(a))))
-    return len(set(np.argsort(-a)[:k]) & set(np.argsort(-b)[:k])) / k
-
-
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -205,6 +199,8 @@ def main() -> None:
             continue
         results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"  ran {mode}: {results[mode]['seconds']:.1f}s", flush=True)
+    from selectit.proxy import top_overlap
+
     defaults = {m: results.pop(m) for m in DEFAULT_MODES if m in results}
     base = results.get("naive")
     exact = results.get("exact")
@@ -235,7 +231,7 @@ def main() -> None:
         for mode, r in defaults.items():
             f = np.array(r["final"], dtype=np.float64)
             rho = spearman(f, np.array(before["final"])) if before else float("nan")
-            same = top_overlap(f, np.array(before["final"])) if before else float("nan")
+            same = top_overlap(np.array(before["final"]), f) if before else float("nan")
             vs_before = before["seconds"] / r["seconds"] if before else float("nan")
             vs_naive = base["seconds"] / r["seconds"] if base else float("nan")
             print(f"{mode:<18}{r['seconds']:>8.1f}{args.records / r['seconds']:>8.2f}"

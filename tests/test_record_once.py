@@ -180,12 +180,13 @@ def test_the_blank_loss_pass_computes_its_shared_context_once(tiny_model, tiny_t
     given = [(instruction_context(r), r.response) for r in records]
     cached = HFBackend(tiny_model, tiny_tokenizer, name="tiny")
     plain = HFBackend(tiny_model, tiny_tokenizer, name="tiny", prefix_cache=False)
-    np.testing.assert_allclose(cached.response_losses(blank, 2048, end=True), plain.response_losses(blank, 2048, end=True),
-                               atol=1e-5)
+    np.testing.assert_allclose(cached.response_losses(blank, 2048, end=True),
+                               plain.response_losses(blank, 2048, end=True), atol=1e-5)
     starts = [response_ids(plain.encode_plain, c, t, 2048)[1] for c, t in blank]
     assert plain.tokens_computed - cached.tokens_computed == (len(records) - 1) * (min(starts) - 1)
     before = cached.tokens_computed, plain.tokens_computed
-    np.testing.assert_array_equal(cached.response_losses(given, 2048, end=True), plain.response_losses(given, 2048, end=True))
+    np.testing.assert_array_equal(cached.response_losses(given, 2048, end=True),
+                                  plain.response_losses(given, 2048, end=True))
     assert cached.tokens_computed - before[0] == plain.tokens_computed - before[1]
 
 

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from selectit.backends.base import LoadOptions, as_options, clamp_length, first_scored, response_ids
-from selectit.plan import common_prefix_len
 from selectit.backends.pooling import Spans
 from selectit.errors import ConfigError
 from selectit.models import ModelSource, resolve_model
+from selectit.plan import common_prefix_len
 from selectit.prompts import chat_parts, resolve_template
 
 DEFAULT_MAX_LENGTH = 4096
@@ -209,6 +209,12 @@ class HFBackend:
         """Last hidden states (T, H) of ``rows`` run packed as one sequence (see
         :mod:`selectit.backends.packing`; ``offset``: the length of a cached prefix every row follows,
         passed in ``kwargs`` as the cache), with the packed ids (1, T) and the rows' lengths."""
+        out, ids, lengths = self._packed_run(rows, offset, **kwargs)
+        return out.last_hidden_state[0], ids, lengths
+
+    def _packed_run(self, rows: Sequence[Sequence[int]], offset: int | Sequence[int] = 0, **kwargs):
+        """:meth:`_packed_hidden`, returning the base model's whole output (its cache with ``use_cache``)
+        instead of the hidden states alone; ``offset`` may be one per row."""
         from selectit.backends import packing
 
         ids, positions, lengths = packing.pack(rows, offset)
@@ -216,7 +222,7 @@ class HFBackend:
         with self.torch.inference_mode(), packing.packed(self.model):
             out = self._forward(self.model.base_model, input_ids=ids.to(self.device),
                                 position_ids=positions.to(self.device), selectit_segments=tuple(lengths), **kwargs)
-        return out.last_hidden_state[0], ids, lengths
+        return out, ids, lengths
 
     def response_losses(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None, *,
                         end: bool = False) -> np.ndarray:
@@ -307,7 +313,8 @@ class HFBackend:
         on its neighbours beyond float rounding (where only part of the contexts is shared, nothing is
         cached: 0)."""
         c = self._shared_start(rows, starts, pools)
-        return c if c and c == min(first_scored(s) for s in starts) - 1 else 0
+        whole = min(first_scored(s) for s in starts) - 1  # the bound _shared_start never exceeds
+        return c if c == whole else 0
 
     @property
     def shares_records(self) -> bool:
@@ -327,7 +334,6 @@ class HFBackend:
         :meth:`label_probs` of record + suffix) and the pooled states (B, H) float32 or None. Packed
         only (:attr:`shares_records`): two packed passes, the records with a cache, then every
         (record, suffix) row attending to its own record's slice of it."""
-        from selectit.backends import packing
         from selectit.backends.pooling import mean_rows
 
         if not self.packed:
@@ -339,24 +345,21 @@ class HFBackend:
         cache = {self._cache: self._prefix_kv(records[0][:c], 1)} if c else {}
         tails = [r[c:] for r in records]
         self.tokens_computed += sum(map(len, tails)) + len(records) * sum(map(len, suffixes))
-        ids, positions, lengths = packing.pack(tails, c)
+        first, ids, lengths = self._packed_run(tails, c, use_cache=True, **cache)
+        hidden = first.last_hidden_state[0]  # (T, H): the tails only
         offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int)
-        with torch.inference_mode(), packing.packed(self.model):
-            first = self._forward(self.model.base_model, input_ids=ids.to(self.device),
-                                  position_ids=positions.to(self.device), selectit_segments=tuple(lengths),
-                                  use_cache=True, **cache)
-            hidden = first.last_hidden_state[0]  # (T, H): the tails only
-            losses = self._packed_losses(hidden, ids, offsets, [(t, start - c) for t, (_, start) in zip(tails, rows)])
-            pooled = None if pools is None else mean_rows(torch, hidden, [p - c + o for p, o in zip(pools, offsets)])
-            turns = [list(s) for _ in records for s in suffixes]  # record-major: (B * P) rows
-            sids, spos, slens = packing.pack(turns, [c + n for n in lengths for _ in suffixes])
-            # each turn reads the shared start, its own record's tail, itself
-            slices = tuple(((0, c), (c + int(o), n)) for o, n in zip(offsets, lengths) for _ in suffixes)
-            out = self._forward(self.model.base_model, input_ids=sids.to(self.device),
-                                position_ids=spos.to(self.device), use_cache=True,
-                                **{self._cache: getattr(first, self._cache)}, selectit_segments=tuple(slens), selectit_prefixes=slices)
-            ends = torch.as_tensor(np.cumsum(slens) - 1, device=self.device)
-            logits = self.model.get_output_embeddings()(out.last_hidden_state[0][ends])  # (B * P, V)
+        losses = self._packed_losses(hidden, ids, offsets, [(t, start - c) for t, (_, start) in zip(tails, rows)])
+        pooled = None if pools is None else mean_rows(torch, hidden, [p - c + o for p, o in zip(pools, offsets)])
+        # every (record, turn) row, record-major: (B * P) rows, each reading the shared start, its own
+        # record's tail and itself
+        turns = [list(s) for _ in records for s in suffixes]
+        slices = tuple(((0, c), (c + int(o), n)) for o, n in zip(offsets, lengths) for _ in suffixes)
+        states, _, turn_lengths = self._packed_hidden(
+            turns, [c + n for n in lengths for _ in suffixes], use_cache=True, selectit_prefixes=slices,
+            **{self._cache: getattr(first, self._cache)})
+        ends = torch.as_tensor(np.cumsum(turn_lengths) - 1, device=self.device)
+        with torch.inference_mode():
+            logits = self.model.get_output_embeddings()(states[ends])  # (B * P, V)
             picked = torch.log_softmax(logits.float(), dim=-1)[:, list(label_ids)].double().exp()
         probs = picked.cpu().numpy().reshape(len(records), len(suffixes), len(label_ids))
         return losses, probs, pooled

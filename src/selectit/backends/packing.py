@@ -64,13 +64,14 @@ def packed_attention(module, query, key, value, attention_mask, *, selectit_segm
         if not n:
             continue
         q = query[:, :, start:start + n]
-        slices = [(0, prefix)] if selectit_prefixes is None else [(a, m) for a, m in selectit_prefixes[r] if m]
-        seen = sum(m for _, m in slices if m)
-        if seen:
-            k = torch.cat([*(key[:, :, a:a + m] for a, m in slices), key[:, :, prefix + start:prefix + start + n]], dim=2)
-            v = torch.cat([*(value[:, :, a:a + m] for a, m in slices), value[:, :, prefix + start:prefix + start + n]],
-                          dim=2)
-            out, _ = sdpa_attention_forward(module, q, k, v, _mask(n, seen, q.device), **kwargs)
+        slices = [(a, m) for a, m in ([(0, prefix)] if selectit_prefixes is None else selectit_prefixes[r]) if m]
+        if slices:  # the cached slices this row reads, then the row itself
+            def reads(t, start=start, n=n, slices=slices):
+                return torch.cat([*(t[:, :, a:a + m] for a, m in slices), t[:, :, prefix + start:prefix + start + n]],
+                                 dim=2)
+
+            seen = sum(m for _, m in slices)
+            out, _ = sdpa_attention_forward(module, q, reads(key), reads(value), _mask(n, seen, q.device), **kwargs)
         else:  # no prefix: plain causal attention within the row
             k, v = key[:, :, start:start + n], value[:, :, start:start + n]
             out, _ = sdpa_attention_forward(module, q, k, v, None, is_causal=True, **kwargs)

@@ -83,12 +83,15 @@ def score_records(backend, info: ModelInfo, records: Sequence[Record], prompts: 
     pooled = store.load_vectors(key, embed, first, np.float16) if embed else {}
     order = sorted(first.values(), key=lambda i: (len(records[i].instruction) + len(records[i].response), i))
     per_record = len(records) / max(len(first), 1)  # progress is counted in records
-    outcome = Outcome(stored=sum(1 for rk in first if all((pk, rk) in stored for pk in pkeys)
-                                 and (not embed or rk in pooled)))
+
+    def done(rk: str) -> bool:  # every rating (and the embedding) of the record is stored
+        return all((pk, rk) in stored for pk in pkeys) and (not embed or rk in pooled)
+
+    outcome = Outcome(stored=sum(map(done, first)))
     for b in range(0, len(order), max(execution.batch_size, 1)):
         batch = order[b : b + execution.batch_size]
         rkeys = [record_key(records[i]) for i in batch]
-        if all((pk, rk) in stored for rk in rkeys for pk in pkeys) and (not embed or all(rk in pooled for rk in rkeys)):
+        if all(map(done, rkeys)):
             if progress:
                 progress(len(batch) * per_record)
             continue
@@ -137,8 +140,9 @@ def _measure(backend, records, rows, turns, label_ids, pools, room):
             h = len(rows) // 2
             a = _measure(backend, records[:h], rows[:h], turns, label_ids, pools and pools[:h], room)
             z = _measure(backend, records[h:], rows[h:], turns, label_ids, pools and pools[h:], room)
-            return (np.concatenate([a[0], z[0]]), np.concatenate([a[1], z[1]]),
-                    None if a[2] is None else np.concatenate([a[2], z[2]]), {**a[3], **{h + r: m for r, m in z[3].items()}})
+            pooled = None if a[2] is None else np.concatenate([a[2], z[2]])
+            failed = {**a[3], **{h + r: m for r, m in z[3].items()}}
+            return np.concatenate([a[0], z[0]]), np.concatenate([a[1], z[1]]), pooled, failed
         except Exception as e:  # noqa: BLE001 - the long way finds the failing record and isolates it
             _warn_once(f"{backend.name}: the shared record pass failed ({type(e).__name__}: {e}); this batch is "
                        "scored the long way (slower), a record that still fails gets no score")
