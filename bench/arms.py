@@ -35,6 +35,12 @@ ARMS: dict[str, tuple[str, ...] | None] = {
     "selectit-paper": ("--paper",),
     "selectit-2models": ("--model", "embedded", "--model", "{gemma}"),
     "selectit-diversity": (),  # the default's scores, then a diversity-aware selection (SELECT below)
+    # Named precision, so the arm keeps its meaning: `selectit` ran in float32 until --dtype auto became the
+    # default (issue 17); this one is the default since then (bfloat16 where the hardware runs it natively).
+    "selectit-auto": ("--dtype", "auto"),
+    # The learned proxy (issue 18): 10% of the pool (50 records) scored in full, the rest predicted from the
+    # default feature rung. Its refusal bound is off: 10 held-out records cannot judge it (bench/proxy.py does).
+    "selectit-proxy": ("--proxy", "--proxy-sample", "0.1", "--proxy-min-spearman", "-1"),
 }
 
 # Arms whose selection is a `selectit select` step on their scores rather than the plain top fraction:
