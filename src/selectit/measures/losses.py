@@ -66,9 +66,11 @@ def instruction_context(record: Record) -> str:
     return PROMPT_NO_INPUT.format(instruction=record.instruction)
 
 
-def record_spans(record: Record) -> list[tuple[int, int]]:
+def record_spans(record: Record, max_length: int | None = None) -> list[tuple[int, int]]:
     """Character spans of the record's own text in ``instruction_context(record) + record.response``:
-    the instruction, the Alpaca input (when there is one) and the response; not the prompt's words."""
+    the instruction, the Alpaca input (when there is one) and the response; not the prompt's words.
+    With ``max_length`` (tokens), cut to the characters that many tokens can cover (what
+    ``response_ids`` tokenizes at most)."""
     parts = _alpaca_parts(record)
     if parts is None:
         start = PROMPT_NO_INPUT.index("{instruction}")
@@ -79,7 +81,11 @@ def record_spans(record: Record) -> list[tuple[int, int]]:
         second = start + len(parts[0]) + middle
         spans = [(start, start + len(parts[0])), (second, second + len(parts[1]))]
     context = len(instruction_context(record))
-    return [*spans, (context, context + len(record.response))]
+    spans = [*spans, (context, context + len(record.response))]
+    if max_length is None:
+        return spans
+    limit = max_length * MAX_CHARS_PER_TOKEN
+    return [(min(s, limit), min(e, limit)) for s, e in spans]
 
 
 def blank_context(record: Record) -> str:
@@ -168,13 +174,12 @@ def text_losses(backend, records: Sequence[Record], kind: str, batch_size: int, 
     if progress:
         progress(len(records) - len(todo))  # stored, or a duplicate of another record
     outcome = Outcome(stored=len(records) - len(todo))
-    limit = max_length * MAX_CHARS_PER_TOKEN  # what response_ids tokenizes at most
     for b in range(0, len(todo), batch_size):
         batch = todo[b : b + batch_size]
         before = backend.tokens_computed
         pairs = [texts(records[i]) for i in batch]
         if embed:
-            spans = [[(min(s, limit), min(e, limit)) for s, e in record_spans(records[i])] for i in batch]
+            spans = [record_spans(records[i], max_length) for i in batch]
             losses, vectors = backend.pooled_losses(pairs, spans, max_length, end=end)
             store.put_vectors(key, embed, [(keys[i], v.astype(np.float16)) for i, v in zip(batch, vectors)])
         else:

@@ -119,8 +119,7 @@ def score_records(backend, info: ModelInfo, records: Sequence[Record], prompts: 
 
 def _pool_positions(backend, record: Record, ids: list[int], room: int) -> np.ndarray:
     """The token positions of the record's own text in its shared-pass ids (what the ALPACA embedding pools)."""
-    limit = room * MAX_CHARS_PER_TOKEN
-    chars = [(min(s, limit), min(e, limit)) for s, e in record_spans(record)]
+    chars = record_spans(record, room)
     return positions(token_spans(backend.encode_plain, instruction_context(record) + record.response, ids, chars))
 
 
@@ -171,13 +170,12 @@ def _long_way(backend, records, rows, turns, label_ids, pools, room):
         if errors:
             failed[r] = next(iter(errors.values()))
     pairs = [(instruction_context(rec), rec.response) for rec in records]
-    limit = room * MAX_CHARS_PER_TOKEN
-    spans = [[(min(s, limit), min(e, limit)) for s, e in record_spans(rec)] for rec in records]
 
     def losses_of(at: list[int]):
         if pools is None:
             return backend.response_losses([pairs[r] for r in at], room, end=True), None
-        return backend.pooled_losses([pairs[r] for r in at], [spans[r] for r in at], room, end=True)
+        return backend.pooled_losses([pairs[r] for r in at], [record_spans(records[r], room) for r in at], room,
+                                     end=True)
 
     try:
         losses, pooled = losses_of(list(range(len(rows))))
