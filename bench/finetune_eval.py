@@ -306,7 +306,7 @@ def dispatch(args, model_path: Path, pool_path: Path, scorer: Scorer, n: int, se
 
 def brief(row: dict) -> str:
     """A row without its composition and per-kind accuracies, for the progress log."""
-    short = {k: v for k, v in row.items() if k != "composition"}
+    short = {k: v for k, v in row.items() if k not in ("composition", "per_item")}
     short["eval"] = {k: v for k, v in row["eval"].items() if k != "ifeval_per_kind"}
     return json.dumps(short)
 

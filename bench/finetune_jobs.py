@@ -16,42 +16,58 @@ from pathlib import Path
 
 import numpy as np
 
+import health
 import ifeval_prompts
 import sft
 
 _STATE: dict = {}  # this worker's settings, model, tokenizer, pool and eval sets (set by ``init``)
 
 
-def init(args, model_path: Path, pool_path: Path, sets: dict, prompts: list) -> None:
-    """Worker start: one torch thread, the model and tokenizer loaded once, the pool read once."""
+def init(args, model_path: Path, pool_path: Path | None, sets: dict, prompts: list, health_prompts=()) -> None:
+    """Worker start: one torch thread, the model and tokenizer loaded once, the pool read once (None: the
+    jobs bring their records, ``run(..., records=...)``). ``health_prompts``: (instruction, input) pairs
+    whose greedy answers are checked by ``bench/health.py``."""
     import torch
 
     torch.set_num_threads(args.threads)
     with Clock() as loaded:
         model, tokenizer = load_model(model_path)
-    records = json.loads(pool_path.read_text(encoding="utf-8"))
+    records = json.loads(pool_path.read_text(encoding="utf-8")) if pool_path is not None else None
     _STATE.update(args=args, model=model, tokenizer=tokenizer, records=records, sets=sets, prompts=prompts,
-                  load_seconds=loaded.seconds)
+                  health=list(health_prompts), load_seconds=loaded.seconds)
 
 
-def run(arm: str, seed: int, positions: list[int] | None) -> dict:
-    """One job: fine-tune on the pool records at ``positions`` with ``seed`` and evaluate; ``positions``
-    None evaluates the model as loaded (the "base" row). Writes OUT/generations/ARM-SEED.jsonl and
-    returns the result row (metrics, training statistics, composition, wall and CPU seconds)."""
+def run(arm: str, seed: int, positions: list[int] | None, records: list[dict] | None = None,
+        name: str | None = None) -> dict:
+    """One job: fine-tune on the pool records at ``positions`` (or on ``records``, given) with ``seed`` and
+    evaluate; both None evaluates the model as loaded (the "base" row). Writes OUT/generations/NAME-SEED.jsonl
+    (NAME: ``name``, default the arm) and returns the result row (metrics, per-item reference losses,
+    training statistics, composition, wall and CPU seconds)."""
     args, base, tokenizer = _STATE["args"], _STATE["model"], _STATE["tokenizer"]
     row = {"arm": arm, "seed": seed, "seconds": {"load": _STATE["load_seconds"]}}
     model = base
-    if positions is not None:
-        chosen = [_STATE["records"][i] for i in positions]
+    if positions is not None and records is None:
+        records = [_STATE["records"][i] for i in positions]
+    if records is not None:
+        chosen = records
         with Clock() as trained:
             model, train = train_arm(base, tokenizer, chosen, seed, args)
         row.update(selected=len(chosen), **train, composition=composition(chosen))
         row["seconds"]["train"] = trained.seconds
     with Clock() as evaluated:
         metrics, answers, parts = evaluate(model, tokenizer, _STATE["sets"], _STATE["prompts"], args)
-    row.update(eval=metrics)
+        per_item = metrics.pop("per_item")
+        if _STATE["health"]:
+            with Clock() as clock:
+                healthy = sft.generate(model, tokenizer, [sft.alpaca_prompt(q, i) for q, i in _STATE["health"]],
+                                       max_new_tokens=args.max_new_tokens)
+                metrics["health"] = health.shares(healthy)
+            parts["health"] = clock.seconds
+    row.update(eval=metrics, per_item=per_item)
     row["seconds"].update(eval=evaluated.seconds, eval_parts=parts)
-    write_answers(args.out / "generations" / f"{arm}-{seed}.jsonl", _STATE["prompts"], answers)
+    write_answers(args.out / "generations" / f"{name or arm}-{seed}.jsonl", _STATE["prompts"], answers)
+    if _STATE["health"]:
+        write_health(args.out / "generations" / f"{name or arm}-{seed}.health.jsonl", _STATE["health"], healthy)
     return row
 
 
@@ -95,13 +111,17 @@ def pad_id(tokenizer) -> int:
 
 def evaluate(model, tokenizer, sets: dict, prompts: list, args) -> tuple[dict, list[str], dict]:
     """Reference-answer losses of each set (float32) and the constraint prompts' accuracy; returns
-    (metrics, the greedy answers, {part: {"wall", "cpu"}} seconds)."""
-    metrics, seconds = {}, {}
+    (metrics, the greedy answers, {part: {"wall", "cpu"}} seconds). ``metrics["per_item"]``: {set: each
+    answer's loss, in the set's order, rounded to 1e-5}, for paired comparisons across arms."""
+    metrics, seconds, per_item = {}, {}, {}
     for name, items in sets.items():
         with Clock() as clock:
             examples = [sft.encode(tokenizer, sft.alpaca_prompt(q, i), a, args.max_length) for q, i, a in items]
-            metrics[name] = float(np.nanmean(sft.answer_losses(model, examples, pad_id(tokenizer))))
+            losses = sft.answer_losses(model, examples, pad_id(tokenizer))
+            metrics[name] = float(np.nanmean(losses))
+            per_item[name] = [None if np.isnan(x) else round(float(x), 5) for x in losses]
         seconds[name] = clock.seconds
+    metrics["per_item"] = per_item
     answers = []
     if prompts:
         with Clock() as clock:
@@ -137,6 +157,13 @@ class Clock:
     def __exit__(self, *exc):
         self.seconds = {"wall": round(time.perf_counter() - self.wall, 1),
                         "cpu": round(time.process_time() - self.cpu, 1)}
+
+
+def write_health(path: Path, prompts: list, answers: list[str]) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        for (instruction, input_), a in zip(prompts, answers):
+            f.write(json.dumps({"instruction": instruction, "input": input_, "answer": a,
+                                "problems": sorted(health.problems(a))}) + "\n")
 
 
 def write_answers(path: Path, prompts: list, answers: list[str]) -> None:
