@@ -230,7 +230,7 @@ def rescore_command(*, run_dir, paper=False, quiet=False, **kwargs):
         typer.echo(f"rescored {scored.totals.records} records with --method {scored.method.name} in {seconds:.1f}s "
                    f"-> {Path(run_dir) / 'scores.jsonl'}", err=True)
         if scored.totals.unscored:
-            typer.echo(scored.method.unscored_note(scored.totals.unscored), err=True)
+            typer.echo(scored.method.unscored_note(scored.totals.unscored, scored.totals.unscored_why), err=True)
 
 
 SCORE_FIXED = [

@@ -12,7 +12,8 @@
 scores.jsonl columns: id, score (final; null when no score), token_scores {model: [P floats]},
 sentence_scores {model: float}, label_mass {model: [P floats]}, label_probs {model: [P x S raw
 probabilities]}, truncated {model: bool}; with a likelihood weight also likelihood, response_loss and
-blank_loss {model: float}; a method's own columns (loss, perplexity, ifd, length, ...); errors {model:
+blank_loss {model: float}, and with the information term likelihood_chars {model: int} (the response
+characters the losses read: its length unless --max-length cut it); a method's own columns (loss, perplexity, ifd, length, ...); errors {model:
 {prompt index: why}} where a model failed. Non-finite numbers are written as null (JSON has no NaN).
 """
 
@@ -86,6 +87,8 @@ def score_rows(scores: Scores) -> list[dict]:
             rows[-1]["likelihood"] = {r.name: _num(r.likelihood[i]) for r in scores.runs}
             rows[-1]["response_loss"] = {r.name: _num(r.losses[0][i]) for r in scores.runs}
             rows[-1]["blank_loss"] = {r.name: _num(r.losses[1][i]) for r in scores.runs}
+        if any(r.read is not None for r in scores.runs):  # the information term: per how many characters
+            rows[-1]["likelihood_chars"] = {r.name: int(r.read[i]) for r in scores.runs}
         rows[-1].update({name: values[i] if isinstance(values[i], str) else _num(values[i])
                          for name, values in scores.extra.items()})
         if i in failed:  # prompt index -> why the model failed; those prompts count as having no score
@@ -99,6 +102,7 @@ class Totals:
 
     models: list[dict] = field(default_factory=list)
     unscored: int = 0
+    unscored_why: dict[str, int] = field(default_factory=dict)  # why records got no score -> how many
     records: int = 0
     _mass: list[list[float]] = field(default_factory=list)
 
@@ -116,7 +120,21 @@ class Totals:
             mass[1] += finite.size
             m["mean_label_mass"] = mass[0] / mass[1] if mass[1] else None
         self.unscored += int((~np.isfinite(scores.final)).sum())
+        for i in np.flatnonzero(~np.isfinite(scores.final)) if scores.runs else []:
+            why = unscored_reason(scores, int(i))
+            self.unscored_why[why] = self.unscored_why.get(why, 0) + 1
         self.records += len(scores.final)
+
+
+def unscored_reason(scores: Scores, i: int) -> str:
+    """Why record ``i`` of a rating method's ``scores`` has no score, in words."""
+    if any(r.likelihood is not None and not np.isfinite(r.likelihood[i]) for r in scores.runs):
+        return "no response token fits in --max-length for the likelihood term"
+    if any(any(k == i for k, _ in r.errors) for r in scores.runs):
+        return "the model failed on its prompts"
+    if any(not (np.nan_to_num(r.label_mass[i]) > 0).any() for r in scores.runs):
+        return "zero label mass"
+    return "no rating prompt gave a score"
 
 
 def write_scores(out_dir: Path, chunks: Iterable[Scores]) -> Totals:
@@ -150,6 +168,7 @@ def config_record(*, config: dict, prompts: list[str], labels: list[str], models
         "labels": labels,
         "models": models,
         "unscored_records": totals.unscored,
+        **({"unscored_why": totals.unscored_why} if totals.unscored_why else {}),
         **(extra or {}),
     }
     if source is not None:

@@ -24,6 +24,9 @@ are not scores (a rerun retries them), but a rescore must tell them from ratings
 A fourth holds vectors, one per (model, kind, record), as raw bytes of a numpy dtype the kind names:
 pooled embeddings (float16, selectit.measures.embeddings) and MinHash signatures (uint32,
 selectit.measures.minhash; their "model" is the signature's parameters, no model is involved).
+
+A fifth holds what the likelihood losses read of each record (selectit.measures.reading: characters of
+its own text and of its response, and whether it was read whole), one per (model, record).
 """
 
 from __future__ import annotations
@@ -52,13 +55,18 @@ CREATE TABLE IF NOT EXISTS vectors (
     model TEXT NOT NULL, kind TEXT NOT NULL, record TEXT NOT NULL, data BLOB NOT NULL,
     PRIMARY KEY (model, kind, record)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS views (
+    model TEXT NOT NULL, record TEXT NOT NULL, context INTEGER NOT NULL, response INTEGER NOT NULL,
+    whole INTEGER NOT NULL,
+    PRIMARY KEY (model, record)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS failures (
     model TEXT NOT NULL, prompt TEXT NOT NULL, record TEXT NOT NULL, message TEXT NOT NULL,
     truncated INTEGER NOT NULL,
     PRIMARY KEY (model, prompt, record)
 ) WITHOUT ROWID
 """
-TABLES = ("probs", "losses", "failures", "vectors")  # every table, for merging stores (runners/ray.py)
+TABLES = ("probs", "losses", "failures", "vectors", "views")  # every table, for merging stores (runners/ray.py)
 MEMORY = ":memory:"
 LOOKUP_ROWS = 500  # keys per lookup query (SQLite allows 32766 parameters; small queries stay quick)
 
@@ -168,6 +176,23 @@ class ScoreStore:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?)",
                                 [(model, kind, r, np.ascontiguousarray(v).tobytes()) for r, v in rows])
+
+    def load_views(self, model: str, records: Iterable[str]) -> dict[str, tuple[int, int, bool]]:
+        """The stored (context, response, whole) of the given record keys, where present."""
+        wanted, found = list(set(records)), {}
+        for i in range(0, len(wanted), LOOKUP_ROWS):  # index probes, as in load()
+            part = wanted[i : i + LOOKUP_ROWS]
+            found.update((r, (c, n, bool(w))) for r, c, n, w in self.db.execute(
+                "SELECT record, context, response, whole FROM views WHERE model = ? "
+                f"AND record IN ({','.join('?' * len(part))})", (model, *part)))
+        return found
+
+    def put_views(self, model: str, rows: Sequence[tuple[str, int, int, bool]]) -> None:
+        """Store (record, context, response, whole) rows in one transaction: all or nothing."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT OR REPLACE INTO views VALUES (?, ?, ?, ?, ?)",
+                                [(model, r, int(c), int(n), int(w)) for r, c, n, w in rows])
 
     def count(self, model: str | None = None) -> int:
         if model is None:

@@ -27,7 +27,7 @@ def summary_lines(scored, input_path, out_dir) -> list[str]:
     if not record.get("models"):
         lines.append(f"{scored.method.name}: {len(source)} records in {record.get('seconds', 0):.1f}s (no model)")
     if scored.totals.unscored:
-        lines.append(scored.method.unscored_note(scored.totals.unscored))
+        lines.append(scored.method.unscored_note(scored.totals.unscored, scored.totals.unscored_why))
     lines.append(f"scores: {Path(out_dir) / 'scores.jsonl'}")
     return lines
 
