@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from selectit.errors import ConfigError
 from selectit.records import Record
 
 SCHEMA = """
@@ -87,6 +88,57 @@ def model_key(fingerprint: dict) -> str:
     return _hash(["model", fingerprint])
 
 
+class _Rows(list):
+    """A query's rows, with what callers use of a cursor."""
+
+    def __init__(self, rows, rowcount: int):
+        super().__init__(rows)
+        self.rowcount = rowcount
+
+    def fetchone(self):
+        return self[0] if self else None
+
+
+class _Guarded:
+    """A connection whose damaged-file errors (not SQLite, or a damaged database) are one-line ConfigErrors
+    naming the store and what to do, wherever they surface (on opening, or at the first damaged page)."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path):
+        self._db, self._path = db, path
+
+    def _call(self, run, *args):
+        try:
+            return run(*args)
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError):  # locked, busy, disk I/O: not the file's content
+                raise
+            raise ConfigError(f"the score store {self._path} is not a readable selectit store ({e}); if it is one, "
+                              "it is damaged: delete it (or give --store a new path) and score again, what it held "
+                              "is computed again") from None
+
+    def execute(self, *args):
+        """The rows, read at once (a damaged page raises here, not later in a loop), and the rowcount."""
+        def run():
+            cursor = self._db.execute(*args)
+            return _Rows(cursor.fetchall(), cursor.rowcount)
+        return self._call(run)
+
+    def executemany(self, *args):
+        return self._call(self._db.executemany, *args)
+
+    def executescript(self, *args):
+        return self._call(self._db.executescript, *args)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self):
+        return self._db.__enter__()
+
+    def __exit__(self, *exc):
+        return self._db.__exit__(*exc)
+
+
 class ScoreStore:
     """Label probabilities by (model, prompt, record) key. Open one per process."""
 
@@ -94,12 +146,22 @@ class ScoreStore:
         """Open (or create) the store at ``path``; MEMORY: a store that lives as long as this object."""
         self.path = Path(path)
         if str(path) != MEMORY:
+            if self.path.is_dir():
+                raise ConfigError(f"the score store {self.path} is a directory; give --store a file path "
+                                  f"(e.g. {self.path / 'store.sqlite'})")
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        # check_same_thread off: a Ray actor may run its calls on another thread than the one that opened it
-        self.db = sqlite3.connect(str(path), isolation_level=None, timeout=60, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a killed process
-        self.db.executescript(SCHEMA)
+        try:
+            # check_same_thread off: a Ray actor may run its calls on another thread than the one that opened it
+            self.db = _Guarded(sqlite3.connect(str(path), isolation_level=None, timeout=60, check_same_thread=False),
+                               self.path)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a killed process
+            self.db.executescript(SCHEMA)
+        except sqlite3.OperationalError as e:
+            if "locked" in str(e) or "busy" in str(e):
+                raise
+            raise ConfigError(f"cannot open the score store {self.path} ({e}); give --store a writable file "
+                              "path") from None
 
     def load(self, model: str, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[np.ndarray, bool]]:
         """The stored (probs (S,), truncated) of the given (prompt, record) keys, where present.
