@@ -25,6 +25,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import socket
 import sys
 import time
@@ -201,9 +202,33 @@ def write_selection_record(out_dir: Path, policy: dict, output: Path, indices: n
     atomic_write(Path(out_dir) / SELECTION, lambda f: json.dump(record, f))
 
 
-def forget_selection(out_dir: Path) -> None:
-    """Remove the last selection's record (made from scores that are being replaced)."""
-    (Path(out_dir) / SELECTION).unlink(missing_ok=True)
+def forget_selection(out_dir: Path, previous: dict | None = None) -> list[Path]:
+    """Remove the last selection's record (made from scores that are being replaced). ``previous``: the
+    input the replaced scores were of (config.json's ``input`` before); when config.json now names
+    another input, what was made from the old one in the directory goes too: its selection
+    (``selected*``, e.g. selected.jsonl beside a new selected.json) and report.html. Returns those."""
+    out = Path(out_dir)
+    (out / SELECTION).unlink(missing_ok=True)
+    if previous is None:
+        return []
+    try:
+        now = read_config(out).get("input") or {}
+    except ConfigError:
+        return []
+    if (now.get("path"), now.get("sha256")) == (previous.get("path"), previous.get("sha256")):
+        return []
+    stale = [p for p in out.iterdir() if p.name == REPORT or p.name == "selected" or p.name.startswith("selected.")]
+    for path in stale:
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
+    return sorted(stale)
+
+
+def previous_input(out_dir: Path) -> dict | None:
+    """The input a run directory's scores are of (config.json's ``input``), before they are replaced."""
+    try:
+        return read_config(out_dir).get("input") if (Path(out_dir) / CONFIG).is_file() else None
+    except ConfigError:
+        return None
 
 
 # ---------------------------------------------------------------- reading
@@ -211,6 +236,9 @@ def forget_selection(out_dir: Path) -> None:
 def check_scored(out_dir: str | Path) -> Path:
     out = Path(out_dir)
     if not (out / SCORES).is_file() or not (out / CONFIG).is_file():
+        if (out / STORE).is_file() or (out / LOCK).is_file():  # scoring began here and did not finish
+            raise ConfigError(f"{out} has no {SCORES} yet: its scoring was interrupted (or is still running); rerun "
+                              "the same `selectit score` command to resume (what was computed is stored)")
         raise ConfigError(f"{out} is not a scored run directory (no {SCORES} / {CONFIG}); run `selectit score` first")
     return out
 
@@ -327,10 +355,11 @@ def prepare(out_dir: str | Path) -> Path:
 
 
 @contextmanager
-def locked(out_dir: str | Path, what: str = "selectit"):
+def locked(out_dir: str | Path, what: str = "selectit", advice: str = "wait for it to finish or use another --out"):
     """Hold the run directory's lock while a command writes it; a second writer is refused with one line
     naming the holder (host, process, command, since when). The lock is released on exit, even on error;
-    a holder that died leaves no lock behind (the operating system drops it)."""
+    a holder that died leaves no lock behind (the operating system drops it). ``advice``: what the
+    refused command should do."""
     from filelock import FileLock, Timeout
 
     out = prepare(out_dir)
@@ -340,7 +369,7 @@ def locked(out_dir: str | Path, what: str = "selectit"):
         lock.acquire()
     except Timeout:
         holder = path.read_text(encoding="utf-8", errors="replace").strip() if path.is_file() else "another process"
-        raise ConfigError(f"{out} is in use by {holder}; wait for it to finish or use another --out") from None
+        raise ConfigError(f"{out} is in use by {holder}; {advice}") from None
     try:
         path.write_text(f"{what} (pid {os.getpid()} on {socket.gethostname()}, since "
                         f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(sys.argv[:3])})", encoding="utf-8")
