@@ -143,6 +143,7 @@ def main() -> None:
         print(f"  {name}: {time.perf_counter() - t:.0f}s, mean label mass "
               f"{[round(float(np.nanmean(r.label_mass)), 3) for r in scores.runs]}", flush=True)
 
+    chars = np.array([len(r.response) for r in recs], dtype=np.float64)  # no record here is cut by a max length
     rng = np.random.default_rng(args.seed)
     table = [("random scores (floor)", pairwise_accuracy(
         {r["id"]: float(x) for r, x in zip(records, rng.random(len(records)))}, records), 0)]
@@ -151,7 +152,7 @@ def main() -> None:
             continue
         config, run = runs[forward]
         cfg = config.with_options(**{**PAPER, "template": config.measure.template, **post})  # the paper's math
-        lik = likelihood_term(run.losses, recs, cfg.method.likelihood_term)  # unless post says otherwise
+        lik = likelihood_term(run.losses, chars, cfg.method.likelihood_term)  # unless post says otherwise
         _, sentence = levels(run.probs, run.content_free, cfg, lik)
         extra = 3 if cfg.method.calibrate else 0
         table.append((label, pairwise_accuracy({r["id"]: float(s) for r, s in zip(records, sentence)}, records), extra))
@@ -161,11 +162,11 @@ def main() -> None:
         for label, term in (("likelihood term alone (no rating)", "per-token"),
                             ("information term alone (no rating)", "information")):
             table.append((label, pairwise_accuracy(
-                {r["id"]: float(s) for r, s in zip(records, likelihood_term(losses, recs, term))}, records), 0))
+                {r["id"]: float(s) for r, s in zip(records, likelihood_term(losses, chars, term))}, records), 0))
     for name, scores in two_models.items():  # the model level over two real models, and each alone
         config = scores.config.with_options(**{**PAPER, "template": "auto", "rating": "expected",
                                                "likelihood_weight": 2.0, "likelihood_term": "information"})
-        sentences = [levels(r.probs, None, config, likelihood_term(r.losses, recs, "information"))[1]
+        sentences = [levels(r.probs, None, config, likelihood_term(r.losses, chars, "information"))[1]
                      for r in scores.runs]
         weights = reflection.model_weights([r.num_parameters for r in scores.runs])
         both = reflection.model_scores(np.stack(sentences, axis=1), weights)

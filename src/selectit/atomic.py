@@ -41,14 +41,30 @@ def atomic_open(path: str | Path, *, binary: bool = False) -> Iterator[IO]:
     Text files are UTF-8 and written as given (``newline=""``: no '\\r\\n' translation on Windows)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_temp(path)
+    tmp = None
     try:
+        fd, tmp = _create_temp(path)
         with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             yield f
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            _name_target(e, path)
         raise
+
+
+def _name_target(e: OSError, path: Path) -> None:
+    """Make ``e`` name the output ``path``, not the temporary file the user never asked for (or nothing)."""
+    def ours(name) -> bool:  # one of our temporary names for ``path``
+        p = Path(name)
+        return p.parent == path.parent and p.name.startswith(f".{path.name[:_NAME_MAX]}.") and p.name.endswith(".tmp")
+
+    if e.filename is None or ours(e.filename):
+        e.filename = str(path)
+    if e.filename2 is not None and (e.filename2 == str(path) or ours(e.filename2)):
+        e.filename2 = None
 
 
 def atomic_write(path: Path, write: Callable[[TextIO], object]) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperCommand
 
 from selectit.config import all_fields, flag_of, load_file
 from selectit.errors import USER_ERRORS, ConfigError
@@ -28,6 +29,25 @@ from selectit.errors import USER_ERRORS, ConfigError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]},
                   help="Select instruction-tuning data with the model's own uncertainty (SelectIT).")
+
+class Command(TyperCommand):
+    """A command whose unknown-flag error suggests the flags it begins (``--dedup``: ``--dedup-threshold``)
+    or, failing that, the nearest ones, instead of click's few look-alikes."""
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except Exception as e:  # click's NoSuchOption (typer vendors its own click: matched by name)
+            if type(e).__name__ != "NoSuchOption":
+                raise
+            import difflib
+
+            flags = [o for p in self.params for o in (*p.opts, *p.secondary_opts) if o.startswith("--")]
+            name = e.option_name.split("=")[0]
+            e.possibilities = [o for o in flags if o.startswith(name)][:3] or \
+                difflib.get_close_matches(name, flags, n=2) or None
+            raise
+
 
 Input = Annotated[Path, typer.Argument(
     help="Dataset: Alpaca, ShareGPT or messages; .json, .jsonl, .parquet, .csv or a datasets save_to_disk folder.")]
@@ -41,17 +61,17 @@ Threshold = Annotated[Optional[float], typer.Option(help="Keep records scoring a
                                                     rich_help_panel="Selection")]
 Output = Annotated[Optional[Path], typer.Option("--output", help="Selected records (default: DIR/selected.<ext>).",
                                                 rich_help_panel="Selection")]
-KeepOrder = Annotated[bool, typer.Option("--keep-order", help="Write the selection in input order, not best first.",
+KeepOrder = Annotated[bool, typer.Option("--keep-order/--no-keep-order", metavar="", help="Write the selection in input order, not best first.",
                                          rich_help_panel="Selection")]
-Report = Annotated[bool, typer.Option("--report/--no-report", help="Write DIR/report.html at the end.",
+Report = Annotated[bool, typer.Option("--report/--no-report", metavar="", help="Write DIR/report.html at the end.",
                                       rich_help_panel="Output")]
 ConfigFile = Annotated[Optional[Path], typer.Option(
     "--config", help="Options from a YAML file or a finished run's config.json (flags win).", rich_help_panel="Input")]
-Paper = Annotated[bool, typer.Option("--paper", help="The published method: --method paper (plain template, argmax "
+Paper = Annotated[bool, typer.Option("--paper", metavar="", help="The published method: --method paper (plain template, argmax "
                                      "rating, no likelihood term).", rich_help_panel="Method")]
 Mode = Annotated[Optional[str], typer.Option(hidden=True, help="Old spelling: --mode reference is --method reference.")]
-Quiet = Annotated[bool, typer.Option("--quiet", help="Print only errors.", rich_help_panel="Output")]
-Verbose = Annotated[bool, typer.Option("--verbose", help="Also show the libraries' own messages and warnings.",
+Quiet = Annotated[bool, typer.Option("--quiet", metavar="", help="Print only errors.", rich_help_panel="Output")]
+Verbose = Annotated[bool, typer.Option("--verbose", metavar="", help="Also show the libraries' own messages and warnings.",
                                        rich_help_panel="Output")]
 
 
@@ -96,7 +116,7 @@ def _field_parameter(f) -> inspect.Parameter:
         annotation = Annotated[Optional[list[str]], typer.Option(flag, metavar="MODEL", **common)]
     elif isinstance(f.default, bool):  # an on-by-default switch can be turned off; the others only on
         spelled = f"{flag}/--no-{flag[2:]}" if f.default else flag
-        annotation = Annotated[Optional[bool], typer.Option(spelled, **common)]
+        annotation = Annotated[Optional[bool], typer.Option(spelled, metavar="", **common)]  # a switch takes no value
     else:
         kind = str if meta.get("kind") == "floats" else _python_type(f)
         annotation = Annotated[Optional[kind], typer.Option(flag, **common)]
@@ -230,7 +250,7 @@ def rescore_command(*, run_dir, paper=False, quiet=False, **kwargs):
         typer.echo(f"rescored {scored.totals.records} records with --method {scored.method.name} in {seconds:.1f}s "
                    f"-> {Path(run_dir) / 'scores.jsonl'}", err=True)
         if scored.totals.unscored:
-            typer.echo(scored.method.unscored_note(scored.totals.unscored), err=True)
+            typer.echo(scored.method.unscored_note(scored.totals.unscored, scored.totals.unscored_why), err=True)
 
 
 SCORE_FIXED = [
@@ -243,9 +263,9 @@ RUN_FIXED = [*SCORE_FIXED[:2], _param("fraction", Fraction, None), _param("top",
 RESCORE_FIELDS = [n for n, (s, _) in FIELDS.items() if s == "method"] + ["num_prompts"]
 SELECT_FIELDS = [n for n, (s, _) in FIELDS.items() if s == "selection"]
 
-app.command("score")(_user_errors(_command(score_command, SCORE_FIXED, SCORE_FIELDS)))
-app.command("run")(_user_errors(_command(run_command, RUN_FIXED, SCORE_FIELDS + SELECT_FIELDS)))
-app.command("rescore")(_user_errors(_command(
+app.command("score", cls=Command)(_user_errors(_command(score_command, SCORE_FIXED, SCORE_FIELDS)))
+app.command("run", cls=Command)(_user_errors(_command(run_command, RUN_FIXED, SCORE_FIELDS + SELECT_FIELDS)))
+app.command("rescore", cls=Command)(_user_errors(_command(
     rescore_command, [_param("run_dir", RunDir), _param("paper", Paper, False), _param("quiet", Quiet, False)],
     RESCORE_FIELDS)))
 
@@ -295,7 +315,7 @@ def select_command(*, run_dir, fraction=None, top=None, threshold=None, output=N
 SELECT_FIXED = [_param("run_dir", RunDir), _param("fraction", Fraction, None), _param("top", Top, None),
                 _param("threshold", Threshold, None), _param("output", Output, None),
                 _param("keep_order", KeepOrder, False), _param("quiet", Quiet, False)]
-app.command("select")(_user_errors(_command(select_command, SELECT_FIXED, SELECT_FIELDS)))
+app.command("select", cls=Command)(_user_errors(_command(select_command, SELECT_FIXED, SELECT_FIELDS)))
 
 
 def _report(run_dirs, output, fraction, top, threshold, quiet=False):
@@ -310,7 +330,7 @@ def _report(run_dirs, output, fraction, top, threshold, quiet=False):
                    err=True)
 
 
-@app.command()
+@app.command(cls=Command)
 @_user_errors
 def report(run_dirs: Annotated[list[Path], typer.Argument(help="Run directories; the first is described in full, "
                                                                 "several are compared.")],
@@ -323,7 +343,7 @@ def report(run_dirs: Annotated[list[Path], typer.Argument(help="Run directories;
     _report(run_dirs, output, fraction, top, threshold, quiet)
 
 
-@app.command()
+@app.command(cls=Command)
 @_user_errors
 def compare(run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run directories of the same input.")],
             fraction: Fraction = None, top: Top = None, threshold: Threshold = None,

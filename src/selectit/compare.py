@@ -47,14 +47,20 @@ def load_runs(dirs: list[Path]) -> tuple[list[str], list[np.ndarray]]:
         elif ids != first_ids or source != first_input:
             raise ConfigError(f"{d} did not score the same input as {dirs[0]}; compare runs of one input file")
         scores.append(np.array([np.nan if r["score"] is None else r["score"] for r in rows], dtype=np.float64))
-        labels.append(_label(d, cfg))
-    return labels, scores
+        labels.append(cfg.get("method") or "?")
+    names = distinct_names(dirs)
+    return [name if method in name else f"{name} ({method})" for name, method in zip(names, labels)], scores
 
 
-def _label(d: Path, cfg: dict) -> str:
-    method = cfg.get("method") or "?"
-    name = Path(d).name or str(d)
-    return name if method in name else f"{name} ({method})"
+def distinct_names(dirs: list[Path]) -> list[str]:
+    """The shortest path suffix of each directory that tells it from the others ('a/out', 'b/out' for
+    runs/a/out and runs/b/out; just the name where names differ); a path given twice keeps its whole spelling."""
+    parts = [Path(d).resolve().parts for d in dirs]
+    for k in range(1, max(len(p) for p in parts) + 1):
+        names = ["/".join(p[-k:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [str(d) for d in dirs]
 
 
 def compare(dirs: list[Path], choose) -> list[Pair]:

@@ -385,8 +385,11 @@ def section_of(name: str) -> str:
     for section, f in all_fields():
         if f.name == name:
             return section
-    known = ", ".join(f.name for _, f in all_fields())
-    raise ConfigError(f"unknown option {name!r} (known: {known})")
+    import difflib
+
+    near = difflib.get_close_matches(str(name), [f.name for _, f in all_fields()], n=1)
+    hint = f"did you mean {near[0]!r}?" if near else "the options are the flags' names with _ for -"
+    raise ConfigError(f"unknown option {name!r}; {hint}")
 
 
 def flat_options(data: Mapping) -> dict:

@@ -36,6 +36,7 @@ class Scored:
     prompts: list[str]
     method: Method
     config: dict = field(default_factory=dict)  # config.json as written
+    removed: list = field(default_factory=list)  # files of an earlier input's run removed from the directory
 
 
 def score_file(input_path: str | Path, out_dir: str | Path, config: RunConfig, method: Method, *,
@@ -56,8 +57,11 @@ def score_file(input_path: str | Path, out_dir: str | Path, config: RunConfig, m
         rundir.write_rejects(out, source.rejects)
         store_path = rundir.store_path(out, config.execution.store)
         prompts = _prompts(config, method)
+        previous = rundir.previous_input(out)
         if config.proxy.proxy:
-            return _score_with_proxy(source, out, config, method, prompts, store_path, start, progress)
+            scored = _score_with_proxy(source, out, config, method, prompts, store_path, start, progress)
+            scored.removed = rundir.forget_selection(out, previous)
+            return scored
         models = engine.measure(source, config, method, prompts, store_path, progress=progress,
                                 known=_known_models(out, config))
         db = ScoreStore(store_path)
@@ -68,8 +72,9 @@ def score_file(input_path: str | Path, out_dir: str | Path, config: RunConfig, m
         record = _config_record(config, method, prompts, models, totals, source, time.perf_counter() - start,
                                 extra={"measured_prompts": prompts})
         rundir.write_config(out, record)
-        rundir.forget_selection(out)
-    return Scored(source=source, models=models, totals=totals, prompts=prompts, method=method, config=record)
+        removed = rundir.forget_selection(out, previous)
+    return Scored(source=source, models=models, totals=totals, prompts=prompts, method=method, config=record,
+                  removed=removed)
 
 
 def _score_with_proxy(source, out: Path, config: RunConfig, method: Method, prompts: list[str], store_path: Path,
@@ -228,18 +233,23 @@ def select_run(run_dir: str | Path, *, fraction: float | None = None, top: int |
     again to find copies and to write the chosen records (checking that its ids are those of
     scores.jsonl). The choice is recorded in DIR/selection.json (the report shows it).
     """
-    cfg = rundir.read_config(run_dir)
-    scores, digest = rundir.score_column(run_dir)
-    choose(scores[:0], fraction=fraction, top=top, threshold=threshold)  # a bad policy fails before reading
-    source = rundir.scored_input(run_dir, cfg, len(scores), digest, "cannot write the selection")
-    chosen = steps.choose_run(source, cfg, scores, options or SelectOptions(), steps.store_path(run_dir, cfg),
-                              fraction=fraction, top=top, threshold=threshold)
-    indices = np.sort(chosen.indices) if keep_order else chosen.indices
-    out = Path(output) if output else Path(run_dir) / f"selected{formats.selection_suffix(source)}"
-    formats.write_selection(source, indices, out)
-    policy = {"fraction": fraction, "top": top, "threshold": threshold, **asdict(options or SelectOptions())}
-    rundir.write_selection_record(run_dir, policy, out, indices, chosen.info)
+    rundir.check_scored(run_dir)
+    with rundir.locked(run_dir, "selectit select", BUSY):  # not from scores another command is replacing
+        cfg = rundir.read_config(run_dir)
+        scores, digest = rundir.score_column(run_dir)
+        choose(scores[:0], fraction=fraction, top=top, threshold=threshold)  # a bad policy fails before reading
+        source = rundir.scored_input(run_dir, cfg, len(scores), digest, "cannot write the selection")
+        chosen = steps.choose_run(source, cfg, scores, options or SelectOptions(), steps.store_path(run_dir, cfg),
+                                  fraction=fraction, top=top, threshold=threshold)
+        indices = np.sort(chosen.indices) if keep_order else chosen.indices
+        out = Path(output) if output else Path(run_dir) / f"selected{formats.selection_suffix(source)}"
+        formats.write_selection(source, indices, out)
+        policy = {"fraction": fraction, "top": top, "threshold": threshold, **asdict(options or SelectOptions())}
+        rundir.write_selection_record(run_dir, policy, out, indices, chosen.info)
     return Selection(indices=indices, scores=scores, output=out, total=len(scores), steps=chosen.info)
+
+
+BUSY = "wait for it to finish, then run this again"  # what select and report say to a directory in use
 
 
 # ---------------------------------------------------------------- in memory (the Python API)

@@ -30,6 +30,7 @@ class ModelRun:
     losses: tuple[np.ndarray, np.ndarray] | None = None  # (given (n,), blank (n,)) with a likelihood weight
     likelihood: np.ndarray | None = None  # (n,) reflection.likelihood_scores of those losses
     template: str = ""  # the template it was scored with ('auto' resolved)
+    read: np.ndarray | None = None  # (n,) response characters the information term counted (issue 29)
 
 
 @dataclass
@@ -68,7 +69,7 @@ def concat(parts: list[Scores]) -> Scores:
             truncated=np.concatenate([r.truncated for r in same]), content_free=run.content_free,
             tokens=sum(r.tokens for r in same), seconds=sum(r.seconds for r in same), errors=errors, losses=losses,
             likelihood=None if run.likelihood is None else np.concatenate([r.likelihood for r in same]),
-            template=run.template))
+            template=run.template, read=None if run.read is None else np.concatenate([r.read for r in same])))
     extra = {k: np.concatenate([p.extra[k] for p in parts]) for k in first.extra}
     return Scores(config=first.config, prompts=first.prompts, labels=first.labels, runs=runs, weights=first.weights,
                   final=np.concatenate([p.final for p in parts]), ids=[i for p in parts for i in p.ids], extra=extra,

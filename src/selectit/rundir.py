@@ -12,7 +12,8 @@
 scores.jsonl columns: id, score (final; null when no score), token_scores {model: [P floats]},
 sentence_scores {model: float}, label_mass {model: [P floats]}, label_probs {model: [P x S raw
 probabilities]}, truncated {model: bool}; with a likelihood weight also likelihood, response_loss and
-blank_loss {model: float}; a method's own columns (loss, perplexity, ifd, length, ...); errors {model:
+blank_loss {model: float}, and with the information term likelihood_chars {model: int} (the response
+characters the losses read: its length unless --max-length cut it); a method's own columns (loss, perplexity, ifd, length, ...); errors {model:
 {prompt index: why}} where a model failed. Non-finite numbers are written as null (JSON has no NaN).
 """
 
@@ -24,6 +25,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import socket
 import sys
 import time
@@ -86,6 +88,8 @@ def score_rows(scores: Scores) -> list[dict]:
             rows[-1]["likelihood"] = {r.name: _num(r.likelihood[i]) for r in scores.runs}
             rows[-1]["response_loss"] = {r.name: _num(r.losses[0][i]) for r in scores.runs}
             rows[-1]["blank_loss"] = {r.name: _num(r.losses[1][i]) for r in scores.runs}
+        if any(r.read is not None for r in scores.runs):  # the information term: per how many characters
+            rows[-1]["likelihood_chars"] = {r.name: int(r.read[i]) for r in scores.runs}
         rows[-1].update({name: values[i] if isinstance(values[i], str) else _num(values[i])
                          for name, values in scores.extra.items()})
         if i in failed:  # prompt index -> why the model failed; those prompts count as having no score
@@ -99,6 +103,7 @@ class Totals:
 
     models: list[dict] = field(default_factory=list)
     unscored: int = 0
+    unscored_why: dict[str, int] = field(default_factory=dict)  # why records got no score -> how many
     records: int = 0
     _mass: list[list[float]] = field(default_factory=list)
 
@@ -116,7 +121,21 @@ class Totals:
             mass[1] += finite.size
             m["mean_label_mass"] = mass[0] / mass[1] if mass[1] else None
         self.unscored += int((~np.isfinite(scores.final)).sum())
+        for i in np.flatnonzero(~np.isfinite(scores.final)) if scores.runs else []:
+            why = unscored_reason(scores, int(i))
+            self.unscored_why[why] = self.unscored_why.get(why, 0) + 1
         self.records += len(scores.final)
+
+
+def unscored_reason(scores: Scores, i: int) -> str:
+    """Why record ``i`` of a rating method's ``scores`` has no score, in words."""
+    if any(r.likelihood is not None and not np.isfinite(r.likelihood[i]) for r in scores.runs):
+        return "no response token fits in --max-length for the likelihood term"
+    if any(any(k == i for k, _ in r.errors) for r in scores.runs):
+        return "the model failed on its prompts"
+    if any(not (np.nan_to_num(r.label_mass[i]) > 0).any() for r in scores.runs):
+        return "zero label mass"
+    return "no rating prompt gave a score"
 
 
 def write_scores(out_dir: Path, chunks: Iterable[Scores]) -> Totals:
@@ -150,6 +169,7 @@ def config_record(*, config: dict, prompts: list[str], labels: list[str], models
         "labels": labels,
         "models": models,
         "unscored_records": totals.unscored,
+        **({"unscored_why": totals.unscored_why} if totals.unscored_why else {}),
         **(extra or {}),
     }
     if source is not None:
@@ -182,9 +202,33 @@ def write_selection_record(out_dir: Path, policy: dict, output: Path, indices: n
     atomic_write(Path(out_dir) / SELECTION, lambda f: json.dump(record, f))
 
 
-def forget_selection(out_dir: Path) -> None:
-    """Remove the last selection's record (made from scores that are being replaced)."""
-    (Path(out_dir) / SELECTION).unlink(missing_ok=True)
+def forget_selection(out_dir: Path, previous: dict | None = None) -> list[Path]:
+    """Remove the last selection's record (made from scores that are being replaced). ``previous``: the
+    input the replaced scores were of (config.json's ``input`` before); when config.json now names
+    another input, what was made from the old one in the directory goes too: its selection
+    (``selected*``, e.g. selected.jsonl beside a new selected.json) and report.html. Returns those."""
+    out = Path(out_dir)
+    (out / SELECTION).unlink(missing_ok=True)
+    if previous is None:
+        return []
+    try:
+        now = read_config(out).get("input") or {}
+    except ConfigError:
+        return []
+    if (now.get("path"), now.get("sha256")) == (previous.get("path"), previous.get("sha256")):
+        return []
+    stale = [p for p in out.iterdir() if p.name == REPORT or p.name == "selected" or p.name.startswith("selected.")]
+    for path in stale:
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
+    return sorted(stale)
+
+
+def previous_input(out_dir: Path) -> dict | None:
+    """The input a run directory's scores are of (config.json's ``input``), before they are replaced."""
+    try:
+        return read_config(out_dir).get("input") if (Path(out_dir) / CONFIG).is_file() else None
+    except ConfigError:
+        return None
 
 
 # ---------------------------------------------------------------- reading
@@ -192,6 +236,9 @@ def forget_selection(out_dir: Path) -> None:
 def check_scored(out_dir: str | Path) -> Path:
     out = Path(out_dir)
     if not (out / SCORES).is_file() or not (out / CONFIG).is_file():
+        if (out / STORE).is_file() or (out / LOCK).is_file():  # scoring began here and did not finish
+            raise ConfigError(f"{out} has no {SCORES} yet: its scoring was interrupted (or is still running); rerun "
+                              "the same `selectit score` command to resume (what was computed is stored)")
         raise ConfigError(f"{out} is not a scored run directory (no {SCORES} / {CONFIG}); run `selectit score` first")
     return out
 
@@ -308,10 +355,11 @@ def prepare(out_dir: str | Path) -> Path:
 
 
 @contextmanager
-def locked(out_dir: str | Path, what: str = "selectit"):
+def locked(out_dir: str | Path, what: str = "selectit", advice: str = "wait for it to finish or use another --out"):
     """Hold the run directory's lock while a command writes it; a second writer is refused with one line
     naming the holder (host, process, command, since when). The lock is released on exit, even on error;
-    a holder that died leaves no lock behind (the operating system drops it)."""
+    a holder that died leaves no lock behind (the operating system drops it). ``advice``: what the
+    refused command should do."""
     from filelock import FileLock, Timeout
 
     out = prepare(out_dir)
@@ -321,7 +369,7 @@ def locked(out_dir: str | Path, what: str = "selectit"):
         lock.acquire()
     except Timeout:
         holder = path.read_text(encoding="utf-8", errors="replace").strip() if path.is_file() else "another process"
-        raise ConfigError(f"{out} is in use by {holder}; wait for it to finish or use another --out") from None
+        raise ConfigError(f"{out} is in use by {holder}; {advice}") from None
     try:
         path.write_text(f"{what} (pid {os.getpid()} on {socket.gethostname()}, since "
                         f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(sys.argv[:3])})", encoding="utf-8")

@@ -24,6 +24,9 @@ are not scores (a rerun retries them), but a rescore must tell them from ratings
 A fourth holds vectors, one per (model, kind, record), as raw bytes of a numpy dtype the kind names:
 pooled embeddings (float16, selectit.measures.embeddings) and MinHash signatures (uint32,
 selectit.measures.minhash; their "model" is the signature's parameters, no model is involved).
+
+A fifth holds what the likelihood losses read of each record (selectit.measures.reading: characters of
+its own text and of its response, and whether it was read whole), one per (model, record).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from selectit.errors import ConfigError
 from selectit.records import Record
 
 SCHEMA = """
@@ -52,13 +56,18 @@ CREATE TABLE IF NOT EXISTS vectors (
     model TEXT NOT NULL, kind TEXT NOT NULL, record TEXT NOT NULL, data BLOB NOT NULL,
     PRIMARY KEY (model, kind, record)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS views (
+    model TEXT NOT NULL, record TEXT NOT NULL, context INTEGER NOT NULL, response INTEGER NOT NULL,
+    whole INTEGER NOT NULL,
+    PRIMARY KEY (model, record)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS failures (
     model TEXT NOT NULL, prompt TEXT NOT NULL, record TEXT NOT NULL, message TEXT NOT NULL,
     truncated INTEGER NOT NULL,
     PRIMARY KEY (model, prompt, record)
 ) WITHOUT ROWID
 """
-TABLES = ("probs", "losses", "failures", "vectors")  # every table, for merging stores (runners/ray.py)
+TABLES = ("probs", "losses", "failures", "vectors", "views")  # every table, for merging stores (runners/ray.py)
 MEMORY = ":memory:"
 LOOKUP_ROWS = 500  # keys per lookup query (SQLite allows 32766 parameters; small queries stay quick)
 
@@ -79,6 +88,57 @@ def model_key(fingerprint: dict) -> str:
     return _hash(["model", fingerprint])
 
 
+class _Rows(list):
+    """A query's rows, with what callers use of a cursor."""
+
+    def __init__(self, rows, rowcount: int):
+        super().__init__(rows)
+        self.rowcount = rowcount
+
+    def fetchone(self):
+        return self[0] if self else None
+
+
+class _Guarded:
+    """A connection whose damaged-file errors (not SQLite, or a damaged database) are one-line ConfigErrors
+    naming the store and what to do, wherever they surface (on opening, or at the first damaged page)."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path):
+        self._db, self._path = db, path
+
+    def _call(self, run, *args):
+        try:
+            return run(*args)
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError):  # locked, busy, disk I/O: not the file's content
+                raise
+            raise ConfigError(f"the score store {self._path} is not a readable selectit store ({e}); if it is one, "
+                              "it is damaged: delete it (or give --store a new path) and score again, what it held "
+                              "is computed again") from None
+
+    def execute(self, *args):
+        """The rows, read at once (a damaged page raises here, not later in a loop), and the rowcount."""
+        def run():
+            cursor = self._db.execute(*args)
+            return _Rows(cursor.fetchall(), cursor.rowcount)
+        return self._call(run)
+
+    def executemany(self, *args):
+        return self._call(self._db.executemany, *args)
+
+    def executescript(self, *args):
+        return self._call(self._db.executescript, *args)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self):
+        return self._db.__enter__()
+
+    def __exit__(self, *exc):
+        return self._db.__exit__(*exc)
+
+
 class ScoreStore:
     """Label probabilities by (model, prompt, record) key. Open one per process."""
 
@@ -86,12 +146,22 @@ class ScoreStore:
         """Open (or create) the store at ``path``; MEMORY: a store that lives as long as this object."""
         self.path = Path(path)
         if str(path) != MEMORY:
+            if self.path.is_dir():
+                raise ConfigError(f"the score store {self.path} is a directory; give --store a file path "
+                                  f"(e.g. {self.path / 'store.sqlite'})")
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        # check_same_thread off: a Ray actor may run its calls on another thread than the one that opened it
-        self.db = sqlite3.connect(str(path), isolation_level=None, timeout=60, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a killed process
-        self.db.executescript(SCHEMA)
+        try:
+            # check_same_thread off: a Ray actor may run its calls on another thread than the one that opened it
+            self.db = _Guarded(sqlite3.connect(str(path), isolation_level=None, timeout=60, check_same_thread=False),
+                               self.path)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a killed process
+            self.db.executescript(SCHEMA)
+        except sqlite3.OperationalError as e:
+            if "locked" in str(e) or "busy" in str(e):
+                raise
+            raise ConfigError(f"cannot open the score store {self.path} ({e}); give --store a writable file "
+                              "path") from None
 
     def load(self, model: str, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[np.ndarray, bool]]:
         """The stored (probs (S,), truncated) of the given (prompt, record) keys, where present.
@@ -168,6 +238,23 @@ class ScoreStore:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?)",
                                 [(model, kind, r, np.ascontiguousarray(v).tobytes()) for r, v in rows])
+
+    def load_views(self, model: str, records: Iterable[str]) -> dict[str, tuple[int, int, bool]]:
+        """The stored (context, response, whole) of the given record keys, where present."""
+        wanted, found = list(set(records)), {}
+        for i in range(0, len(wanted), LOOKUP_ROWS):  # index probes, as in load()
+            part = wanted[i : i + LOOKUP_ROWS]
+            found.update((r, (c, n, bool(w))) for r, c, n, w in self.db.execute(
+                "SELECT record, context, response, whole FROM views WHERE model = ? "
+                f"AND record IN ({','.join('?' * len(part))})", (model, *part)))
+        return found
+
+    def put_views(self, model: str, rows: Sequence[tuple[str, int, int, bool]]) -> None:
+        """Store (record, context, response, whole) rows in one transaction: all or nothing."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT OR REPLACE INTO views VALUES (?, ?, ?, ?, ?)",
+                                [(model, r, int(c), int(n), int(w)) for r, c, n, w in rows])
 
     def count(self, model: str | None = None) -> int:
         if model is None:

@@ -27,7 +27,10 @@ def summary_lines(scored, input_path, out_dir) -> list[str]:
     if not record.get("models"):
         lines.append(f"{scored.method.name}: {len(source)} records in {record.get('seconds', 0):.1f}s (no model)")
     if scored.totals.unscored:
-        lines.append(scored.method.unscored_note(scored.totals.unscored))
+        lines.append(scored.method.unscored_note(scored.totals.unscored, scored.totals.unscored_why))
+    if getattr(scored, "removed", None):
+        lines.append(f"removed what the directory held of its earlier input {_names(scored.removed)} (made from "
+                     "scores this run replaced)")
     lines.append(f"scores: {Path(out_dir) / 'scores.jsonl'}")
     return lines
 
@@ -66,12 +69,22 @@ def _proxy_lines(p: dict, feature_models: list[dict]) -> list[str]:
     if "regressor" not in p:
         return [head + "; the sample is every record, nothing predicted"]
     done = sum(p["records"] - m.get("stored", 0) for m in feature_models)
-    cost = f"{secs.get('features', 0):.1f}s" + (f" for {done} records" if feature_models else "")
-    return [head + f"; {p['predicted']} predicted from {p['features']} features ({cost}, "
-                   f"predicting {secs.get('predict', 0):.1f}s)",
+    cost = f"{secs.get('features', 0):.1f}s" + (f" for {done} records" if done else "")
+    if feature_models and not done:
+        cost = "every feature was stored already"
+    if p["predicted"]:
+        head += (f"; {p['predicted']} predicted from {p['features']} features ({cost}, "
+                 f"predicting {secs.get('predict', 0):.1f}s)")
+    else:
+        head += f"; no record was left to predict ({p['features']} features: {cost})"
+    return [head,
             f"proxy: {p['regressor']} held-out Spearman {_fig(p.get('held_out_spearman'))}, top-20% overlap "
             f"{_fig(p.get('held_out_top20_overlap'))} on {p['held_out']} records it did not see (trained on "
             f"{p['trained_on']}); scores.jsonl says which scores are full ('scored_by')"]
+
+
+def _names(paths) -> str:
+    return ", ".join(Path(p).name for p in paths)
 
 
 def _fig(x) -> str:

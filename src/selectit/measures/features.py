@@ -32,6 +32,7 @@ from selectit import reflection
 from selectit.measures.base import Measure, ModelInfo, Outcome, stored_vectors
 from selectit.measures.embeddings import Embeddings
 from selectit.measures.losses import GIVEN, GIVEN_BLANK, Losses
+from selectit.measures.reading import ReadLengths
 from selectit.records import Record
 from selectit.store import ScoreStore, record_key
 
@@ -115,7 +116,7 @@ def rung_measures(rung: str, layers: int) -> list[Measure]:
     if rung == "early":
         return [RecordStates(layers)]
     hidden = Embeddings(Losses(GIVEN))  # kind ALPACA: the record embedding of --diversity
-    return [hidden, Losses(GIVEN_BLANK)] if rung == "likelihood" else [hidden]
+    return [hidden, Losses(GIVEN_BLANK), ReadLengths()] if rung == "likelihood" else [hidden]
 
 
 def features(rung: str, layers: int, records: Sequence[Record], models: Sequence[ModelInfo], store: ScoreStore,
@@ -132,7 +133,7 @@ def features(rung: str, layers: int, records: Sequence[Record], models: Sequence
             parts.append(measures[0].load(info, records, store).astype(np.float64))
         else:
             given, blank = Losses(GIVEN).load(info, records, store), measures[1].load(info, records, store)
-            chars = np.array([len(r.response) for r in records], dtype=np.float64)
+            chars = measures[2].load(info, records, store)  # what the losses read (issue 29)
             value = (reflection.information_scores(given, blank, chars) if term == "information"
                      else reflection.likelihood_scores(given, blank))
             parts.append(value.reshape(-1, 1))

@@ -29,16 +29,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from selectit.backends.base import clamp_length
+from selectit.measures.alpaca import (  # noqa: F401 - importers find the prompts here too
+    PROMPT_INPUT, PROMPT_NO_INPUT, alpaca_parts, blank_context, instruction_context)
+from selectit.measures import reading
 from selectit.measures.base import Measure, MissingMeasurement, ModelInfo, Outcome, Progress
 from selectit.records import Record
 from selectit.store import ScoreStore, model_key, prompt_key, record_key
 from selectit.truncation import MAX_CHARS_PER_TOKEN
 
-PROMPT_NO_INPUT = ("Below is an instruction that describes a task. Write a response that appropriately "
-                   "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:")
-PROMPT_INPUT = ("Below is an instruction that describes a task, paired with an input that provides further "
-                "context. Write a response that appropriately completes the request.\n\n"
-                "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:")
 REVERSE_ASK = ("Below is the response to an instruction, please guess the corresponding instruction for the "
                "given response.\n{response}\nGenerate the instruction for the above response.")
 CONDITIONED = prompt_key(PROMPT_NO_INPUT + "\0" + PROMPT_INPUT)  # store kind: response given the instruction
@@ -48,22 +46,13 @@ REVERSED = prompt_key(PROMPT_NO_INPUT.format(instruction=REVERSE_ASK))  # store 
 INSTRUCTION_ALONE = "instruction-alone"  # store kind: the instruction with no context
 END = "+end"  # suffix of a store kind whose target is followed by the model's end-of-text token
 GIVEN, GIVEN_BLANK = CONDITIONED + END, BLANK + END  # the likelihood term's kinds
+VIEWED = (GIVEN, GIVEN_BLANK)  # kinds a record cut by --max-length is read in as its view (selectit.measures.reading)
 
 
-def _alpaca_parts(record: Record) -> tuple[str, str] | None:
-    """(instruction, input) of an Alpaca record with a non-empty input, else None."""
-    raw = record.raw if isinstance(record.raw, dict) else {}
-    if isinstance(raw.get("instruction"), str) and isinstance(raw.get("input"), str) and raw["input"].strip():
-        return raw["instruction"], raw["input"]
-    return None
-
-
-def instruction_context(record: Record) -> str:
-    """The Alpaca prompt for ``record``; the response follows it directly (no space, as in training)."""
-    parts = _alpaca_parts(record)
-    if parts is not None:
-        return PROMPT_INPUT.format(instruction=parts[0], input=parts[1])
-    return PROMPT_NO_INPUT.format(instruction=record.instruction)
+def row_key(record: Record, key: str, seen: dict[str, reading.View]) -> str:
+    """The store key of a VIEWED loss of ``record`` (record key ``key``): a cut record's is its view's."""
+    view = seen[key]
+    return key if view.whole else reading.view_key(record, view)
 
 
 def record_spans(record: Record, max_length: int | None = None) -> list[tuple[int, int]]:
@@ -71,7 +60,7 @@ def record_spans(record: Record, max_length: int | None = None) -> list[tuple[in
     the instruction, the Alpaca input (when there is one) and the response; not the prompt's words.
     With ``max_length`` (tokens), cut to the characters that many tokens can cover (what
     ``response_ids`` tokenizes at most)."""
-    parts = _alpaca_parts(record)
+    parts = alpaca_parts(record)
     if parts is None:
         start = PROMPT_NO_INPUT.index("{instruction}")
         spans = [(start, start + len(record.instruction))]
@@ -86,11 +75,6 @@ def record_spans(record: Record, max_length: int | None = None) -> list[tuple[in
         return spans
     limit = max_length * MAX_CHARS_PER_TOKEN
     return [(min(s, limit), min(e, limit)) for s, e in spans]
-
-
-def blank_context(record: Record) -> str:
-    """The Alpaca prompt with an empty instruction (the same for every record)."""
-    return PROMPT_NO_INPUT.format(instruction="")
 
 
 def reversed_context(record: Record) -> str:
@@ -144,6 +128,9 @@ class Losses(Measure):
 
     def load(self, info: ModelInfo, records: Sequence[Record], store: ScoreStore) -> np.ndarray:
         keys = [record_key(r) for r in records]
+        if self.kind in VIEWED:  # a record cut by --max-length: the losses of its view
+            seen = reading.stored_views(info, records, store, self.key(info))
+            keys = [row_key(r, k, seen) for r, k in zip(records, keys)]
         found = store.load_losses(self.key(info), self.kind, keys)
         missing = next((i for i, k in enumerate(keys) if k not in found), None)
         if missing is not None:
@@ -157,7 +144,8 @@ def text_losses(backend, records: Sequence[Record], kind: str, batch_size: int, 
     """Store the mean target-token loss of each record in context ``kind`` (one of TEXTS, + END to score
     the end-of-text token after the target too) under ``key``; with ``embed`` (a vector kind, for a
     CONDITIONED kind only), also the record's pooled last hidden state from the same pass
-    (selectit.measures.embeddings), float16.
+    (selectit.measures.embeddings), float16. A VIEWED kind reads a record cut by ``max_length`` as its
+    view (selectit.measures.reading: the view is stored too, its losses under its own key, no end token).
 
     Distinct records are run once, sorted by length and batched (little padding); what is already in
     the store is not computed again and every computed batch is stored at once, so a killed run
@@ -167,9 +155,12 @@ def text_losses(backend, records: Sequence[Record], kind: str, batch_size: int, 
     first: dict[str, int] = {}
     for i, k in enumerate(keys):
         first.setdefault(k, i)
-    found = store.load_losses(key, kind, first)
+    seen = reading.views(backend.encode_plain, [records[i] for i in first.values()], max_length, store, key) \
+        if kind in VIEWED else {}
+    rows = {k: row_key(records[i], k, seen) if seen else k for k, i in first.items()}  # record key -> row key
+    found = store.load_losses(key, kind, rows.values())
     pooled = store.load_vectors(key, embed, first, np.float16) if embed else {}
-    todo = sorted((i for k, i in first.items() if k not in found or (embed and k not in pooled)),
+    todo = sorted((i for k, i in first.items() if rows[k] not in found or (embed and k not in pooled)),
                   key=lambda i: len(records[i].instruction) + len(records[i].response))
     if progress:
         progress(len(records) - len(todo))  # stored, or a duplicate of another record
@@ -177,15 +168,20 @@ def text_losses(backend, records: Sequence[Record], kind: str, batch_size: int, 
     for b in range(0, len(todo), batch_size):
         batch = todo[b : b + batch_size]
         before = backend.tokens_computed
-        pairs = [texts(records[i]) for i in batch]
-        if embed:
+        cut = [j for j, i in enumerate(batch) if seen and not seen[keys[i]].whole]
+        whole = [j for j in range(len(batch)) if j not in set(cut)]
+        losses = np.full(len(batch), np.nan)
+        if embed:  # the record's embedding pools the pass over the record itself, cut or not
             spans = [record_spans(records[i], max_length) for i in batch]
-            losses, vectors = backend.pooled_losses(pairs, spans, max_length, end=end)
+            losses[:], vectors = backend.pooled_losses([texts(records[i]) for i in batch], spans, max_length, end=end)
             store.put_vectors(key, embed, [(keys[i], v.astype(np.float16)) for i, v in zip(batch, vectors)])
-        else:
-            losses = backend.response_losses(pairs, max_length, end=end)
+        elif whole:
+            losses[whole] = backend.response_losses([texts(records[batch[j]]) for j in whole], max_length, end=end)
+        if cut:
+            pairs = [reading.view_pair(kind == GIVEN, records[batch[j]], seen[keys[batch[j]]]) for j in cut]
+            losses[cut] = backend.response_losses(pairs, max_length, end=False)
         outcome.tokens += backend.tokens_computed - before
-        store.put_losses(key, kind, [(keys[i], float(v)) for i, v in zip(batch, losses)])
+        store.put_losses(key, kind, [(rows[keys[i]], float(v)) for i, v in zip(batch, losses)])
         if progress:
             progress(len(batch))
     return outcome

@@ -64,9 +64,10 @@ class Method(ABC):
         """Scores of the chunk's records, in order; ``final`` (n,) is what selection ranks (NaN: never
         selected). Pure: the same data gives the same scores."""
 
-    def unscored_note(self, count: int) -> str:
-        """What to tell the user about ``count`` records that got no score."""
-        return f"warning: {count} record(s) got no score (zero label mass); they are never selected"
+    def unscored_note(self, count: int, why: Mapping[str, int] | None = None) -> str:
+        """What to tell the user about ``count`` records that got no score (``why``: reason -> how many)."""
+        reasons = "; ".join(f"{n}: {reason}" for reason, n in why.items()) if why else "zero label mass"
+        return f"warning: {count} record(s) got no score ({reasons}); they are never selected"
 
 
 def plain_scores(data: ChunkData, final: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> Scores:

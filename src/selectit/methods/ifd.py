@@ -39,6 +39,6 @@ class IFD(Method):
         final = np.where(ifd <= 1, ifd, np.nan)  # IFD > 1 (or undefined) is dropped, as Li et al. do
         return plain_scores(data, final, {"loss": given, "loss_alone": alone, "ifd": ifd})
 
-    def unscored_note(self, count: int) -> str:
+    def unscored_note(self, count: int, why=None) -> str:
         return (f"note: {count} record(s) have IFD > 1 (or no response token) and are never selected, "
                 "as in Li et al. (2024)")

@@ -42,6 +42,6 @@ class RIFD(Method):
         final = np.where(rifd < 1, -rifd, np.nan)  # r-IFD >= 1 (or undefined) is dropped, as Li et al. do
         return plain_scores(data, final, {"loss_reversed": given, "loss_instruction": alone, "rifd": rifd})
 
-    def unscored_note(self, count: int) -> str:
+    def unscored_note(self, count: int, why=None) -> str:
         return (f"note: {count} record(s) have r-IFD >= 1 (or no instruction token) and are never selected, "
                 "as in Li et al. (2024)")

@@ -17,6 +17,7 @@ from selectit import reflection
 from selectit.config import RunConfig
 from selectit.measures import ContentFree, Losses, Measure, Ratings
 from selectit.measures.losses import GIVEN, GIVEN_BLANK
+from selectit.measures.reading import ReadLengths
 from selectit.methods.base import ChunkData, Method, ModelData
 from selectit.results import ModelRun, Scores
 
@@ -32,7 +33,7 @@ class SelectIT(Method):
         ratings, content_free = _rating_measures(config, prompts)
         params = config.method
         return [ratings, *([content_free] if params.calibrate else []),
-                *(LIKELIHOOD if params.likelihood_weight > 0 else [])]
+                *((*LIKELIHOOD, READ) if params.likelihood_weight > 0 else [])]
 
     def score(self, data: ChunkData) -> Scores:
         runs = [self.model_run(m, data) for m in data.models]
@@ -52,14 +53,16 @@ class SelectIT(Method):
         params = data.config.method
         content_free = model.values[free] if params.calibrate else None
         losses = tuple(model.values[m] for m in LIKELIHOOD) if params.likelihood_weight > 0 else None
-        lik = likelihood_term(losses, data.records, params.likelihood_term) if losses is not None else None
+        read = model.values[READ] if losses is not None else None  # (n,) response characters the losses read
+        lik = likelihood_term(losses, read, params.likelihood_term) if losses is not None else None
         token, sentence = self.levels(ratings.probs, content_free, data.config, lik)
         info = model.info
         return ModelRun(
             name=info.name, num_parameters=info.num_parameters, label_ids=info.label_ids, probs=ratings.probs,
             label_mass=reflection.label_mass(ratings.probs), token=token, sentence=sentence,
             truncated=ratings.truncated.any(axis=1), content_free=content_free, errors=ratings.errors,
-            losses=losses, likelihood=lik, template=info.template)
+            losses=losses, likelihood=lik, template=info.template,
+            read=read if params.likelihood_term == "information" else None)
 
     def levels(self, probs: np.ndarray, content_free: np.ndarray | None, config: RunConfig,
                likelihood: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -89,13 +92,15 @@ class SelectIT(Method):
 
 
 LIKELIHOOD = (Losses(GIVEN), Losses(GIVEN_BLANK))  # the likelihood term's losses: (given, blank)
+READ = ReadLengths()  # what they read of each response (the whole response unless --max-length cut it)
 
 
-def likelihood_term(losses: tuple[np.ndarray, np.ndarray], records, term: str) -> np.ndarray:
-    """(n,) the likelihood term before its weight: reflection.information_scores ('information') or
-    reflection.likelihood_scores ('per-token') of the (given, blank) losses."""
+def likelihood_term(losses: tuple[np.ndarray, np.ndarray], read: np.ndarray, term: str) -> np.ndarray:
+    """(n,) the likelihood term before its weight: reflection.information_scores ('information': per
+    character the losses read, ``read`` (n,)) or reflection.likelihood_scores ('per-token') of the
+    (given, blank) losses."""
     if term == "information":
-        return reflection.information_scores(*losses, np.array([len(r.response) for r in records], dtype=np.float64))
+        return reflection.information_scores(*losses, np.asarray(read, dtype=np.float64))
     return reflection.likelihood_scores(*losses)
 
 

@@ -8,11 +8,12 @@ Modules, one job each: ``load`` (run directory -> arrays), ``stats`` (pure stati
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 from selectit.atomic import atomic_write
 from selectit.errors import ConfigError
-from selectit.rundir import REPORT
+from selectit.rundir import REPORT, check_scored, locked
 
 
 def write_report(run_dirs: str | Path | Sequence[str | Path], *, output: str | Path | None = None,
@@ -33,9 +34,14 @@ def write_report(run_dirs: str | Path | Sequence[str | Path], *, output: str | P
     out = Path(output) if output else Path(dirs[0]) / REPORT
     if out.is_dir():
         raise ConfigError(f"--output {out} is a directory; give a file name (e.g. {out / REPORT})")
-    runs = [load_run(d, fraction=fraction, top=top, threshold=threshold) for d in dirs]
-    text = render(runs)
-    atomic_write(out, lambda f: f.write(text))
+    for d in dirs:
+        check_scored(d)
+    with ExitStack() as held:  # not from scores another command is replacing (the lock names it)
+        for d in dict.fromkeys(Path(d).resolve() for d in dirs):
+            held.enter_context(locked(d, "selectit report", "wait for it to finish, then run this again"))
+        runs = [load_run(d, fraction=fraction, top=top, threshold=threshold) for d in dirs]
+        text = render(runs)
+        atomic_write(out, lambda f: f.write(text))
     return out
 
 

@@ -78,8 +78,14 @@ class SplitStore:
     def load_vectors(self, model, kind, records, dtype):
         return self._read(lambda db, todo: db.load_vectors(model, kind, todo, dtype), records)
 
+    def load_views(self, model, records):
+        return self._read(lambda db, todo: db.load_views(model, todo), records)
+
     def put(self, model, rows) -> None:
         self.own.put(model, rows)
+
+    def put_views(self, model, rows) -> None:
+        self.own.put_views(model, rows)
 
     def put_vectors(self, model, kind, rows) -> None:
         self.own.put_vectors(model, kind, rows)
