@@ -174,3 +174,19 @@ def test_switches_show_no_value_placeholder_and_typos_suggest_the_flag(tmp_path)
     assert res.returncode == 2 and "--dedup-threshold" in res.stderr
     with pytest.raises(ConfigError, match=r"unknown option 'likelihod_weight'; did you mean 'likelihood_weight'\?$"):
         section_of("likelihod_weight")
+
+
+def test_report_reads_a_directory_it_cannot_write_without_its_lock(tmp_path, data, monkeypatch):
+    """A read-only run directory (shared, archived) still gets a report written elsewhere: no lock can be
+    taken there, so it is read as it is (root may write anywhere, so the check is stubbed here)."""
+    from selectit import rundir
+    from selectit.report import write_report
+
+    out = tmp_path / "run"
+    score(data, out)
+    (out / ".lock").unlink(missing_ok=True)
+    real = os.access
+    monkeypatch.setattr(rundir.os, "access", lambda p, mode: False if os.path.samefile(p, out) else real(p, mode))
+    page = write_report(out, output=tmp_path / "page.html")
+    assert page.read_text(encoding="utf-8").startswith("<!")
+    assert not (out / ".lock").exists()  # no lock taken in the directory

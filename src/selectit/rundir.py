@@ -355,6 +355,18 @@ def prepare(out_dir: str | Path) -> Path:
 
 
 @contextmanager
+def reading(out_dir: str | Path, what: str, advice: str):
+    """Hold the run directory's lock while a command only reads it (``locked``), so it never reads scores
+    another command is replacing; a directory this process cannot write is read without it (no lock can
+    be taken there, and a run directory nobody may write is not being re-scored by this account)."""
+    if os.access(out_dir, os.W_OK):
+        with locked(out_dir, what, advice) as out:
+            yield out
+    else:
+        yield Path(out_dir)
+
+
+@contextmanager
 def locked(out_dir: str | Path, what: str = "selectit", advice: str = "wait for it to finish or use another --out"):
     """Hold the run directory's lock while a command writes it; a second writer is refused with one line
     naming the holder (host, process, command, since when). The lock is released on exit, even on error;

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from selectit.atomic import atomic_write
 from selectit.errors import ConfigError
-from selectit.rundir import REPORT, check_scored, locked
+from selectit.rundir import REPORT, check_scored, reading
 
 
 def write_report(run_dirs: str | Path | Sequence[str | Path], *, output: str | Path | None = None,
@@ -38,7 +38,7 @@ def write_report(run_dirs: str | Path | Sequence[str | Path], *, output: str | P
         check_scored(d)
     with ExitStack() as held:  # not from scores another command is replacing (the lock names it)
         for d in dict.fromkeys(Path(d).resolve() for d in dirs):
-            held.enter_context(locked(d, "selectit report", "wait for it to finish, then run this again"))
+            held.enter_context(reading(d, "selectit report", "wait for it to finish, then run this again"))
         runs = [load_run(d, fraction=fraction, top=top, threshold=threshold) for d in dirs]
         text = render(runs)
         atomic_write(out, lambda f: f.write(text))
