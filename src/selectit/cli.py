@@ -1,4 +1,4 @@
-"""Command line (SPEC 3): thin, it parses flags and calls the library.
+"""Command line (the contract in README.md, "Command line"): thin, it parses flags and calls the library.
 
     selectit score INPUT --out DIR [options]            measure and score every record
     selectit select DIR (--fraction F | --top N | --threshold T) [--output FILE] [--dedup-threshold J] [--diversity D]

@@ -70,7 +70,7 @@ def _check_field(f, value) -> Any:
         if f.default is not None:
             raise ConfigError(f"{flag} needs a value")
         return None
-    expected = f.default if f.default is not None else None
+    expected = f.default
     if meta.get("kind") == "models":
         if isinstance(value, str):
             value = [value]
@@ -234,7 +234,7 @@ class MethodParams(_Section):
     information_scores or likelihood_scores). 0 is the paper's method; 2 (default) measured best with the
     information term on bench/discrimination.py (issue 19). Costs 2 forward passes per record and model."""
     likelihood_term: str = opt("information", "information (what the instruction tells about the response, in "
-                               "total) or per-token (fluency + relevance per token, the old default).",
+                               "total) or per-token (fluency + relevance per token; selectit's default until 2026-11-28).",
                                choices=LIKELIHOOD_TERMS, panel="Method")
     """What the likelihood weight multiplies (selectit.reflection): 'information', (blank loss - given loss)
     x response characters / 200; 'per-token', fluency + relevance per token (-given + blank - given)."""

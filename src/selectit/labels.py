@@ -1,4 +1,4 @@
-"""Resolve the token id of each rating label in context (SPEC 1.6).
+"""Resolve the token id of each rating label in context (as the tokenizer produces it after the template's last characters).
 
 A label's token depends on what precedes it (SentencePiece adds a word-start marker, byte-level BPE
 may merge it with the whitespace before it), so we tokenize a real prompt with the label appended and

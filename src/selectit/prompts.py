@@ -1,4 +1,4 @@
-"""Rating prompts and the rating template (SPEC 1.1).
+"""Rating prompts and the rating template (the published template, byte for byte).
 
 The published template, byte for byte::
 

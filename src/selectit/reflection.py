@@ -54,7 +54,7 @@ def normalise(probs: np.ndarray, *, mode: str = "paper") -> np.ndarray:
 
 
 def token_scores(probs: np.ndarray, *, mode: str = "paper") -> np.ndarray:
-    """Token-level score of each distribution (SPEC 1.2).
+    """Token-level score of each distribution (the paper's token level).
 
     S_base = argmax_k p'_k (1-based, first max on ties);
     S_token = S_base / (S - 1) * sum_k (p'_{S_base} - p'_k).
@@ -96,7 +96,7 @@ def calibrate(probs: np.ndarray, content_free: np.ndarray) -> np.ndarray:
 
 
 def sentence_scores(token: np.ndarray, *, alpha: float = 0.2, weights: np.ndarray | None = None) -> np.ndarray:
-    """Sentence-level score over the P prompts (SPEC 1.3): mean / (1 + alpha * std), ddof = 0.
+    """Sentence-level score over the P prompts (the paper's sentence level): mean / (1 + alpha * std), ddof = 0.
 
     token: (n, P). Prompts whose token score is NaN (no label mass) are left out of that record's
     mean and std; a record with no valid prompt gets NaN. ``weights`` (n, P), optional: a weighted
@@ -208,7 +208,7 @@ def reference_model_weights(num_models: int) -> np.ndarray:
 
 
 def model_scores(sentence: np.ndarray, weights: Sequence[float]) -> np.ndarray:
-    """Model-level score (SPEC 1.4): sum_m w_m * S_sent_m.
+    """Model-level score (the paper's model level): sum_m w_m * S_sent_m.
 
     sentence: (n, M); weights: (M,) (already normalised as the mode wants). Returns (n,);
     NaN where any model's sentence score is NaN (a record is never scored by a subset of models).

@@ -1,6 +1,6 @@
 """The run directory: every file name in it, how each is written and read, and its integrity checks.
 
-    DIR/scores.jsonl    one object per input record, in input order (SPEC 3; see :func:`score_rows`)
+    DIR/scores.jsonl    one object per input record, in input order (see :func:`score_rows`)
     DIR/config.json     the resolved configuration, prompts, models (with their store keys), figures
     DIR/selected.<ext>  the last selection, in the input's own format (written by selectit.jobs)
     DIR/selection.json  the last selection's policy, output file, input positions and steps (selectit.steps)

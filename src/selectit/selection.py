@@ -1,4 +1,4 @@
-"""Selection policies (SPEC 1.5): fraction, top-N, threshold.
+"""Selection policies: fraction, top-N, threshold (sorted by score, descending; ties keep input order).
 
 Every policy ranks by score, descending, with a stable sort: equal scores keep input order.
 Records whose score is NaN (no probability on any rating label) rank last and are never selected.

@@ -8,8 +8,8 @@ def matches(obj: dict) -> bool:
 
 
 def parse(obj: dict) -> tuple[str, str]:
-    """(instruction, response). A non-empty ``input`` is appended to the instruction after a newline
-    (SPEC 1.1). Raises ValueError with the reason when a field is missing, not a string or empty."""
+    """(instruction, response). A non-empty ``input`` is appended to the instruction after a newline, as
+    the published method does. Raises ValueError with the reason when a field is missing, not a string or empty."""
     instruction = _text(obj, "instruction", required=True)
     extra = _text(obj, "input", required=False)
     response = _text(obj, "output", required=True)

@@ -17,7 +17,6 @@ from selectit.formats.jsonarray import Cursor, read_json_array
 from selectit.records import DataError
 
 CONTAINERS = ("json", "jsonl", "parquet", "csv", "hf")
-COLUMNAR = ("parquet", "csv", "hf")
 SUFFIX_CONTAINERS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet",
                      ".pq": "parquet"}
 _SNIFF_LIMIT = 16 << 20  # bytes of a first line read to tell JSON Lines from a JSON array in a .json file

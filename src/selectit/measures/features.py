@@ -36,7 +36,6 @@ from selectit.measures.reading import ReadLengths
 from selectit.records import Record
 from selectit.store import ScoreStore, record_key
 
-RUNGS = ("ngrams", "token-embeddings", "early", "hidden", "likelihood")
 DTYPE = np.float16
 HASH_FEATURES = 1 << 18
 

@@ -1,5 +1,5 @@
 """Rating-label probabilities: for every record and rating prompt, the model's next-token probabilities
-of the labels "1".."S" (SPEC 1.2), and the same on content-free inputs (for calibration).
+of the labels "1".."S" (the token level of README.md, "The method"), and the same on content-free inputs (for calibration).
 
 Prompts are tokenized once, sorted by length and batched (selectit.plan), so padding stays small;
 results are put back by index, so a record's probabilities never depend on its neighbours or on the

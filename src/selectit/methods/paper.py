@@ -1,4 +1,4 @@
-"""The published method (SPEC 1), exactly: ``--method paper``, or ``--paper``.
+"""The published method (Liu et al., NeurIPS 2024), exactly: ``--method paper``, or ``--paper``.
 
 The plain published template, the paper's argmax-and-margin token score, equal prompt weights, no
 calibration and no likelihood term. The rating prompts stay the packaged ones unless ``--prompts``

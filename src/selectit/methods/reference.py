@@ -1,6 +1,6 @@
 """The authors' published scripts (github.com/Blue-Raincoat/SelectIT), not the paper: ``--method reference``.
 
-The published method (selectit.methods.paper) with the scripts' two differences (SPEC 2): each label
+The published method (selectit.methods.paper) with the authors' scripts' two differences from the paper: each label
 distribution is renormalised with softmax(p / sum p) instead of p / sum p, and the model-level weights
 are their hard-coded 7/20, 13/20, 70/90 (three models only; one model gets weight 1). Useful to
 reproduce the published Selective Alpaca.

@@ -66,7 +66,7 @@ def level_histograms(levels: dict[str, np.ndarray]):
               row=1, col=i)
     fig.update_layout(bargap=0)
     fig.update_annotations(font_size=12)
-    return _layout(fig, "Each level of the score (SPEC 1.2-1.4)", "", "records")
+    return _layout(fig, "Each level of the score (token, sentence, model)", "", "records")
 
 
 def mass_histogram(record_mass: dict[str, np.ndarray], threshold: float):
