@@ -23,7 +23,7 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperCommand
 
-from selectit.config import all_fields, flag_of, load_file
+from selectit.config import all_fields, flag_of, load_file, type_of
 from selectit.errors import USER_ERRORS, ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -118,16 +118,14 @@ def _field_parameter(f) -> inspect.Parameter:
         spelled = f"{flag}/--no-{flag[2:]}" if f.default else flag
         annotation = Annotated[Optional[bool], typer.Option(spelled, metavar="", **common)]  # a switch takes no value
     else:
-        kind = str if meta.get("kind") == "floats" else _python_type(f)
-        annotation = Annotated[Optional[kind], typer.Option(flag, **common)]
+        kind = str if meta.get("kind") == "floats" else type_of(f, f.default)
+        choices = "|".join(meta.get("choices") or ())
+        shape = {"metavar": choices} if choices and len(choices) <= CHOICES_SHOWN else {}  # <str> says less
+        annotation = Annotated[Optional[kind], typer.Option(flag, **shape, **common)]
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
 
 
-def _python_type(f) -> type:
-    if f.default is not None:
-        return type(f.default)
-    text = str(f.type)
-    return int if "int" in text else float if "float" in text else str
+CHOICES_SHOWN = 24  # an option's choices up to this many characters are its placeholder in --help
 
 
 def _shown_default(default) -> str:

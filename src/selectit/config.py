@@ -88,7 +88,7 @@ def _check_field(f, value) -> Any:
         if any(not v > 0 or not math.isfinite(v) for v in value):
             raise ConfigError(f"{flag} must all be > 0, got {list(value)}")
         return value
-    value = _coerce(flag, value, _type_of(f, expected))
+    value = _coerce(flag, value, type_of(f, expected))
     if meta.get("choices") is not None and value not in meta["choices"]:
         raise ConfigError(f"{flag} must be one of {', '.join(meta['choices'])}, got {value!r}")
     if meta.get("low") is not None and not value >= meta["low"]:
@@ -100,7 +100,8 @@ def _check_field(f, value) -> Any:
     return value
 
 
-def _type_of(f, default) -> type:
+def type_of(f, default) -> type:
+    """The Python type of a field's values (from its default, else its annotation)."""
     if default is not None:
         return type(default)
     text = str(f.type)
@@ -179,7 +180,7 @@ class MeasureSpec(_Section):
     """'plain': the published template byte for byte; 'chat': the model's chat template around it."""
     layout: str = opt("prompt-first", "prompt-first (published), record-first (the record, then each rating "
                       "prompt) or record-once (the record read once per model, its response loss from the same "
-                      "pass, the rating prompts as later turns; fastest).", choices=LAYOUTS, panel="Performance")
+                      "pass, the rating prompts as later turns; fastest). Changes the scores.", choices=LAYOUTS, panel="Method")
     """'record-first' puts the record before the rating prompt, so one record's P prompts share its tokens;
     'record-once' also takes the likelihood term's loss given the instruction from the record's pass
     (selectit.measures.shared)."""
