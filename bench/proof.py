@@ -69,6 +69,10 @@ SELECTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "selectit+diversity": ("selectit", ("--diversity", "0.1")),
 }
 ARMS = ("random", "oracle", "selectit", "selectit-paper", "ifd", "length", "full")
+# Arms added after the frozen plan's first results, run only when named in --arms (never in the default
+# list): the default's scores, selected within response-length strata (``length_matched``).
+POSTHOC = ("selectit-lenmatched",)
+STRATA = 5
 PRIMARY = ("random", "oracle", "selectit")  # the arms of R, run first at each level
 SEEDS = {"random": 3}  # seeds per arm; 1 for the others unless --seeds says otherwise
 TOY = {"pools": "12", "ft_pool": 12, "levels": "0.5", "heldout": 4, "health": 3, "eval_limit": 3, "gen_prompts": 0,
@@ -148,6 +152,10 @@ def heldout(data: Path, n: int) -> list[tuple[str, str, str]]:
         if len(out) == n:
             return out
     raise ValueError(f"only {len(out)} held-out records")
+
+
+def heldout_words(args) -> np.ndarray:
+    return np.array([len(a.split()) for _, _, a in heldout(args.data, args.heldout)])
 
 
 # ---------------------------------------------------------------- scoring and selection (through the CLI)
@@ -248,9 +256,29 @@ def arm_selection(args, arm: str, seed: int, level: float) -> list[int]:
     if arm == "oracle":
         clean = [i for i, lab in enumerate(labels) if lab == contaminate.CLEAN]
         return sorted(np.random.default_rng(seed).choice(clean, size=k, replace=False).tolist())
+    if arm == "selectit-lenmatched":
+        pool_records = json.loads(pool.read_text(encoding="utf-8"))
+        scores = score(args, pool, args.out / "runs" / f"pool{args.ft_pool}_f{level:g}" / "selectit", METHODS["selectit"])
+        return length_matched(scores, np.array([len(r["output"]) for r in pool_records]), k)
     flags = ("--method", "random", "--seed", str(seed)) if arm == "random" else METHODS[arm]
     name = f"random-{seed}" if arm == "random" else arm
     return top(score(args, pool, args.out / "runs" / f"pool{args.ft_pool}_f{level:g}" / name, flags))
+
+
+def length_matched(scores: np.ndarray, lengths: np.ndarray, k: int, strata: int = STRATA) -> list[int]:
+    """``k`` positions, best first within each of ``strata`` equal-count bins of ``lengths`` (n,), each bin
+    giving its share of k (largest remainders), so that the selection's length distribution is the pool's.
+    NaN scores are never taken."""
+    order = np.argsort(lengths, kind="stable")
+    bins = np.array_split(order, strata)
+    quota = np.floor(np.array([len(b) for b in bins]) * k / len(lengths)).astype(int)
+    rest = np.array([len(b) * k / len(lengths) for b in bins]) - quota
+    quota[np.argsort(-rest, kind="stable")[: k - quota.sum()]] += 1
+    chosen = []
+    for b, q in zip(bins, quota):
+        ranked = b[np.argsort(-np.nan_to_num(scores[b], nan=-np.inf), kind="stable")]
+        chosen += [int(i) for i in ranked[:q] if np.isfinite(scores[i])]
+    return sorted(chosen, key=lambda i: -scores[i])
 
 
 def jobs(args, done: set) -> list[tuple[float, str, int]]:
@@ -355,13 +383,28 @@ def bootstrap(a: np.ndarray, b: np.ndarray, c: np.ndarray | None, reps: int = 10
     return out
 
 
-def finetune_table(rows: list[dict]) -> str:
+def _by_length(rnd: np.ndarray, sel: np.ndarray, orc: np.ndarray | None, words: np.ndarray) -> str:
+    """A diagnostic, not the test: L_random - L_selectit (and - L_oracle) on the held-out items whose
+    reference answer is shorter / not shorter than the median in words."""
+    short = words < np.median(words)
+    parts = []
+    for name, m in (("short", short), ("long", ~short)):
+        cell = f"{name} answers (n {m.sum()}): random - selectit {(rnd - sel)[m].mean():+.4f}"
+        if orc is not None:
+            cell += f", random - oracle {(rnd - orc)[m].mean():+.4f}"
+        parts.append(cell)
+    return f"by held-out answer length (median {np.median(words):.0f} words): " + "; ".join(parts)
+
+
+def finetune_table(rows: list[dict], words: np.ndarray | None = None) -> str:
+    """The fine-tune table per level; ``words``: each held-out item's reference answer length in words
+    (the length diagnostic, ``_by_length``)."""
     lines = []
     for level in sorted({r["level"] for r in rows if r["arm"] != "base"}):
         lines.append(f"f = {level:g}")
         lines.append(f"{'arm':<16}{'n':>3}{'junk':>6}{'held-out loss':>21}{'seed loss':>10}{'IFEval':>8}"
                      f"{'unhealthy':>10}  health (empty/short/repeats/mojibake/template)")
-        for arm in ("base", *ARMS):
+        for arm in ("base", *ARMS, *POSTHOC):
             mine = [r for r in rows if r["arm"] == arm and (arm == "base" or r["level"] == level)]
             if not mine:
                 continue
@@ -387,6 +430,8 @@ def finetune_table(rows: list[dict]) -> str:
         if full is not None and sel is not None:
             b = bootstrap(full, sel, None)
             lines.append(f"L_full - L_selectit = {b['diff']:+.4f} (95% CI {b['diff_ci'][0]:+.4f} .. {b['diff_ci'][1]:+.4f})")
+        if rnd is not None and sel is not None and words is not None:
+            lines.append(_by_length(rnd, sel, orc, words))
         lines.append("")
     return "\n".join(lines)
 
@@ -412,10 +457,10 @@ def main(argv=None) -> None:
     if args.stage == "purity":
         print(purity_table(run_purity(args)))
     elif args.stage == "finetune":
-        print(finetune_table(run_finetune(args)))
+        print(finetune_table(run_finetune(args), heldout_words(args)))
     else:
         print(purity_table(read_rows(args.results / "proof_purity.jsonl")))
-        print(finetune_table(read_rows(args.results / "proof_finetune.jsonl")))
+        print(finetune_table(read_rows(args.results / "proof_finetune.jsonl"), heldout_words(args)))
     print(f"{args.stage}: {time.perf_counter() - start:.0f} s", flush=True)
 
 

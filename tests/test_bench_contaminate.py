@@ -171,3 +171,16 @@ def test_proof_toy_runs_every_stage_and_resumes(tmp_path, capsys):
     assert after == before  # nothing scored, trained or written again
     assert len(proof.read_rows(tmp_path / "res" / "proof_finetune.jsonl")) == 6
     assert len(proof.read_rows(tmp_path / "res" / "proof_purity.jsonl")) == 3
+
+
+def test_length_matched_selection_keeps_the_pools_lengths():
+    import numpy as np
+
+    proof = load_proof()
+    lengths = np.arange(100)  # strata of 20: lengths 0-19, 20-39, ...
+    scores = lengths.astype(float)  # the longest would win a plain top-k
+    scores[5] = np.nan
+    chosen = proof.length_matched(scores, lengths, 10)
+    assert len(chosen) == 10 and 5 not in chosen
+    assert sorted(chosen) == [18, 19, 38, 39, 58, 59, 78, 79, 98, 99]  # two of each stratum, its best
+    assert chosen[0] == 99  # best first
