@@ -113,3 +113,18 @@ def rate(backend, records, **options):
     import selectit
 
     return selectit.score(records, backends=[backend], **options).runs[0]
+
+
+@pytest.fixture
+def bench_data(tmp_path):
+    """A ../shared/data stand-in for the fine-tune benchmarks' toy runs (CI clones need not have
+    ../shared): 100 demo records as alpaca_5000.json, and eight other demo records as held-out "seed
+    tasks" in the seed-task format (eight: one constraint prompt per kind)."""
+    demo = json.loads(DEMO.read_text(encoding="utf-8"))
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "alpaca_5000.json").write_text(json.dumps(demo[:100]))
+    (data / "alpaca_seed_tasks.jsonl").write_text("\n".join(json.dumps(
+        {"id": f"seed_task_{i}", "instruction": r["instruction"],
+         "instances": [{"input": r["input"], "output": r["output"]}]}) for i, r in enumerate(demo[150:158])))
+    return data

@@ -137,17 +137,11 @@ def test_auroc_and_bootstrap():
 
 @pytest.mark.embedded
 @pytest.mark.bench
-def test_proof_toy_runs_every_stage_and_resumes(tmp_path, capsys):
+def test_proof_toy_runs_every_stage_and_resumes(tmp_path, bench_data, capsys):
     """Purity and fine-tune stages at toy size on the embedded model; a second run does no new work."""
+    pytest.importorskip("if_verifiable", reason="needs the bench extra: pip install -e .[bench]")
     proof = load_proof()
-    demo = json.loads((ROOT / "examples" / "alpaca_demo.json").read_text(encoding="utf-8"))
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "alpaca_5000.json").write_text(json.dumps(demo[:100]))
-    (data / "alpaca_seed_tasks.jsonl").write_text("\n".join(json.dumps(
-        {"id": f"seed_task_{i}", "instruction": r["instruction"],
-         "instances": [{"input": r["input"], "output": r["output"]}]}) for i, r in enumerate(demo[150:158])))
-    common = ["--toy", "--out", str(tmp_path / "out"), "--results", str(tmp_path / "res"), "--data", str(data)]
+    common = ["--toy", "--out", str(tmp_path / "out"), "--results", str(tmp_path / "res"), "--data", str(bench_data)]
     proof.main(["purity", *common])
     purity = proof.read_rows(tmp_path / "res" / "proof_purity.jsonl")
     assert [(r["pool"], r["level"], r["method"]) for r in purity] == [(12, 0.5, m) for m in ("selectit", "length", "random")]

@@ -20,19 +20,10 @@ def load_bench():
 
 @pytest.mark.embedded
 @pytest.mark.bench
-def test_finetune_eval_toy(tmp_path):
+def test_finetune_eval_toy(tmp_path, bench_data):
     pytest.importorskip("if_verifiable", reason="needs the bench extra: pip install -e .[bench]")
     bench = load_bench()
-    # Toy data from the bundled demo records (CI clones need not have ../shared): a pool, and eight other
-    # records as held-out "seed tasks" in the seed-task format (eight: one constraint prompt per kind).
-    demo = json.loads((ROOT / "examples" / "alpaca_demo.json").read_text(encoding="utf-8"))
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "alpaca_5000.json").write_text(json.dumps(demo[:100]))
-    (data / "alpaca_seed_tasks.jsonl").write_text("\n".join(json.dumps(
-        {"id": f"seed_task_{i}", "instruction": r["instruction"],
-         "instances": [{"input": r["input"], "output": r["output"]}]}) for i, r in enumerate(demo[150:158])))
-    bench.main(["--toy", "--out", str(tmp_path), "--data", str(data)])
+    bench.main(["--toy", "--out", str(tmp_path), "--data", str(bench_data)])
     rows = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines()]  # as they finished
     meta = json.loads((tmp_path / "summary.json").read_text())
     rows.sort(key=lambda r: ["random", "selectit", "ifd", "full"].index(r["arm"]))
