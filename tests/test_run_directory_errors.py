@@ -190,3 +190,52 @@ def test_report_reads_a_directory_it_cannot_write_without_its_lock(tmp_path, dat
     page = write_report(out, output=tmp_path / "page.html")
     assert page.read_text(encoding="utf-8").startswith("<!")
     assert not (out / ".lock").exists()  # no lock taken in the directory
+
+
+# ---------------------------------------------------------------- 12. the Python API given a path; stdin
+
+def test_the_python_api_takes_a_path_as_the_cli_does(data):
+    import selectit
+
+    from_path = selectit.score(str(data), backend="fake", num_prompts=2)
+    from_dicts = selectit.score(json.loads(data.read_text()), backend="fake", num_prompts=2)
+    assert from_path.final.tolist() == from_dicts.final.tolist() and len(from_path.final) == 12
+    assert selectit.score(data, backend="fake", num_prompts=2).final.tolist() == from_path.final.tolist()
+    with pytest.raises(selectit.DataError, match="pass a dataset's path instead; got a int"):
+        selectit.score([1, 2], backend="fake")
+
+
+def test_standard_input_is_refused_with_what_to_do(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "selectit", "score", "-", "--out", str(tmp_path / "o"),
+                          "--backend", "fake"], input='{"instruction": "a", "output": "b"}\n', capture_output=True,
+                         text=True, timeout=600, env=ENV, cwd=tmp_path)
+    one_line_error(res, "standard input (-) is not supported", "save the records to a file")
+
+
+# ---------------------------------------------------------------- 13. progress written to a file or pipe
+
+def test_progress_to_a_pipe_is_plain_lines_not_carriage_returns(tmp_path, data):
+    res = cli("score", data, "--out", tmp_path / "run", "--backend", "fake")  # stderr is a pipe here
+    assert res.returncode == 0, res.stderr
+    assert "\r" not in res.stderr
+    lines = [x for x in res.stderr.splitlines() if "records (" in x]
+    assert lines and lines[-1].split(": ", 1)[1].startswith("12/12 records (100%)")
+
+
+def test_plain_progress_lines_at_each_tenth_or_after_a_minute():
+    import io
+
+    from selectit.progress import RecordLines
+
+    now = [0.0]
+    out = io.StringIO()
+    lines = RecordLines(100, "rating", stream=out, clock=lambda: now[0])
+    for _ in range(25):
+        lines.update(1)  # a line at 10% and 20%
+    now[0] = 61.0
+    lines.update(1)  # a minute without a line
+    lines.update(200)  # clamped to the total: one line at 100%
+    lines.close()
+    text = out.getvalue().splitlines()
+    assert [t.split(": ")[1].split(" records")[0] for t in text] == ["10/100", "20/100", "26/100", "100/100"]
+    assert "~" in text[2] and "left" not in text[-1]

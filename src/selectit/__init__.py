@@ -10,6 +10,7 @@ Python API, mirroring the command line::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 import numpy as np
@@ -20,10 +21,10 @@ from selectit.records import Record
 from selectit.version import __version__
 
 
-def score(records: Iterable[dict | Record], config: RunConfig | None = None, *, backends=None,
-          progress: bool = False, store=None, **options):
-    """Score records (dicts in alpaca, sharegpt or messages form, or Records) with one engine: the same
-    measurements, store and methods as ``selectit score``.
+def score(records: Iterable[dict | Record] | str | os.PathLike, config: RunConfig | None = None, *,
+          backends=None, progress: bool = False, store=None, **options):
+    """Score records (dicts in alpaca, sharegpt or messages form, or Records; or a dataset's path, read as
+    ``selectit score`` reads it) with one engine: the same measurements, store and methods as ``selectit score``.
 
     options: any configuration field by name (``method``, ``models``, ``num_prompts``, ``alpha``,
     ``likelihood_weight``, ``backend``, ...; see selectit.config), used when ``config`` is not given; a
@@ -43,7 +44,14 @@ def score(records: Iterable[dict | Record], config: RunConfig | None = None, *, 
         raise TypeError("pass either config or keyword options, not both")
     else:
         method = get(config.method.method)
+    if isinstance(records, (str, os.PathLike)):
+        inp = config.input
+        records = formats.scan(records, schema=inp.format, container=inp.container, skip_bad=inp.skip_bad).records()
     items = list(records)
+    if items and not all(isinstance(r, (Record, dict)) for r in items):
+        bad = next(r for r in items if not isinstance(r, (Record, dict)))
+        raise DataError(f"records must be dicts (alpaca, sharegpt or messages) or Records, or pass a dataset's "
+                        f"path instead; got a {type(bad).__name__}")
     if items and not all(isinstance(r, Record) for r in items):
         items = formats.from_dicts(items, schema=config.input.format)
     if store is not None and not isinstance(store, ScoreStore):

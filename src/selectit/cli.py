@@ -50,7 +50,8 @@ class Command(TyperCommand):
 
 
 Input = Annotated[Path, typer.Argument(
-    help="Dataset: Alpaca, ShareGPT or messages; .json, .jsonl, .parquet, .csv or a datasets save_to_disk folder.")]
+    help="Dataset: Alpaca, ShareGPT or messages; .json, .jsonl, .parquet, .csv or a datasets save_to_disk folder "
+         "(a file: standard input, -, is not read; save it to a file first).")]
 Out = Annotated[Path, typer.Option("--out", help="Run directory for scores.jsonl and config.json.",
                                    rich_help_panel="Output")]
 RunDir = Annotated[Path, typer.Argument(help="A run directory written by `selectit score`.")]

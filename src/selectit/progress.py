@@ -1,6 +1,14 @@
-"""Progress bars (tqdm), counted in records; fractions of a record add up as a record's passes finish."""
+"""Progress, counted in records; fractions of a record add up as a record's passes finish. On a terminal a
+tqdm bar; written to a file or a pipe, a plain line every ``LINE_EVERY`` of the work or ``LINE_SECONDS``
+(a bar there would be hundreds of carriage-return updates on one line of a log)."""
 
 from __future__ import annotations
+
+import sys
+import time
+
+LINE_EVERY = 0.1  # a plain line at each tenth of the work ...
+LINE_SECONDS = 60.0  # ... or after this long without one
 
 
 class RecordBar:
@@ -25,6 +33,47 @@ class RecordBar:
         self.bar.close()
 
 
-def progress_bar(total: int, desc: str) -> RecordBar:
-    """A bar of ``total`` records (see :class:`RecordBar`)."""
-    return RecordBar(total, desc)
+class RecordLines:
+    """The same counting as :class:`RecordBar`, written as plain lines to ``stream``: one at each
+    ``LINE_EVERY`` of ``total`` passed or after ``LINE_SECONDS`` without one, and one at the end (unless
+    the last already said it)."""
+
+    def __init__(self, total: int, desc: str, stream=None, clock=time.monotonic):
+        self.total, self.desc, self.done = total, desc, 0.0
+        self.stream, self.clock = stream or sys.stderr, clock
+        self.start = self.last = clock()
+        self.next_share, self.closed, self.shown = LINE_EVERY, False, None
+
+    def update(self, records: float) -> None:
+        step = min(self.total - self.done, records)
+        if step <= 0:
+            return
+        self.done += step
+        now = self.clock()
+        share = self.done / self.total if self.total else 1.0
+        if share >= self.next_share or now - self.last >= LINE_SECONDS:
+            self._line(now)
+            while self.next_share <= share:
+                self.next_share += LINE_EVERY
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.shown != self.done:  # the last line did not already say where it ended
+                self._line(self.clock())
+
+    def _line(self, now: float) -> None:
+        elapsed = now - self.start
+        share = self.done / self.total if self.total else 1.0
+        left = f", ~{elapsed / share - elapsed:.0f} s left" if 0 < share < 1 else ""
+        rate = f", {self.done / elapsed:.1f} rec/s" if elapsed > 0 else ""
+        print(f"{self.desc}: {self.done:.0f}/{self.total} records ({100 * share:.0f}%), {elapsed:.0f} s{rate}{left}",
+              file=self.stream, flush=True)
+        self.last, self.shown = now, self.done
+
+
+def progress_bar(total: int, desc: str) -> RecordBar | RecordLines:
+    """Progress over ``total`` records: a bar on a terminal (:class:`RecordBar`), plain lines elsewhere
+    (:class:`RecordLines`)."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    return RecordBar(total, desc) if isatty is not None and isatty() else RecordLines(total, desc)

@@ -98,6 +98,9 @@ class _Rows(list):
     def fetchone(self):
         return self[0] if self else None
 
+    def fetchall(self) -> list:
+        return list(self)
+
 
 class _Guarded:
     """A connection whose damaged-file errors (not SQLite, or a damaged database) are one-line ConfigErrors

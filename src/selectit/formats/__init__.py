@@ -88,6 +88,9 @@ def read(path: str | Path, *, schema: str | None = None, container: str | None =
 def _check(path: str | Path, schema: str | None, container: str | None) -> tuple[Path, str]:
     """(path, container) after checking that the file exists and the names are known."""
     path = Path(path)
+    if str(path) == "-" and not path.exists():
+        raise DataError("reading standard input (-) is not supported: save the records to a file (e.g. "
+                        "records.jsonl) and pass its path")
     if not path.exists():
         raise DataError(f"{path}: no such file")
     if schema is not None and schema not in SCHEMAS:
