@@ -12,7 +12,8 @@
 scores.jsonl columns: id, score (final; null when no score), then the columns the method declares
 (selectit.results.Column; e.g. selectit.methods.selectit: token_scores {model: [P floats]},
 sentence_scores, label_mass, label_probs, truncated, ...; selectit.methods.ifd: loss, loss_alone, ifd),
-then errors {model: {prompt index: why}} where a model failed. A model-level column is {model: value}.
+then errors {model: {prompt index: why}} where a model failed. A model-level column is {model: value}
+over the models that have it ({} where none has: every row has the rating columns, token_scores ...).
 Non-finite numbers are written as null (JSON has no NaN).
 """
 
@@ -83,8 +84,8 @@ def score_rows(scores: Scores) -> list[dict]:
     for c in scores.schema.columns:
         write = WRITE[c.kind]
         for i, row in enumerate(rows):
-            row[c.field] = ({r.name: write(r.columns[c.name][i]) for r in scores.runs} if c.level == MODEL
-                            else write(scores.columns[c.name][i]))
+            row[c.field] = ({r.name: write(r.columns[c.name][i]) for r in scores.runs if c.name in r.columns}
+                            if c.level == MODEL else write(scores.columns[c.name][i]))
     for i, why in failed.items():  # prompt index -> why the model failed; those prompts count as having no score
         rows[i]["errors"] = why
     return rows
