@@ -152,13 +152,14 @@ def main() -> None:
             continue
         config, run = runs[forward]
         cfg = config.with_options(**{**PAPER, "template": config.measure.template, **post})  # the paper's math
-        lik = likelihood_term(run.losses, chars, cfg.method.likelihood_term)  # unless post says otherwise
+        lik = likelihood_term((run.response_loss, run.blank_loss), chars, cfg.method.likelihood_term)  # unless post says otherwise
         _, sentence = levels(run.probs, run.content_free, cfg, lik)
         extra = 3 if cfg.method.calibrate else 0
         table.append((label, pairwise_accuracy({r["id"]: float(s) for r, s in zip(records, sentence)}, records), extra))
 
     if "ours/chat" in runs:
-        losses = runs["ours/chat"][1].losses
+        chat = runs["ours/chat"][1]
+        losses = chat.response_loss, chat.blank_loss
         for label, term in (("likelihood term alone (no rating)", "per-token"),
                             ("information term alone (no rating)", "information")):
             table.append((label, pairwise_accuracy(
@@ -166,7 +167,7 @@ def main() -> None:
     for name, scores in two_models.items():  # the model level over two real models, and each alone
         config = scores.config.with_options(**{**PAPER, "template": "auto", "rating": "expected",
                                                "likelihood_weight": 2.0, "likelihood_term": "information"})
-        sentences = [levels(r.probs, None, config, likelihood_term(r.losses, chars, "information"))[1]
+        sentences = [levels(r.probs, None, config, likelihood_term((r.response_loss, r.blank_loss), chars, "information"))[1]
                      for r in scores.runs]
         weights = reflection.model_weights([r.num_parameters for r in scores.runs])
         both = reflection.model_scores(np.stack(sentences, axis=1), weights)
@@ -177,8 +178,8 @@ def main() -> None:
     if args.arrays and "ours/chat" in runs:
         run = runs["ours/chat"][1]
         np.savez(args.arrays, ids=np.array([r["id"] for r in records]), of=np.array([r.get("of", "") for r in records]),
-                 kind=np.array([r.get("kind", "") for r in records]), probs=run.probs, given=run.losses[0],
-                 blank=run.losses[1], chars=np.array([len(r["response"]) for r in records]),
+                 kind=np.array([r.get("kind", "") for r in records]), probs=run.probs, given=run.response_loss,
+                 blank=run.blank_loss, chars=np.array([len(r["response"]) for r in records]),
                  words=np.array([len(r["response"].split()) for r in records]))
     for method in BASELINES:  # the other selectors of `--method`, scored by what they rank by
         t = time.perf_counter()

@@ -118,10 +118,10 @@ def test_perplexity_and_ifd_follow_their_definitions():
     alone = fake.response_losses([("", r.response) for r in recs])
     ppl = selectit.score(data, method="perplexity", backends=[fake])
     np.testing.assert_allclose(ppl.final, -given)  # lowest perplexity ranks first
-    np.testing.assert_allclose(ppl.extra["perplexity"], np.exp(given))
+    np.testing.assert_allclose(ppl.columns["perplexity"], np.exp(given))
     ifd = selectit.score(data, method="ifd", backends=[fake])
     ratio = given / alone
-    np.testing.assert_allclose(ifd.extra["ifd"], ratio)
+    np.testing.assert_allclose(ifd.columns["ifd"], ratio)
     np.testing.assert_allclose(ifd.final, np.where(ratio <= 1, ratio, np.nan))  # IFD > 1 is dropped
     assert int(np.isnan(ifd.final).sum()) == int((ratio > 1).sum())
 
@@ -139,16 +139,16 @@ def test_rifd_follows_its_definition():
     alone = fake.response_losses([("", r.instruction) for r in recs])
     s = selectit.score(data, method="rifd", backends=[fake])
     ratio = given / alone
-    np.testing.assert_allclose(s.extra["rifd"], ratio)
+    np.testing.assert_allclose(s.columns["rifd"], ratio)
     np.testing.assert_allclose(s.final, np.where(ratio < 1, -ratio, np.nan))
-    assert s.extra["loss_reversed"].shape == (40,) and np.isfinite(s.extra["loss_instruction"]).all()
+    assert s.columns["loss_reversed"].shape == (40,) and np.isfinite(s.columns["loss_instruction"]).all()
 
     class Harder(FakeBackend):  # the response context makes every instruction token twice as costly
         def response_losses(self, pairs, max_length=None, **kw):
             return super().response_losses(pairs, max_length, **kw) * [2.0 if c else 1.0 for c, _ in pairs]
 
     hard = selectit.score(data, method="rifd", backends=[Harder()])
-    np.testing.assert_allclose(hard.extra["rifd"], 2 * ratio)
+    np.testing.assert_allclose(hard.columns["rifd"], 2 * ratio)
     assert np.isnan(hard.final[2 * ratio >= 1]).all() and np.isfinite(hard.final[2 * ratio < 1]).all()
     assert 0 < int((2 * ratio >= 1).sum()) < len(data)
 

@@ -128,10 +128,11 @@ def test_proxy_run_keeps_the_full_scores_of_the_sample_and_predicts_the_rest(tmp
     assert [r["id"] for r in rows] == list(plain)  # input order, every record
     full = [r for r in rows if r["scored_by"] == "full"]
     assert len(full) == 40 and sum(r["scored_by"] == "proxy" for r in rows) == 80
-    for r in full:  # the sampled records: exactly the plain run's scores
-        assert r["score"] == plain[r["id"]]["score"] and r["token_scores"] == plain[r["id"]]["token_scores"]
+    for r in full:  # the sampled records: exactly the plain run's scores and columns
+        assert {k: v for k, v in r.items() if k != "scored_by"} == plain[r["id"]]
     predicted = [r for r in rows if r["scored_by"] == "proxy"]
     assert all(np.isfinite(r["score"]) and r["sentence_scores"] == {"fake": None} for r in predicted)
+    assert all(list(r) == list(full[0]) and r["likelihood_chars"] == {"fake": None} for r in predicted)
     figures = run.config["proxy"]
     assert (figures["records"], figures["full"], figures["predicted"], figures["held_out"]) == (120, 40, 80, 8)
     assert len(figures["held_out_pairs"]["full"]) == 8 and figures["regressor"] == "ridge"

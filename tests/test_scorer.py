@@ -153,8 +153,8 @@ def test_likelihood_weight_adds_the_response_losses_term(alpaca_records, tmp_pat
     # the end-of-text token is scored after the response (a truncated answer is not ready to stop)
     assert not np.allclose(given, fake.response_losses([(likelihood.instruction_context(r), r.response)
                                                          for r in recs]))
-    np.testing.assert_allclose(run.losses[0], given, rtol=1e-12)
-    np.testing.assert_allclose(run.losses[1], blank, rtol=1e-12)
+    np.testing.assert_allclose(run.response_loss, given, rtol=1e-12)
+    np.testing.assert_allclose(run.blank_loss, blank, rtol=1e-12)
     np.testing.assert_allclose(s.final, base.final + 0.5 * (blank - 2 * given), rtol=1e-12)
     assert not np.allclose(given, blank)  # the instruction changes the response's loss
     # the default term: the information the instruction gives, (blank - given) x characters / 200

@@ -9,6 +9,7 @@ rung, after a kill) computes only what is missing. scores.jsonl gets a ``scored_
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from selectit.measures import ModelInfo
 from selectit.measures.features import features, rung_measures
 from selectit.methods import Method
 from selectit.records import Record
-from selectit.results import ModelRun, Scores, concat
+from selectit.results import MODEL, RECORD, Column, Scores, concat
 from selectit.store import ScoreStore
 
 
@@ -128,28 +129,31 @@ def _check(fit: proxy.ProxyFit, bound: float) -> None:
             "--proxy-sample, or accept it with a lower --proxy-min-spearman; what was measured is stored and reused")
 
 
-def scatter(full: Scores, rows: np.ndarray, inside: np.ndarray, final: np.ndarray, ids: list) -> Scores:
-    """A chunk's Scores: rows ``rows`` of ``full`` (the sampled records) placed where ``inside`` is
-    True, NaN/empty elsewhere (the predicted records), ``final`` as given, and the ``scored_by`` column."""
-    n = len(inside)
+FILL = {"float": np.nan, "int": np.nan, "bool": False, "text": None}  # a predicted record's value, by Column kind
+SCORED_BY = Column("scored_by", RECORD, "text")
 
-    def put(values: np.ndarray, fill=np.nan) -> np.ndarray:
-        out = np.full((n, *values.shape[1:]), fill, dtype=values.dtype if fill is not np.nan else np.float64)
+
+def scatter(full: Scores, rows: np.ndarray, inside: np.ndarray, final: np.ndarray, ids: list) -> Scores:
+    """A chunk's Scores: rows ``rows`` of ``full`` (the sampled records) placed where ``inside`` (n,) is
+    True, ``FILL`` elsewhere (the predicted records: null), ``final`` (n,) as given, and the ``scored_by``
+    column."""
+    kinds = {(c.level, c.name): c.kind for c in full.schema.columns}
+
+    def put(values: np.ndarray, level: str, name: str) -> np.ndarray:
+        fill = FILL[kinds.get((level, name), "float")]
+        dtype = values.dtype if fill is False else object if fill is None else np.float64
+        out = np.full((len(inside), *values.shape[1:]), fill, dtype=dtype)
         out[inside] = values[rows]
         return out
 
     back = {int(r): i for i, r in zip(np.flatnonzero(inside), rows)}
-    runs = [ModelRun(name=r.name, num_parameters=r.num_parameters, label_ids=r.label_ids, probs=put(r.probs),
-                     label_mass=put(r.label_mass), token=put(r.token), sentence=put(r.sentence),
-                     truncated=put(r.truncated, False), content_free=r.content_free,
-                     errors={(back[i], j): m for (i, j), m in r.errors.items() if i in back},
-                     losses=None if r.losses is None else (put(r.losses[0]), put(r.losses[1])),
-                     likelihood=None if r.likelihood is None else put(r.likelihood), template=r.template)
+    runs = [dataclasses.replace(r, columns={k: put(v, MODEL, k) for k, v in r.columns.items()},
+                                errors={(back[i], j): m for (i, j), m in r.errors.items() if i in back})
             for r in full.runs]
-    extra = {k: put(np.asarray(v, dtype=np.float64)) for k, v in full.extra.items()}
-    extra["scored_by"] = np.where(inside, "full", "proxy").astype(object)
-    return Scores(config=full.config, prompts=full.prompts, labels=full.labels, runs=runs, weights=full.weights,
-                  final=final, ids=ids, extra=extra, info=full.info)
+    columns = {k: put(v, RECORD, k) for k, v in full.columns.items()}
+    columns[SCORED_BY.name] = np.where(inside, "full", "proxy").astype(object)
+    return dataclasses.replace(full, runs=runs, final=final, ids=ids, columns=columns,
+                               schema=full.schema + (SCORED_BY,))
 
 
 def _pick(source, positions: np.ndarray) -> list[Record]:

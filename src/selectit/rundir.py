@@ -9,12 +9,12 @@
     DIR/store.sqlite    the score store (selectit.store), unless --store puts it elsewhere
     DIR/.lock           held while a command writes the directory (a second writer is refused)
 
-scores.jsonl columns: id, score (final; null when no score), token_scores {model: [P floats]},
-sentence_scores {model: float}, label_mass {model: [P floats]}, label_probs {model: [P x S raw
-probabilities]}, truncated {model: bool}; with a likelihood weight also likelihood, response_loss and
-blank_loss {model: float}, and with the information term likelihood_chars {model: int} (the response
-characters the losses read: its length unless --max-length cut it); a method's own columns (loss, perplexity, ifd, length, ...); errors {model:
-{prompt index: why}} where a model failed. Non-finite numbers are written as null (JSON has no NaN).
+scores.jsonl columns: id, score (final; null when no score), then the columns the method declares
+(selectit.results.Column; e.g. selectit.methods.selectit: token_scores {model: [P floats]},
+sentence_scores, label_mass, label_probs, truncated, ...; selectit.methods.ifd: loss, loss_alone, ifd),
+then errors {model: {prompt index: why}} where a model failed. A model-level column is {model: value}
+over the models that have it ({} where none has: every row has the rating columns, token_scores ...).
+Non-finite numbers are written as null (JSON has no NaN).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from selectit import formats
 from selectit.version import __version__
 from selectit.atomic import atomic_write
 from selectit.errors import ConfigError
-from selectit.results import Scores
+from selectit.results import MODEL, Scores
 
 SCORES = "scores.jsonl"
 CONFIG = "config.json"
@@ -67,75 +67,63 @@ def _nums(a: np.ndarray) -> list:
 
 # ---------------------------------------------------------------- writing scores
 
+WRITE = {"float": lambda v: _nums(v) if np.ndim(v) else _num(v),  # nested lists of (n, ...) columns
+         "int": lambda v: int(v) if math.isfinite(v) else None,
+         "bool": bool,
+         "text": lambda v: v}  # how a value of each Column kind is written
+
+
 def score_rows(scores: Scores) -> list[dict]:
-    """The scores.jsonl objects of ``scores``, in input order."""
-    rows = []
+    """The scores.jsonl objects of ``scores``, in input order: id, score, the declared columns
+    (``scores.schema``), errors where a model failed."""
     failed: dict[int, dict] = {}  # record -> {model: {prompt index: error}}
     for r in scores.runs:
         for (i, j), msg in r.errors.items():
             failed.setdefault(i, {}).setdefault(r.name, {})[str(j)] = msg
-    for i, rid in enumerate(scores.ids):
-        rows.append({
-            "id": rid,
-            "score": _num(scores.final[i]),
-            "token_scores": {r.name: _nums(r.token[i]) for r in scores.runs},
-            "sentence_scores": {r.name: _num(r.sentence[i]) for r in scores.runs},
-            "label_mass": {r.name: _nums(r.label_mass[i]) for r in scores.runs},
-            "label_probs": {r.name: _nums(r.probs[i]) for r in scores.runs},
-            "truncated": {r.name: bool(r.truncated[i]) for r in scores.runs},
-        })
-        if any(r.likelihood is not None for r in scores.runs):  # --likelihood-weight: what was added
-            rows[-1]["likelihood"] = {r.name: _num(r.likelihood[i]) for r in scores.runs}
-            rows[-1]["response_loss"] = {r.name: _num(r.losses[0][i]) for r in scores.runs}
-            rows[-1]["blank_loss"] = {r.name: _num(r.losses[1][i]) for r in scores.runs}
-        if any(r.read is not None for r in scores.runs):  # the information term: per how many characters
-            rows[-1]["likelihood_chars"] = {r.name: int(r.read[i]) for r in scores.runs}
-        rows[-1].update({name: values[i] if isinstance(values[i], str) else _num(values[i])
-                         for name, values in scores.extra.items()})
-        if i in failed:  # prompt index -> why the model failed; those prompts count as having no score
-            rows[-1]["errors"] = failed[i]
+    rows = [{"id": rid, "score": _num(scores.final[i])} for i, rid in enumerate(scores.ids)]
+    for c in scores.schema.columns:
+        write = WRITE[c.kind]
+        for i, row in enumerate(rows):
+            row[c.field] = ({r.name: write(r.columns[c.name][i]) for r in scores.runs if c.name in r.columns}
+                            if c.level == MODEL else write(scores.columns[c.name][i]))
+    for i, why in failed.items():  # prompt index -> why the model failed; those prompts count as having no score
+        rows[i]["errors"] = why
     return rows
 
 
 @dataclass
 class Totals:
-    """What config.json reports about the scores, summed chunk by chunk (memory: per model, not per record)."""
+    """What config.json reports about the scores, summed chunk by chunk (memory: per model, not per
+    record): each model's figures (``scores.schema.figures``), the records without a score and why."""
 
-    models: list[dict] = field(default_factory=list)
     unscored: int = 0
     unscored_why: dict[str, int] = field(default_factory=dict)  # why records got no score -> how many
     records: int = 0
-    _mass: list[list[float]] = field(default_factory=list)
+    _figures: list[dict] = field(default_factory=list)  # per model: name -> (how, value so far)
 
     def add(self, scores: Scores) -> None:
-        if not self.models and scores.runs:
-            self.models = [{"weight": float(w), "truncated_records": 0, "mean_label_mass": None, "failed_prompts": 0,
-                            "content_free_probs": None if r.content_free is None else r.content_free.tolist()}
-                           for r, w in zip(scores.runs, scores.weights)]
-            self._mass = [[0.0, 0] for _ in scores.runs]
-        for m, mass, run in zip(self.models, self._mass, scores.runs):
-            m["truncated_records"] += int(run.truncated.sum())
-            m["failed_prompts"] += len(run.errors)
-            finite = run.label_mass[np.isfinite(run.label_mass)]
-            mass[0] += float(finite.sum())
-            mass[1] += finite.size
-            m["mean_label_mass"] = mass[0] / mass[1] if mass[1] else None
-        self.unscored += int((~np.isfinite(scores.final)).sum())
-        for i in np.flatnonzero(~np.isfinite(scores.final)) if scores.runs else []:
-            why = unscored_reason(scores, int(i))
+        if not self._figures:
+            self._figures = [{} for _ in scores.runs]
+        for m, acc in enumerate(self._figures):
+            for f in scores.schema.figures:
+                value = f.of(scores, m)
+                if f.name not in acc:
+                    acc[f.name] = (f.how, value)
+                elif f.how != "first":
+                    before = acc[f.name][1]
+                    acc[f.name] = (f.how, tuple(map(sum, zip(before, value))) if f.how == "mean" else before + value)
+        missing = np.flatnonzero(~np.isfinite(scores.final))
+        self.unscored += len(missing)
+        for i in missing if scores.schema.unscored is not None else []:
+            why = scores.schema.unscored(scores, int(i))
             self.unscored_why[why] = self.unscored_why.get(why, 0) + 1
         self.records += len(scores.final)
 
-
-def unscored_reason(scores: Scores, i: int) -> str:
-    """Why record ``i`` of a rating method's ``scores`` has no score, in words."""
-    if any(r.likelihood is not None and not np.isfinite(r.likelihood[i]) for r in scores.runs):
-        return "no response token fits in --max-length for the likelihood term"
-    if any(any(k == i for k, _ in r.errors) for r in scores.runs):
-        return "the model failed on its prompts"
-    if any(not (np.nan_to_num(r.label_mass[i]) > 0).any() for r in scores.runs):
-        return "zero label mass"
-    return "no rating prompt gave a score"
+    @property
+    def models(self) -> list[dict]:
+        """Each model's figures, by name."""
+        return [{name: (value[0] / value[1] if value[1] else None) if how == "mean" else value
+                 for name, (how, value) in acc.items()} for acc in self._figures]
 
 
 def write_scores(out_dir: Path, chunks: Iterable[Scores]) -> Totals:

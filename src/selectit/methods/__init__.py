@@ -11,6 +11,7 @@ from selectit.config import RunConfig, build
 from selectit.errors import ConfigError
 from selectit.methods.base import ChunkData, Method, ModelData
 from selectit.methods.ifd import IFD
+from selectit.methods.information import Information
 from selectit.methods.length import Length
 from selectit.methods.model import Model
 from selectit.methods.paper import PAPER, Paper
@@ -23,7 +24,7 @@ from selectit.methods.sentence import Sentence
 from selectit.methods.token import Token
 
 METHODS: dict[str, Method] = {m.name: m for m in (
-    SelectIT(), Paper(), Reference(), Token(), Sentence(), Model(), Random(), Length(), Perplexity(), IFD(), RIFD())}
+    SelectIT(), Paper(), Reference(), Token(), Sentence(), Model(), Random(), Length(), Perplexity(), IFD(), RIFD(), Information())}
 
 
 def get(name: str) -> Method:

@@ -18,7 +18,7 @@ import numpy as np
 from selectit.config import RunConfig
 from selectit.measures import Measure, ModelInfo
 from selectit.records import Record
-from selectit.results import Scores
+from selectit.results import MODEL, Column, ModelRun, Schema, Scores
 
 
 @dataclass
@@ -70,7 +70,27 @@ class Method(ABC):
         return f"warning: {count} record(s) got no score ({reasons}); they are never selected"
 
 
-def plain_scores(data: ChunkData, final: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> Scores:
-    """Scores of a method that rates nothing: no per-model columns, ``extra`` columns in scores.jsonl."""
-    return Scores(config=data.config, prompts=[], labels=[], runs=[], weights=np.zeros(0),
-                  final=np.asarray(final, dtype=np.float64), ids=data.ids, extra=dict(extra or {}))
+# The rating columns every scores.jsonl row has: {} for a method that rates nothing (selectit.report reads
+# token_scores for the models that rated); selectit.methods.selectit fills them.
+RATING_COLUMNS = Schema((Column("token", MODEL, key="token_scores"), Column("sentence", MODEL, key="sentence_scores"),
+                         Column("label_mass", MODEL), Column("probs", MODEL, key="label_probs"),
+                         Column("truncated", MODEL, "bool")))
+
+
+def model_run(info: ModelInfo, columns: dict[str, np.ndarray], **more) -> ModelRun:
+    """One model's results: who it is (``info``), its columns (name -> (n, ...)) and ``more`` fields."""
+    return ModelRun(name=info.name, num_parameters=info.num_parameters, label_ids=info.label_ids,
+                    template=info.template, columns=columns, **more)
+
+
+def plain_scores(data: ChunkData, final: np.ndarray, columns: dict[str, np.ndarray] | None = None, *,
+                 runs: Sequence[ModelRun] = (), weights: np.ndarray | None = None,
+                 schema: Schema | None = None) -> Scores:
+    """Scores of a method with its own columns: ``columns`` (name -> (n,)) are record-level floats
+    (declared as such unless ``schema`` is given, after the rating columns); ``runs``: its models'
+    results, with their model-level ``weights`` (M,)."""
+    columns = dict(columns or {})
+    return Scores(config=data.config, prompts=[], labels=[], runs=list(runs),
+                  weights=np.zeros(0) if weights is None else weights, final=np.asarray(final, dtype=np.float64),
+                  ids=data.ids, columns=columns,
+                  schema=schema or RATING_COLUMNS + tuple(Column(name) for name in columns))

@@ -18,8 +18,8 @@ from selectit.config import RunConfig
 from selectit.measures import ContentFree, Losses, Measure, Ratings
 from selectit.measures.losses import GIVEN, GIVEN_BLANK
 from selectit.measures.reading import ReadLengths
-from selectit.methods.base import ChunkData, Method, ModelData
-from selectit.results import ModelRun, Scores
+from selectit.methods.base import RATING_COLUMNS, ChunkData, Method, ModelData, model_run
+from selectit.results import MODEL, Column, Figure, ModelRun, Schema, Scores
 
 
 class SelectIT(Method):
@@ -40,7 +40,7 @@ class SelectIT(Method):
         weights = self.weights(runs, data.config)
         final = reflection.model_scores(np.stack([r.sentence for r in runs], axis=1), weights)  # (n,)
         return Scores(config=data.config, prompts=data.prompts, labels=data.labels, runs=runs, weights=weights,
-                      final=self.final(runs, weights, final), ids=data.ids)
+                      final=self.final(runs, weights, final), ids=data.ids, schema=schema(data.config))
 
     def final(self, runs: list[ModelRun], weights: np.ndarray, full: np.ndarray) -> np.ndarray:
         """The score selection ranks, from the levels: (n,). The full method: the model level."""
@@ -56,13 +56,13 @@ class SelectIT(Method):
         read = model.values[READ] if losses is not None else None  # (n,) response characters the losses read
         lik = likelihood_term(losses, read, params.likelihood_term) if losses is not None else None
         token, sentence = self.levels(ratings.probs, content_free, data.config, lik)
-        info = model.info
-        return ModelRun(
-            name=info.name, num_parameters=info.num_parameters, label_ids=info.label_ids, probs=ratings.probs,
-            label_mass=reflection.label_mass(ratings.probs), token=token, sentence=sentence,
-            truncated=ratings.truncated.any(axis=1), content_free=content_free, errors=ratings.errors,
-            losses=losses, likelihood=lik, template=info.template,
-            read=read if params.likelihood_term == "information" else None)
+        columns = {"token": token, "sentence": sentence, "label_mass": reflection.label_mass(ratings.probs),
+                   "probs": ratings.probs, "truncated": ratings.truncated.any(axis=1)}
+        if losses is not None:
+            columns.update(likelihood=lik, response_loss=losses[0], blank_loss=losses[1])
+            if params.likelihood_term == "information":
+                columns["likelihood_chars"] = read
+        return model_run(model.info, columns, constants={"content_free": content_free}, errors=ratings.errors)
 
     def levels(self, probs: np.ndarray, content_free: np.ndarray | None, config: RunConfig,
                likelihood: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -89,6 +89,51 @@ class SelectIT(Method):
         if config.method.model_weights is not None:
             return reflection.model_weights(config.method.model_weights)
         return reflection.model_weights([r.num_parameters for r in runs])
+
+
+# scores.jsonl: the rating columns; with a likelihood weight what was added, the losses it came from, and
+# with the information term the response characters they read (its length unless --max-length cut it).
+LIKELIHOOD_COLUMNS = (Column("likelihood", MODEL), Column("response_loss", MODEL), Column("blank_loss", MODEL))
+READ_COLUMNS = (Column("likelihood_chars", MODEL, "int"),)
+
+
+def unscored_reason(scores: Scores, i: int) -> str:
+    """Why record ``i`` has no score, in words."""
+    runs = scores.runs
+    if any("likelihood" in r.columns and not np.isfinite(r.likelihood[i]) for r in runs):
+        return "no response token fits in --max-length for the likelihood term"
+    if any(any(k == i for k, _ in r.errors) for r in runs):
+        return "the model failed on its prompts"
+    if any(not (np.nan_to_num(r.label_mass[i]) > 0).any() for r in runs):
+        return "zero label mass"
+    return "no rating prompt gave a score"
+
+
+def _mass(scores: Scores, m: int) -> tuple[float, int]:
+    mass = scores.runs[m].label_mass
+    finite = mass[np.isfinite(mass)]
+    return float(finite.sum()), finite.size
+
+
+def _content_free(scores: Scores, m: int) -> list | None:
+    free = scores.runs[m].content_free
+    return None if free is None else free.tolist()
+
+
+FIGURES = (  # config.json, per model
+    Figure("weight", lambda s, m: float(s.weights[m]), "first"),
+    Figure("truncated_records", lambda s, m: int(s.runs[m].truncated.sum())),
+    Figure("mean_label_mass", _mass, "mean"),
+    Figure("failed_prompts", lambda s, m: len(s.runs[m].errors)),
+    Figure("content_free_probs", _content_free, "first"))
+
+
+def schema(config: RunConfig) -> Schema:
+    """What SelectIT's Scores hold under ``config``."""
+    params = config.method
+    likelihood = LIKELIHOOD_COLUMNS if params.likelihood_weight > 0 else ()
+    read = READ_COLUMNS if likelihood and params.likelihood_term == "information" else ()
+    return Schema(RATING_COLUMNS.columns + likelihood + read, FIGURES, unscored_reason)
 
 
 LIKELIHOOD = (Losses(GIVEN), Losses(GIVEN_BLANK))  # the likelihood term's losses: (given, blank)
