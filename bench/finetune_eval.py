@@ -296,7 +296,7 @@ def dispatch(args, model_path: Path, pool_path: Path, scorer: Scorer, n: int, se
     except BaseException:
         # Fail fast: the pool would otherwise finish every running job (minutes each) before exiting.
         workers.shutdown(wait=False, cancel_futures=True)
-        for process in list(getattr(workers, "_processes", {}).values()):  # no public API before 3.14
+        for process in list((getattr(workers, "_processes", None) or {}).values()):  # no public API before 3.14
             process.terminate()
         raise
     workers.shutdown()

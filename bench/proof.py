@@ -345,7 +345,7 @@ def run_finetune(args) -> list[dict]:
             print(finetune_eval.brief(row), flush=True)
     except BaseException:
         workers.shutdown(wait=False, cancel_futures=True)
-        for process in list(getattr(workers, "_processes", {}).values()):
+        for process in list((getattr(workers, "_processes", None) or {}).values()):
             process.terminate()
         raise
     workers.shutdown()
