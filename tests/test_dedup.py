@@ -173,3 +173,24 @@ def test_diversity_on_a_run_without_embeddings_names_the_fix(tmp_path):
     score_file(path, tmp_path / "run", backend="fake", method="length")
     with pytest.raises(ConfigError, match="--embeddings on"):
         select_run(tmp_path / "run", top=1, options=SelectOptions(diversity=0.1))
+
+
+def test_diversity_that_cannot_fill_the_budget_says_so_and_which_would(tmp_path):
+    """Issue 29 (11): a walk that takes fewer records than asked says so, why, and which --diversity
+    would fill the budget (a smaller D, halved until one does)."""
+    from selectit.cli import _step_lines
+
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps([{"instruction": f"Task {i}: name a thing.", "input": "", "output": f"Thing {i}."}
+                                for i in range(40)]))
+    score_file(path, tmp_path / "run", backend="fake")
+    strict = select_run(tmp_path / "run", top=30, options=SelectOptions(diversity=0.9))
+    d = strict.steps["diversity"]
+    assert len(strict.indices) < 30 and d["budget"] == 30
+    warning = [line for line in _step_lines(strict.steps) if line.startswith("warning:")]
+    assert len(warning) == 1 and f"{len(strict.indices)} selected, not the 30 asked for" in warning[0]
+    if d["would_meet"] is not None:  # the suggestion is true
+        assert f"--diversity {d['would_meet']:g} would fill it" in warning[0]
+        assert len(select_run(tmp_path / "run", top=30, options=SelectOptions(diversity=d["would_meet"])).indices) == 30
+    loose = select_run(tmp_path / "run", top=5, options=SelectOptions(diversity=0.01))
+    assert len(loose.indices) == 5 and "budget" not in loose.steps["diversity"]

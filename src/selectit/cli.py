@@ -302,6 +302,11 @@ def _step_lines(info: dict) -> list[str]:
     if d:
         lines.append(f"diversity {d['d']:g}: walked {d['walked']} records, passed over {d['too_similar']} too similar "
                      "to one already taken")
+        if "budget" in d:
+            meet = (f"--diversity {d['would_meet']:g} would fill it" if d["would_meet"] is not None else
+                    f"no --diversity down to {d['d'] / 64:g} fills it")
+            lines.append(f"warning: {d['walked'] - d['too_similar']} selected, not the {d['budget']} asked for: every "
+                         f"other record is too similar to one already taken at --diversity {d['d']:g}; {meet}")
     return lines
 
 

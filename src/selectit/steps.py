@@ -74,7 +74,18 @@ def choose_run(source, cfg: dict, scores: np.ndarray, options: SelectOptions, st
     taken, walked = diversity.diverse(ranked, vectors, options.diversity, budget)
     info["diversity"] = {"d": options.diversity, "walked": walked, "too_similar": walked - len(taken),
                          "embedding_dim": int(vectors.shape[1])}
+    if budget is not None and len(taken) < min(budget, len(ranked)):
+        info["diversity"].update(budget=int(min(budget, len(ranked))),
+                                 would_meet=_diversity_meeting(ranked, vectors, options.diversity, budget))
     return Chosen(taken, info)
+
+
+def _diversity_meeting(ranked: np.ndarray, vectors: np.ndarray, d: float, budget: int) -> float | None:
+    """The largest D of d/2, d/4, ... d/64 whose walk fills ``budget``; None if none does."""
+    for k in range(1, 7):
+        if len(diversity.diverse(ranked, vectors, d / 2**k, budget)[0]) >= min(budget, len(ranked)):
+            return d / 2**k
+    return None
 
 
 def _near(source, scores, eligible, groups, options: SelectOptions, store: Path):
