@@ -200,17 +200,19 @@ def test_names_match_the_method(tmp_path, data):
 
 def test_ctrl_c_says_how_to_resume(tmp_path, tiny_model_dir):
     data = tmp_path / "data.json"
-    # distinct records (a copy is measured once), many chunks: minutes of work, interrupted soon after the
-    # store appears (the tiny model is fast: with 2,000 records a run could finish before a later signal)
-    records = [{**r, "instruction": f"{r['instruction']} ({k})"} for k in range(40) for r in json.loads(DEMO.read_text())]
+    # distinct records (a copy is measured once), many chunks: minutes of work, interrupted after a second
+    records = [{**r, "instruction": f"{r['instruction']} ({k})"} for k in range(10) for r in json.loads(DEMO.read_text())]
     data.write_text(json.dumps(records))
     proc = subprocess.Popen([sys.executable, "-m", "selectit", "score", str(data), "--out", str(tmp_path / "r"),
                              "--model", str(tiny_model_dir), "--batch-size", "1", "--chunk-size", "50"],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            # a suite started in the background inherits SIGINT ignored: Python would then
+                            # install no KeyboardInterrupt handler in the child and the signal would be lost
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (tmp_path / "r" / "store.sqlite").exists() and time.time() < deadline:
         time.sleep(0.1)
-    time.sleep(0.5)
+    time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 130
     assert "run the same command again to resume" in proc.stderr.read()
