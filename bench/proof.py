@@ -325,21 +325,20 @@ def run_finetune(args) -> list[dict]:
                                   initializer=finetune_jobs.init,
                                   initargs=(args, model_path, None, sets, prompts, health_prompts))
     futures = {}
+    levels = {level for level, arm, _ in todo if arm != "base"}  # each pool and its labels read once
+    pools = {lv: json.loads(pool_path(args, args.ft_pool, lv).read_text(encoding="utf-8")) for lv in levels}
+    labels = {lv: contaminate.read_labels(pool_path(args, args.ft_pool, lv)) for lv in levels}
     try:
         for level, arm, seed in todo:
             positions = chosen[(level, arm, seed)]
-            records = None
-            if positions is not None:
-                pool = json.loads(pool_path(args, args.ft_pool, level).read_text(encoding="utf-8"))
-                records = [pool[i] for i in positions]
+            records = None if positions is None else [pools[level][i] for i in positions]
             futures[workers.submit(finetune_jobs.run, arm, seed, None, records, f"f{level:g}-{arm}")] = (level, arm, seed)
         for future in as_completed(futures):
             level, arm, seed = futures[future]
             row = {"level": level, **future.result()}
             if arm != "base":
-                labels = contaminate.read_labels(pool_path(args, args.ft_pool, level))
                 row["positions"] = chosen[(level, arm, seed)]
-                row["junk"] = float(np.mean([labels[i] != contaminate.CLEAN for i in row["positions"]]))
+                row["junk"] = float(np.mean([labels[level][i] != contaminate.CLEAN for i in row["positions"]]))
             append_row(path, row)
             rows.append(row)
             print(finetune_eval.brief(row), flush=True)
