@@ -105,6 +105,52 @@ def test_loads_a_local_folder(tiny_model_dir):
     assert backend.name == tiny_model_dir.name and backend.num_parameters > 0
 
 
+def _offline_env(tmp_path, **extra):
+    """An environment whose hub cannot be reached (a closed local port, never a real host) and whose
+    hub cache is ``tmp_path/hub``."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    return {**env, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_CACHE": str(tmp_path / "hub"), **extra}
+
+
+@pytest.mark.parametrize("offline", [{"HF_HUB_OFFLINE": "1"}, {}], ids=["HF_HUB_OFFLINE", "unreachable"])
+def test_an_unknown_hub_id_fails_at_once_offline(tmp_path, alpaca_records, offline):
+    """No hub: one line, exit 2, no retries (the hub's own retry loop took 55 s and printed 12 lines)."""
+    import json
+    import subprocess
+    import sys
+
+    five_records = tmp_path / "five.json"
+    five_records.write_text(json.dumps(alpaca_records[:5]))
+
+    done = subprocess.run([sys.executable, "-m", "selectit", "score", str(five_records), "--model", "nobody/no-such-model",
+                           "--out", str(tmp_path / "out"), "--quiet"], capture_output=True, text=True,
+                          env=_offline_env(tmp_path, **offline), timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Retry" not in done.stderr, done.stderr
+    assert "nobody/no-such-model" in lines[0] and "hub cache" in lines[0]
+    assert ("HF_HUB_OFFLINE" if offline else "cannot be reached") in lines[0]
+
+
+def test_a_cached_hub_id_loads_when_the_hub_is_unreachable(tmp_path, tiny_model_dir):
+    """A hub id in the local cache loads from it, without waiting for the hub."""
+    import shutil
+    import subprocess
+    import sys
+
+    repo = tmp_path / "hub" / "models--someone--tiny"
+    shutil.copytree(tiny_model_dir, repo / "snapshots" / ("0" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    code = "from selectit.backends.hf import HFBackend; print(HFBackend.load('someone/tiny').num_parameters)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=_offline_env(tmp_path), timeout=120)
+    assert done.returncode == 0 and int(done.stdout) > 0, done.stderr
+    assert "Retry" not in done.stderr, done.stderr
+
+
 def test_truncation_keeps_the_template_and_flags(tiny_model, tiny_tokenizer, alpaca_records):
     records = formats.from_dicts(alpaca_records[:3])
     long = formats.from_dicts([{"instruction": "Summarise.", "output": "word " * 3000}])

@@ -56,3 +56,28 @@ def resolve_model(spec: str | None) -> ModelSource:
     if _looks_like_path(spec):
         raise ConfigError(f"model {spec} not found: no such file or folder")
     return ModelSource(name=spec, path=spec)
+
+
+def hub_files(source: ModelSource, timeout: float = 10.0) -> str | None:
+    """The local folder to read a hub id's files from, or None to load as given (a local path, or a hub
+    that answers). A folder of the hub cache when ``HF_HUB_OFFLINE`` is set or the hub does not answer one
+    request (no retries) and the cache holds the model. Raises ConfigError at once, in one line, when the
+    hub cannot be used and the cache does not hold the model (the hub's own retries take a minute)."""
+    if Path(source.path).expanduser().exists():
+        return None
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.utils import get_session
+
+    if constants.HF_HUB_OFFLINE:
+        reason = "HF_HUB_OFFLINE is set"
+    else:
+        try:
+            get_session().head(constants.ENDPOINT, timeout=timeout)
+            return None
+        except Exception as e:  # noqa: BLE001 - whatever stops the one request, the hub cannot be reached
+            reason = f"the hub ({constants.ENDPOINT}) cannot be reached: {type(e).__name__}"
+    try:
+        return snapshot_download(source.path, local_files_only=True)
+    except Exception:  # noqa: BLE001 - not cached (or a malformed id): the same answer for the user
+        raise ConfigError(f"model {source.path} is not a local file or folder, nor in the hub cache, and {reason}: "
+                          "pass a local path, or download the model where the hub can be reached") from None

@@ -16,7 +16,7 @@ import numpy as np
 from selectit.backends.base import LoadOptions, as_options, clamp_length, first_scored, response_ids
 from selectit.backends.pooling import Spans
 from selectit.errors import ConfigError
-from selectit.models import ModelSource, resolve_model
+from selectit.models import ModelSource, hub_files, resolve_model
 from selectit.plan import common_prefix_len
 from selectit.prompts import chat_parts, resolve_template
 
@@ -80,14 +80,15 @@ class HFBackend:
         dtype, why = precision.resolve(o.dtype, kind, cuda_bf16=kind == "cuda" and torch.cuda.is_bf16_supported())
         source: ModelSource = resolve_model(spec)
         kwargs = {"trust_remote_code": o.trust_remote_code}
+        folder = hub_files(source) or source.path  # a hub id's cached copy when the hub cannot be used
         weights = {}
         if source.gguf_file:
             kwargs["gguf_file"] = source.gguf_file
         elif not o.allow_pickle:
             weights["use_safetensors"] = True
         try:
-            tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(source.path, dtype=getattr(torch, dtype), **kwargs, **weights)
+            tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype), **kwargs, **weights)
         except (OSError, ValueError, KeyError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             hint = "" if o.allow_pickle or source.gguf_file else (
