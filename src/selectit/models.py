@@ -16,11 +16,13 @@ EMBEDDED_ALIASES = (None, "", "embedded", "default", EMBEDDED_NAME)
 
 @dataclass(frozen=True)
 class ModelSource:
-    """name: shown in outputs; path: a local folder or hub id; gguf_file: a file inside ``path``."""
+    """name: shown in outputs; path: a local folder or hub id; gguf_file: a file inside ``path``;
+    hub: ``path`` is a hub id (what :func:`resolve_model` found no local file or folder for)."""
 
     name: str
     path: str
     gguf_file: str | None = None
+    hub: bool = False
 
 
 def embedded_model() -> ModelSource:
@@ -55,7 +57,7 @@ def resolve_model(spec: str | None) -> ModelSource:
         return ModelSource(name=path.name or spec, path=str(path))
     if _looks_like_path(spec):
         raise ConfigError(f"model {spec} not found: no such file or folder")
-    return ModelSource(name=spec, path=spec)
+    return ModelSource(name=spec, path=spec, hub=True)
 
 
 def hub_files(source: ModelSource, timeout: float = 10.0) -> str | None:
@@ -63,7 +65,7 @@ def hub_files(source: ModelSource, timeout: float = 10.0) -> str | None:
     that answers). A folder of the hub cache when ``HF_HUB_OFFLINE`` is set or the hub does not answer one
     request (no retries) and the cache holds the model. Raises ConfigError at once, in one line, when the
     hub cannot be used and the cache does not hold the model (the hub's own retries take a minute)."""
-    if Path(source.path).expanduser().exists():
+    if not source.hub:
         return None
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.utils import get_session
