@@ -68,6 +68,11 @@ def test_engine_kwargs_turn_on_prefix_caching_and_map_tensor_parallelism():
                        allow_pickle=True, tensor_parallel_size=1, topk=100)
     assert kw["max_model_len"] == 2048 and kw["max_logprobs"] == 100 and not kw["enable_prefix_caching"]
     assert "load_format" not in kw
+    # the default --max-length over a short model's context is clamped to it (vLLM refuses more), as in hf
+    assert engine_kwargs("/m", dtype="float32", max_length=2048, trust_remote_code=False, prefix_cache=True,
+                         allow_pickle=False, tensor_parallel_size=1, topk=None, context=1024)["max_model_len"] == 1024
+    assert engine_kwargs("/m", dtype="float32", max_length=2048, trust_remote_code=False, prefix_cache=True,
+                         allow_pickle=False, tensor_parallel_size=1, topk=None, context=8192)["max_model_len"] == 2048
     with pytest.raises(ConfigError, match="tensor-parallel-size must be >= 1"):
         engine_kwargs("/m", dtype="float32", max_length=None, trust_remote_code=False, prefix_cache=True,
                       allow_pickle=False, tensor_parallel_size=0, topk=None)

@@ -122,6 +122,34 @@ def test_paper_pools_in_the_first_rating_pass_and_selects_with_them(tmp_path):
     assert 0 < len(sel.indices) <= 15 and sel.steps["diversity"]["walked"] >= len(sel.indices)
 
 
+def test_config_json_says_where_the_embeddings_are_and_selection_reads_only_that(tmp_path):
+    """Selection no longer replays the method (configure + engine) to find the embeddings: config.json
+    names their store key and kind, a rescore keeps them, and a run that made none, or a config.json
+    from before the field, is one line saying what to do."""
+    from selectit.errors import ConfigError
+    from selectit.jobs import rescore_run
+    from selectit.rundir import read_config, write_config
+
+    data = tmp_path / "demo.json"
+    data.write_text(json.dumps(json.loads(DEMO.read_text())[:30]))
+    score_file(data, tmp_path / "paper", backend="fake", method="paper")
+    found = read_config(tmp_path / "paper")["embeddings"]
+    assert found["model"] == "fake" and found["kind"] == _vectors(tmp_path / "paper")[0][0]
+    assert found["key"] == read_config(tmp_path / "paper")["models"][0]["keys"]["ratings"]
+    rescore_run(tmp_path / "paper", {"alpha": 0.5})  # scores change, what was measured does not
+    assert read_config(tmp_path / "paper")["embeddings"] == found
+    assert select_run(tmp_path / "paper", fraction=0.5, options=SelectOptions(diversity=0.5)).indices.size
+    score_file(data, tmp_path / "none", backend="fake", method="paper", embeddings="off")
+    assert read_config(tmp_path / "none")["embeddings"] is None
+    with pytest.raises(ConfigError, match="this run made none .*--embeddings off.*score it with --embeddings on"):
+        select_run(tmp_path / "none", fraction=0.5, options=SelectOptions(diversity=0.5))
+    cfg = read_config(tmp_path / "paper")
+    del cfg["embeddings"]  # as written before the field
+    write_config(tmp_path / "paper", cfg)
+    with pytest.raises(ConfigError, match="does not say where they are stored: score it again"):
+        select_run(tmp_path / "paper", fraction=0.5, options=SelectOptions(diversity=0.5))
+
+
 def test_embeddings_on_refuses_a_backend_without_hidden_states(tmp_path):
     from selectit.errors import ConfigError
     from selectit.measures import Losses, embedding_measure

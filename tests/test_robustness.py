@@ -257,4 +257,8 @@ def test_help_fits_80_columns_in_panels():
             assert any(panel in line and "─" in line for line in lines), (command, panel)
         for name in names:
             assert flag_of(FIELDS[name][1]) in res.stdout, (command, name)  # every option shown whole
+    for command in ("score", "run", "rescore", "select", "report", "compare"):  # before: "Options" held --help alone
+        lines = cli(command, "--help").stdout.splitlines()
+        assert not any("─ Options ─" in line for line in lines), command
+        assert any("--help" in line for line in lines), command
     assert set(FIELDS) == set(SCORE_FIELDS) | set(SELECT_FIELDS)  # no field without a command

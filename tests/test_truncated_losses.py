@@ -109,3 +109,23 @@ def test_the_summary_names_why_a_record_got_no_score(alpaca_records):
     note = SelectIT().unscored_note(totals.unscored, totals.unscored_why)
     assert note == ("warning: 2 record(s) got no score (1: no response token fits in --max-length for the "
                     "likelihood term; 1: zero label mass); they are never selected")
+
+
+def test_the_default_max_length_is_4096_tokens_and_the_flag_reads_more(tmp_path):
+    """Issue 29.3: before, the default was the model's whole context (8,192 tokens for SmolLM2, 1 << 20 on
+    the fake backend), so one multi-megabyte record cost minutes of 8k-token passes. The fake backend's
+    tokens are bytes: a 5,000-byte answer is over the default and within --max-length 8192."""
+    from selectit.config import MAX_LENGTH, MeasureSpec
+
+    assert MeasureSpec().max_length == MAX_LENGTH == 4096
+    records = [{"instruction": "Describe the fox.", "input": "", "output": "The quick brown fox jumps. " * 185},
+               {"instruction": "Name a colour.", "input": "", "output": "Blue."}]
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps(records))
+    for flags, cut in [({}, True), ({"max_length": 8192}, False)]:
+        out = tmp_path / f"run{len(flags)}"
+        score_file(data, out, backend="fake", num_prompts=2, **flags)
+        rows = read_run(out)[1]
+        assert [row["truncated"]["fake"] for row in rows] == [cut, False]
+        read = rows[0]["likelihood_chars"]["fake"]  # the answer's bytes the likelihood term counted
+        assert read < MAX_LENGTH if cut else read == len(records[0]["output"])

@@ -30,9 +30,19 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   context_settings={"help_option_names": ["-h", "--help"]},
                   help="Select instruction-tuning data with the model's own uncertainty (SelectIT).")
 
+
 class Command(TyperCommand):
     """A command whose unknown-flag error suggests the flags it begins (``--dedup``: ``--dedup-threshold``)
-    or, failing that, the nearest ones, instead of click's few look-alikes."""
+    or, failing that, the nearest ones, instead of click's few look-alikes; and whose ``--help`` is listed
+    in its Output panel when every other option has a panel (not alone in a panel of its own)."""
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        panels = [getattr(p, "rich_help_panel", None) for p in self.params
+                  if p.param_type_name == "option" and not getattr(p, "hidden", False)]
+        if option is not None and panels and all(panels):
+            option.rich_help_panel = "Output" if "Output" in panels else panels[0]
+        return option
 
     def parse_args(self, ctx, args):
         try:
@@ -338,10 +348,12 @@ def _report(run_dirs, output, fraction, top, threshold, quiet=False):
 @_user_errors
 def report(run_dirs: Annotated[list[Path], typer.Argument(help="Run directories; the first is described in full, "
                                                                 "several are compared.")],
-           output: Annotated[Optional[Path], typer.Option("--output", help="Report file (default: DIR/report.html).")]
+           output: Annotated[Optional[Path], typer.Option("--output", help="Report file (default: DIR/report.html).",
+                                                                rich_help_panel="Output")]
            = None,
            fraction: Annotated[Optional[float], typer.Option(help="Show this selection instead of the run's last "
-                                                             "(default: the last `select`, else 0.2).")] = None,
+                                                             "(default: the last `select`, else 0.2).",
+                                                             rich_help_panel="Selection")] = None,
            top: Top = None, threshold: Threshold = None, quiet: Quiet = False) -> None:
     """Write an HTML report of scored runs: one self-contained page that opens offline."""
     _report(run_dirs, output, fraction, top, threshold, quiet)
@@ -351,7 +363,8 @@ def report(run_dirs: Annotated[list[Path], typer.Argument(help="Run directories;
 @_user_errors
 def compare(run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run directories of the same input.")],
             fraction: Fraction = None, top: Top = None, threshold: Threshold = None,
-            csv: Annotated[Optional[Path], typer.Option("--csv", help="Also write the table as CSV.")] = None) -> None:
+            csv: Annotated[Optional[Path], typer.Option("--csv", help="Also write the table as CSV.",
+                                                         rich_help_panel="Output")] = None) -> None:
     """Pairwise overlap of the selections (default: best 20%) and Spearman correlation of the scores."""
     from selectit.compare import compare as compare_runs
     from selectit.compare import table, write_csv

@@ -42,6 +42,7 @@ EMBEDDINGS = ("auto", "on", "off")
 PROXY_FEATURES = ("ngrams", "token-embeddings", "early", "hidden", "likelihood")  # selectit.measures.features
 PROXY_REGRESSORS = ("ridge", "lightgbm")  # selectit.proxy
 DEFAULT_NUM_PROMPTS = 5
+MAX_LENGTH = 4096  # tokens the model reads of a record by default; what it cuts: bench/length_cap.py
 EMBEDDED = "embedded"  # --model value of the embedded SmolLM2-135M-Instruct (the default)
 
 
@@ -184,8 +185,9 @@ class MeasureSpec(_Section):
     """'record-first' puts the record before the rating prompt, so one record's P prompts share its tokens;
     'record-once' also takes the likelihood term's loss given the instruction from the record's pass
     (selectit.measures.shared)."""
-    max_length: int | None = opt(None, "Longest prompt in tokens (default: the model's).", low=16, panel="Method")
-    """Longest prompt (and response-loss sequence) in tokens; None uses the model's context size."""
+    max_length: int = opt(MAX_LENGTH, "Longest prompt in tokens (never over the model's context).", low=16,
+                          panel="Method")
+    """Longest prompt (and response-loss sequence) in tokens, clamped to the model's context size."""
     overlong: str = opt("truncate", "Prompts over --max-length: truncate (flagged) or error.", choices=OVERLONG,
                         panel="Method")
     """'truncate' cuts the response's end, then the instruction's; 'error' stops the run."""

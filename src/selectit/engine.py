@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from selectit.config import RunConfig
-from selectit.measures import Measure, MissingMeasurement, ModelInfo, embedding_measure
+from selectit.measures import Embeddings, Measure, MissingMeasurement, ModelInfo, embedding_measure
 from selectit.methods import ChunkData, Method, ModelData
 from selectit.records import Record
 from selectit.results import Scores
@@ -49,6 +49,17 @@ def run_needs(config: RunConfig, method: Method, prompts: Sequence[str], *, embe
     extra = embedding_measure(own, mode=config.measure.embeddings, backend=config.model.backend,
                               layout=config.measure.layout) if embeds else None
     return [extra, *own] if extra is not None else own
+
+
+def embeddings_record(config: RunConfig, method: Method, prompts: Sequence[str], models: Sequence[ModelInfo]
+                      ) -> dict | None:
+    """Where a scored run's record embeddings are stored (config.json "embeddings"): their store key and
+    kind under the first model, so selection and the report read them without replaying the method;
+    None when the run made none."""
+    found = next((m for m in run_needs(config, method, prompts) if isinstance(m, Embeddings)), None)
+    if found is None or not models:
+        return None
+    return {"model": models[0].name, "key": found.key(models[0]), "kind": found.kind, "pooled": found.describe()}
 
 
 def all_stored(source, needs: Sequence[Measure], models: Sequence[ModelInfo], store: Path) -> bool:

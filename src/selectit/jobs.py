@@ -138,6 +138,7 @@ def _config_record(config: RunConfig, method: Method, prompts: list[str], models
         entry["tokens_per_second"] = round(info.tokens / info.seconds, 1) if info.seconds > 0 else None
         entries.append({**entry, **(totals.models[i] if i < len(totals.models) else {})})
     labels = config.measure.labels() if prompts else []
+    extra = {"embeddings": engine.embeddings_record(config, method, prompts, models), **(extra or {})}
     return rundir.config_record(config=config.to_dict(), prompts=prompts, labels=labels, models=entries,
                                 totals=totals, source=source, seconds=seconds, method=method.name, extra=extra)
 
@@ -186,12 +187,18 @@ def rescore_run(run_dir: str | Path, overrides: Mapping, *, given: Collection[st
         finally:
             db.close()
         record = _config_record(config, method, prompts, models, totals, source, float(cfg.get("seconds") or 0.0),
-                                extra={"measured_prompts": stored,
+                                extra={"measured_prompts": stored, **_embeddings_kept(cfg),
                                        "rescored": {"seconds": round(time.perf_counter() - start, 3),
                                                     "from_method": cfg.get("method")}})
         rundir.write_config(out, record)
         rundir.forget_selection(out)
     return Scored(source=source, models=models, totals=totals, prompts=prompts, method=method, config=record)
+
+
+def _embeddings_kept(cfg: dict) -> dict:
+    """A rescore keeps the embeddings the scoring made (the method it rescores with may measure others); a
+    config.json from before the field gets them from the new configuration, as selection did then."""
+    return {"embeddings": cfg["embeddings"]} if "embeddings" in cfg else {}
 
 
 def _check_same_measurements(config: RunConfig, cfg: dict, method: Method) -> None:

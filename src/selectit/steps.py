@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from selectit import dedup, diversity, engine, rundir
-from selectit.config import SelectOptions, flat_options
+from selectit import dedup, diversity, rundir
+from selectit.config import SelectOptions
 from selectit.errors import ConfigError
-from selectit.measures import Embeddings, MinHashes, ModelInfo
-from selectit.methods import configure
+from selectit.measures.base import EMBEDDING_DTYPE, stored_vectors
+from selectit.measures.minhash import MinHashes
 from selectit.selection import choose, rank
 from selectit.store import ScoreStore
 
@@ -123,27 +123,33 @@ def _largest_clusters(groups: np.ndarray, scores: np.ndarray, eligible: np.ndarr
     return out
 
 
-def embedding_measure_of(cfg: dict) -> tuple[Embeddings, ModelInfo]:
-    """The embedding measurement a scored run made (its first model's), from its config.json."""
-    config, method = configure(flat_options(cfg))
-    prompts = list(cfg.get("measured_prompts") or cfg.get("prompts") or [])
-    found = next((m for m in engine.run_needs(config, method, prompts) if isinstance(m, Embeddings)), None)
-    models = cfg.get("models") or []
-    if found is None or not models:
-        raise ConfigError(f"--diversity needs the records' embeddings; this run made none (--method {method.name}, "
-                          f"--backend {config.model.backend}, --embeddings {config.measure.embeddings}): score it "
-                          "with --embeddings on (what is stored is reused)")
-    return found, ModelInfo.from_dict(models[0])
+def embeddings_of(cfg: dict) -> dict:
+    """Where a scored run stored its record embeddings (config.json "embeddings", written at score time:
+    the first model's name, store key and kind)."""
+    if "embeddings" not in cfg:
+        raise ConfigError("--diversity needs the records' embeddings, and this run's config.json (selectit "
+                          f"{cfg.get('selectit_version', '?')}) does not say where they are stored: score it again "
+                          "(what is stored is reused)")
+    found = cfg["embeddings"]
+    if found is None:
+        c = cfg.get("config") or {}
+        raise ConfigError(f"--diversity needs the records' embeddings; this run made none (--method {cfg.get('method')}, "
+                          f"--backend {(c.get('model') or {}).get('backend')}, --embeddings "
+                          f"{(c.get('measure') or {}).get('embeddings')}): score it with --embeddings on (what is "
+                          "stored is reused)")
+    return found
 
 
 def load_embeddings(source, cfg: dict, store: Path) -> np.ndarray:
     """(n, H) float16: every record's embedding, in input order, from the run's store (streamed by chunk)."""
-    measure, info = embedding_measure_of(cfg)
+    found = embeddings_of(cfg)
+    what = f"{found['pooled']} of model {found['model']}"
     db = ScoreStore(store)
     try:
-        parts = [measure.load(info, records, db) for records in source.chunks()]
+        parts = [stored_vectors(db, found["key"], found["kind"], records, EMBEDDING_DTYPE, what)
+                 for records in source.chunks()]
     except ConfigError as e:
         raise ConfigError(f"{e}; score the input again (what is stored is reused)") from None
     finally:
         db.close()
-    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float16)
+    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=EMBEDDING_DTYPE)

@@ -36,7 +36,7 @@ class LlamaCppBackend:
     def load(cls, spec: str | None, options: LoadOptions | None = None, *, threads: int | None = None,
              **fields) -> LlamaCppBackend:
         """Load a .gguf file (or, spec None, the embedded model) as shipped; a context of ``max_length``
-        tokens (default 4096)."""
+        tokens (default 4096), never over the one the model was trained with."""
         o = as_options(options, fields)
         template, max_length = o.template, o.max_length or 4096
         Llama = optional_import("llama_cpp", "the llamacpp backend needs llama-cpp-python", "llamacpp").Llama
@@ -44,8 +44,16 @@ class LlamaCppBackend:
         if not source.gguf_file:
             raise ConfigError(f"the llamacpp backend needs a .gguf file, got {spec!r}")
         path = os.path.join(source.path, source.gguf_file)
-        llm = Llama(model_path=path, n_ctx=max_length, n_batch=512, logits_all=False, verbose=False,
-                    n_threads=threads or os.cpu_count())
+
+        def build(n_ctx: int):
+            return Llama(model_path=path, n_ctx=n_ctx, n_batch=512, logits_all=False, verbose=False,
+                         n_threads=threads or os.cpu_count())
+
+        llm = build(max_length)
+        trained = trained_context(llm.metadata)
+        if trained is not None and trained < max_length:  # never over the model's context, as in the hf backend (rare: reload)
+            del llm
+            llm = build(max_length := trained)
         return cls(llm, name=source.name, path=path, template=template, max_length=max_length)
 
     def encode(self, text: str, suffix: str = "") -> list[int]:
@@ -132,3 +140,9 @@ class LlamaCppBackend:
     def encode_plain(self, text: str) -> list[int]:
         """Token ids of ``text`` as plain text (the tokenizer's BOS as the model adds it)."""
         return self.llm.tokenize(text.encode("utf-8"), add_bos=self._adds_bos(), special=False)
+
+
+def trained_context(metadata: dict) -> int | None:
+    """The context a GGUF model was trained with (``<architecture>.context_length``), None if unstated."""
+    value = metadata.get(f"{metadata.get('general.architecture', '')}.context_length")
+    return int(value) if value not in (None, "") else None

@@ -40,7 +40,7 @@ import numpy as np
 
 from selectit.backends.base import LoadOptions, as_options, clamp_length, first_scored, response_ids
 from selectit.errors import ConfigError, optional_import
-from selectit.models import resolve_model
+from selectit.models import hub_files, resolve_model
 from selectit.prompts import resolve_template
 
 DEFAULT_TOPK = 100  # top-k logprobs requested when logprob_token_ids is not available
@@ -217,7 +217,7 @@ class VLLMBackend:
         dtype, why = precision.resolve(o.dtype, "cuda", cuda_bf16=torch.cuda.is_available()
                                        and torch.cuda.is_bf16_supported())
         LLM, SamplingParams = vllm.LLM, vllm.SamplingParams
-        from transformers import AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
         if device not in ("auto", "cuda"):
             raise ConfigError(f"the vllm backend uses the GPUs it sees (pick them with CUDA_VISIBLE_DEVICES); "
@@ -227,18 +227,21 @@ class VLLMBackend:
             raise ConfigError(f"the vllm backend loads model folders or hub ids, not GGUF files ({source.name}); "
                               "use --backend hf or --backend llamacpp for GGUF, or pass --model")
         exact = has_logprob_token_ids(SamplingParams)
-        kwargs = engine_kwargs(source.path, dtype=dtype, max_length=o.max_length, trust_remote_code=o.trust_remote_code,
-                               prefix_cache=o.prefix_cache, allow_pickle=o.allow_pickle,
-                               tensor_parallel_size=o.tensor_parallel_size, topk=None if exact else topk)
+        path = hub_files(source) or source.path  # offline or an unreachable hub: the cache, at once
         try:
-            tokenizer = AutoTokenizer.from_pretrained(source.path, trust_remote_code=o.trust_remote_code)
+            config = AutoConfig.from_pretrained(path, trust_remote_code=o.trust_remote_code)
+            kwargs = engine_kwargs(path, dtype=dtype, max_length=o.max_length, trust_remote_code=o.trust_remote_code,
+                                   prefix_cache=o.prefix_cache, allow_pickle=o.allow_pickle,
+                                   tensor_parallel_size=o.tensor_parallel_size, topk=None if exact else topk,
+                                   context=getattr(config, "max_position_embeddings", None))
+            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=o.trust_remote_code)
             llm = LLM(**kwargs)
         except (OSError, ValueError, KeyError) as e:  # missing files, bad config, more GPUs asked than seen
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ConfigError(f"cannot load model {spec} with vLLM: {first}") from None
         backend = cls(llm, tokenizer, name=source.name, template=template,
                       max_length=int(llm.llm_engine.model_config.max_model_len),
-                      num_parameters=count_parameters(_local_folder(source.path)), source=source.path, dtype=dtype,
+                      num_parameters=count_parameters(_local_folder(path)), source=source.path, dtype=dtype,
                       exact=exact, topk=topk, sampling_params=SamplingParams)
         backend.dtype_reason = why
         return backend
@@ -295,15 +298,17 @@ class VLLMBackend:
 
 
 def engine_kwargs(model: str, *, dtype: str, max_length: int | None, trust_remote_code: bool, prefix_cache: bool,
-                  allow_pickle: bool, tensor_parallel_size: int, topk: int | None) -> dict:
+                  allow_pickle: bool, tensor_parallel_size: int, topk: int | None, context: int | None = None) -> dict:
     """Keyword arguments of ``vllm.LLM`` (a plain dict, so it can be checked without vLLM).
-    topk: the top-k logprobs that will be requested (None with logprob_token_ids)."""
+    topk: the top-k logprobs that will be requested (None with logprob_token_ids); context: the model's
+    ``max_position_embeddings``, the most ``max_model_len`` can be (vLLM refuses more; as the hf backend,
+    ``--max-length`` is clamped to it)."""
     if tensor_parallel_size < 1:
         raise ConfigError(f"--tensor-parallel-size must be >= 1, got {tensor_parallel_size}")
     kwargs = {"model": model, "dtype": dtype, "trust_remote_code": trust_remote_code,
               "enable_prefix_caching": prefix_cache, "tensor_parallel_size": tensor_parallel_size}
     if max_length is not None:
-        kwargs["max_model_len"] = max_length
+        kwargs["max_model_len"] = clamp_length(max_length, context) if context else max_length
     if not allow_pickle:
         kwargs["load_format"] = "safetensors"  # as in the hf backend: no pickle weights unless asked
     if topk is not None:

@@ -18,6 +18,8 @@ from selectit.errors import ConfigError
 from selectit.records import Record
 from selectit.store import ScoreStore, record_key
 
+EMBEDDING_DTYPE = np.float16  # record embeddings are stored as float16 (selectit.measures.embeddings)
+
 Progress = Callable[[float], None]
 
 

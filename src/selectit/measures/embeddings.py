@@ -31,14 +31,14 @@ import numpy as np
 
 from selectit.backends import EMBEDS
 from selectit.errors import ConfigError
-from selectit.measures.base import Measure, ModelInfo, Outcome, stored_vectors
+from selectit.measures.base import EMBEDDING_DTYPE, Measure, ModelInfo, Outcome, stored_vectors
 from selectit.measures.losses import CONDITIONED, Losses, text_losses
 from selectit.measures.ratings import Ratings, score_items
 from selectit.measures.shared import LAYOUT
 from selectit.records import Record
 from selectit.store import ScoreStore, prompt_key
 
-DTYPE = np.float16
+DTYPE = EMBEDDING_DTYPE
 ALPACA = "embedding:alpaca"  # store kind of embeddings from the Alpaca-prompt (response-loss) pass
 RATING = "embedding:rating:"  # + the first rating prompt's key: embeddings from that prompt's pass
 MODES = ("auto", "on", "off")
