@@ -26,18 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ALPACA = ROOT.parent / "shared" / "data" / "alpaca_5000.json"
-CHILD = """
-import resource, sys
-sys.argv = ["selectit"] + sys.argv[1:]
-from selectit.cli import app
-try:
-    app()
-except SystemExit as e:
-    code = e.code or 0
-r = resource.getrusage(resource.RUSAGE_SELF)
-print("USAGE", r.ru_utime + r.ru_stime, r.ru_maxrss, file=sys.stderr)
-sys.exit(code)
-"""
+sys.path.insert(0, str(Path(__file__).parent))
+from memory import CHILD  # noqa: E402 - `selectit` in-process, printing its peak RSS and CPU seconds
 
 
 def sharegpt_objects(path: Path, limit: int | None = None):
@@ -55,20 +45,13 @@ def sharegpt_objects(path: Path, limit: int | None = None):
         yield obj
 
 
-_BACKENDS: dict = {}
-
-
-def prompt_lengths(records, most: int) -> list[int]:
+def prompt_lengths(backend, records, most: int) -> list[int]:
     """Tokens of each record's longest default rating prompt, counted up to about ``most``."""
-    from selectit.backends import load_backend
     from selectit.config import DEFAULT_NUM_PROMPTS, MeasureSpec
     from selectit.prompts import choose_prompts, rating_text, read_prompts
     from selectit.truncation import MAX_CHARS_PER_TOKEN
 
     spec = MeasureSpec()
-    if most not in _BACKENDS:  # one load for every data set
-        _BACKENDS[most] = load_backend("hf", None, template=spec.template, max_length=most)
-    backend = _BACKENDS[most]
     prompts = choose_prompts(read_prompts(), DEFAULT_NUM_PROMPTS, spec.scale)
     limit = most * MAX_CHARS_PER_TOKEN
     out = []
@@ -96,11 +79,15 @@ def count(args) -> None:
     sets = {"alpaca_5000": readable("alpaca_5000", json.loads(ALPACA.read_text()))}
     if args.sharegpt:
         sets["sharegpt"] = readable("sharegpt", sharegpt_objects(Path(args.sharegpt), args.limit))
+    from selectit.backends import load_backend
+    from selectit.config import MeasureSpec
+
     caps = [int(c) for c in args.caps.split(",")]
+    backend = load_backend("hf", None, template=MeasureSpec().template, max_length=max(caps) * 2)
     print(f"{'data':<12} {'records':>8} {'median':>7} {'p99':>7} " + " ".join(f"{'>' + str(c):>12}" for c in caps))
     for name, records in sets.items():
         start = time.perf_counter()
-        lengths = sorted(prompt_lengths(records, max(caps) * 2))
+        lengths = sorted(prompt_lengths(backend, records, max(caps) * 2))
         n = len(lengths)
         over = [sum(x > c for x in lengths) for c in caps]
         print(f"{name:<12} {n:>8} {lengths[n // 2]:>7} {lengths[int(n * 0.99)]:>7} "
@@ -131,7 +118,8 @@ def huge(args) -> None:
             wall = time.perf_counter() - start
             if res.returncode != 0:
                 sys.exit(f"--max-length {cap} failed:\n{res.stderr}")
-            cpu, rss = res.stderr.split("USAGE")[1].split()[:2]
+            usage = next(line.split() for line in res.stderr.splitlines() if line.startswith("MAXRSS_KIB"))
+            rss, cpu = usage[1], usage[3]
             rows = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
             scores = ", ".join(f"{r['score']:.2f}" for r in rows)
             print(f"{cap:<14} {float(cpu):>8.1f} {wall:>8.1f} {int(rss) / 1024:>9.0f}  {scores}", flush=True)

@@ -133,8 +133,8 @@ def embeddings_of(cfg: dict) -> dict:
     found = cfg["embeddings"]
     if found is None:
         c = cfg.get("config") or {}
-        raise ConfigError(f"--diversity needs the records' embeddings; this run made none (--method {cfg.get('method')}, "
-                          f"--backend {(c.get('model') or {}).get('backend')}, --embeddings "
+        raise ConfigError("--diversity needs the records' embeddings; this run made none (--method "
+                          f"{cfg.get('method')}, --backend {(c.get('model') or {}).get('backend')}, --embeddings "
                           f"{(c.get('measure') or {}).get('embeddings')}): score it with --embeddings on (what is "
                           "stored is reused)")
     return found

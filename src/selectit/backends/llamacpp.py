@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from selectit.backends.base import LoadOptions, as_options, clamp_length, first_scored, response_ids
+from selectit.config import MAX_LENGTH
 from selectit.errors import ConfigError, optional_import
 from selectit.plan import common_prefix_len
 from selectit.models import resolve_model
@@ -36,9 +37,9 @@ class LlamaCppBackend:
     def load(cls, spec: str | None, options: LoadOptions | None = None, *, threads: int | None = None,
              **fields) -> LlamaCppBackend:
         """Load a .gguf file (or, spec None, the embedded model) as shipped; a context of ``max_length``
-        tokens (default 4096), never over the one the model was trained with."""
+        tokens (default: selectit.config.MAX_LENGTH), never over the one the model was trained with."""
         o = as_options(options, fields)
-        template, max_length = o.template, o.max_length or 4096
+        template, max_length = o.template, o.max_length or MAX_LENGTH
         Llama = optional_import("llama_cpp", "the llamacpp backend needs llama-cpp-python", "llamacpp").Llama
         source = resolve_model(spec)
         if not source.gguf_file:
@@ -51,7 +52,7 @@ class LlamaCppBackend:
 
         llm = build(max_length)
         trained = trained_context(llm.metadata)
-        if trained is not None and trained < max_length:  # never over the model's context, as in the hf backend (rare: reload)
+        if trained is not None and trained < max_length:  # never over the model's context, as in hf (rare: reload)
             del llm
             llm = build(max_length := trained)
         return cls(llm, name=source.name, path=path, template=template, max_length=max_length)
