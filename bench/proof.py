@@ -120,7 +120,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.selects = [s for s in args.selects.split(",") if s]
     args.arms = [a for a in args.arms.split(",") if a]
     for given, known, what in ((args.methods, METHODS, "method"), (args.selects, SELECTS, "select"),
-                               (args.arms, ARMS, "arm")):
+                               (args.arms, (*ARMS, *POSTHOC), "arm")):
         unknown = [x for x in given if x not in known]
         if unknown:
             p.error(f"unknown {what}(s) {unknown}; known: {list(known)}")

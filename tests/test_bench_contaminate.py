@@ -178,3 +178,11 @@ def test_length_matched_selection_keeps_the_pools_lengths():
     assert len(chosen) == 10 and 5 not in chosen
     assert sorted(chosen) == [18, 19, 38, 39, 58, 59, 78, 79, 98, 99]  # two of each stratum, its best
     assert chosen[0] == 99  # best first
+
+
+def test_the_post_hoc_arm_is_accepted_by_name_and_not_run_by_default():
+    proof = load_proof()
+    assert proof.parse_args(["finetune", "--arms", "selectit-lenmatched"]).arms == ["selectit-lenmatched"]
+    assert "selectit-lenmatched" not in proof.parse_args(["finetune"]).arms
+    with pytest.raises(SystemExit):
+        proof.parse_args(["finetune", "--arms", "selectit-lenmatch"])
