@@ -1,5 +1,5 @@
 """The arms of ``bench/finetune_eval.py`` and their selection, through the command line only (issue 19):
-the library's internals are being redesigned, `selectit score` and ``selectit.selection`` stay.
+the library's internals are being redesigned, `selectit score` and ``selectit.selection.policy`` stay.
 
 Each arm is a list of `selectit score` flags (``ARMS``); adding an arm is one line. The runs go one after
 another in a background thread (``Scorer``), each in its own subprocess with its own thread count, so
@@ -76,7 +76,7 @@ class Scorer:
     """Runs `selectit score` for each submitted arm, one run at a time, in a background thread.
 
     ``submit(name, flags)`` queues a run; ``future(name)`` is its selection: the selected pool positions
-    (best first, ``selectit.selection.select_fraction``); ``timings`` has each run's wall and
+    (best first, ``selectit.selection.policy.select_fraction``); ``timings`` has each run's wall and
     CPU seconds (the subprocess's user + system time); ``close()`` cancels what has not started and
     stops the running subprocess."""
 
@@ -103,7 +103,7 @@ class Scorer:
                 self._child.terminate()
 
     def _run(self, name: str, flags: list[str]) -> list[int]:
-        from selectit.selection import select_fraction
+        from selectit.selection.policy import select_fraction
 
         run_dir = self.out / "runs" / name
         cmd = [sys.executable, "-m", "selectit", "score", str(self.pool), "--out", str(run_dir),

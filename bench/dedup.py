@@ -9,7 +9,7 @@ embedding's cost.
 
 dupes: the first N records of ../shared/data/alpaca_5000.json (real Alpaca, CC BY-NC 4.0) are scored;
 the K best-scored become "originals" and get 3 exact copies each (verbatim, whitespace changed, case
-changed: equal after selectit.dedup.normalise) and 3 near copies each (two words changed; punctuation
+changed: equal after selectit.records.normalise) and 3 near copies each (two words changed; punctuation
 and casing changed; two sentences of the response swapped, or the instruction's first two words when
 it has one sentence). The copies are appended after the originals, shuffled, and the N + 6K records
 scored again (`selectit score`, default method, fake or hf backend); then `selectit select --fraction
@@ -17,14 +17,14 @@ scored again (`selectit score`, default method, fake or hf backend); then `selec
 exact dedup + --diversity D. Counts: copies selected, originals selected, planted groups (an original
 and its 6 copies) with a member selected, and members selected beyond one per group.
 
-scale: the diversity walk (selectit.diversity.diverse) over N random 576-d float16 embeddings with
+scale: the diversity walk (selectit.selection.diversity.diverse) over N random 576-d float16 embeddings with
 random scores, budget 20%, D 0.1 (random vectors are nearly orthogonal: nothing is too similar, so the
 walk takes the first 20%: N/5 searches and adds), then D 0.1 on clustered vectors (N/5 centres, two
 records of a centre at cosine ~0.92: most records are passed over, the walk reads all N);
 and MinHash near-duplicate clustering over M records (signatures + LSH + clusters). Time and peak RSS
 (each part in its own subprocess).
 
-nprobe: the clustered walk with 16, 32, 64 IVF lists scanned a query (selectit.diversity.NPROBE).
+nprobe: the clustered walk with 16, 32, 64 IVF lists scanned a query (selectit.selection.diversity.NPROBE).
 
 cost: the embedded model's response-loss pass over R records with and without pooling (the default
 method's GIVEN pass: selectit.measures.losses.text_losses), and the store's bytes per record.
@@ -139,7 +139,7 @@ def dupes(backend: str, originals: int, planted: int, thresholds: list[float], d
 
 def near_jaccard(base, top, copies) -> np.ndarray:
     """Exact Jaccard of the word 3-grams of each near copy and its original."""
-    from selectit.dedup import shingles
+    from selectit.measures.minhash import shingles
     from selectit.records import Record
 
     def grams(r):
@@ -174,9 +174,9 @@ def child(fn: str, *args) -> dict:
 
 
 def walk_random(n: int, dim: int, d: float, clustered: bool, nprobe: int | None = None) -> dict:
-    from selectit import diversity
-    from selectit.diversity import diverse, unit_rows
-    from selectit.selection import rank
+    from selectit.selection import diversity
+    from selectit.selection.diversity import diverse, unit_rows
+    from selectit.selection.policy import rank
 
     if nprobe is not None:
         diversity.NPROBE = nprobe
@@ -212,7 +212,8 @@ def walk_random(n: int, dim: int, d: float, clustered: bool, nprobe: int | None 
 
 
 def minhash_records(n: int) -> dict:
-    from selectit import dedup
+    from selectit.measures import minhash
+    from selectit.selection import dedup
     from selectit.records import Record
 
     base = json.loads(DATA.read_text())
@@ -229,7 +230,7 @@ def minhash_records(n: int) -> dict:
         records.append(Record(id=i, instruction=" ".join(rng.choices(vocab, k=len(r["instruction"].split()))),
                               response=" ".join(rng.choices(vocab, k=max(len(r["output"].split()), 3))), raw={}))
     t = time.perf_counter()
-    sigs = dedup.signatures(records)
+    sigs = minhash.signatures(records)
     sig_seconds = time.perf_counter() - t
     t = time.perf_counter()
     pairs = dedup.near_pairs(sigs, 0.8)

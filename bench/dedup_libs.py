@@ -120,13 +120,13 @@ def minhash(n: int) -> None:
     rows.append(["rensa signatures + datasketch LSH (from stored)", rows[1][1], t_build, t_query, len(pairs),
                  len(planted & pairs)])
     sys.path.insert(0, str(ROOT / "src"))
-    from selectit import dedup
+    from selectit.selection import dedup
 
     t = time.perf_counter()
     verified = dedup.near_pairs(sig_rs, THRESHOLD)  # banding, then the estimated Jaccard >= threshold
     t_band = time.perf_counter() - t
     pairs = {(int(i), int(j)) for i, j in verified}
-    rows.append(["rensa signatures + numpy banding (selectit.dedup, from stored; verified pairs)", rows[1][1],
+    rows.append(["rensa signatures + numpy banding (selectit.selection.dedup, from stored; verified pairs)", rows[1][1],
                  t_band, 0.0, len(pairs), len(planted & pairs)])
     print(f"MinHash over {n:,} records ({NUM_PERM} permutations, word 3-grams, threshold {THRESHOLD}), "
           f"{len(planted)} planted near pairs\n")

@@ -34,7 +34,7 @@ PUBLISHED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "sele
 
 # name -> (forward configuration, post-hoc options). Post-hoc options only change the math.
 # Every forward runs in float32 (the rows' reference) except ours/chat/auto: the default's --dtype auto
-# (bfloat16 on a CPU with native bfloat16, selectit.precision; issue 17).
+# (bfloat16 on a CPU with native bfloat16, selectit.backends.precision; issue 17).
 FORWARD = {
     "published/plain": dict(template="plain", prompts_file=str(PUBLISHED), dtype="float32"),
     "published/chat": dict(template="chat", prompts_file=str(PUBLISHED), dtype="float32"),

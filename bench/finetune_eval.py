@@ -9,7 +9,7 @@ text-davinci-003, CC BY-NC 4.0); a smaller pool is a prefix of a larger one.
 
 Selection goes through the command line only (``bench/arms.py``): each arm is a list of `selectit score`
 flags, run as ``python -m selectit score POOL --out OUT/runs/ARM --store OUT/store.sqlite --quiet FLAGS``;
-its ``scores.jsonl`` gives one score per record (null: never selected) and ``selectit.selection.
+its ``scores.jsonl`` gives one score per record (null: never selected) and ``selectit.selection.policy.
 select_fraction`` keeps the best ``--fraction``. The scorer is the embedded SmolLM2-135M-Instruct (the
 tool's default) except in ``selectit-2models`` (SmolLM2 and Gemma-3-270M at the model level); ``full``
 is the whole pool. ``random`` draws a new subset per seed; the other selections are deterministic, so

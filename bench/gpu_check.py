@@ -87,7 +87,7 @@ def export_embedded(folder: Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from selectit.models import embedded_model
+    from selectit.backends.models import embedded_model
 
     if (folder / "config.json").is_file():
         return folder

@@ -10,7 +10,7 @@ smaller pool is a subset of a larger one), contaminated at each ``--levels`` f b
 (seed 0: nested, the junk of 0.3 is part of the junk of 0.6). The method is frozen: the arms run today's
 `selectit score` as it is, with no flag tuned on these pools.
 
-**Purity** (per pool size and level): each method's 20% (``selectit.selection.select_fraction`` on its
+**Purity** (per pool size and level): each method's 20% (``selectit.selection.policy.select_fraction`` on its
 scores.jsonl, as ``bench/arms.py``; the dedup/diversity rows through `selectit select`), the share of
 junk in it and of each kind, and the AUROC of the score for clean against junk (null scores rank
 lowest), overall and per kind (clean against that kind).
@@ -190,7 +190,7 @@ def select_run(run: Path, flags: tuple[str, ...]) -> list[int]:
 
 
 def top(scores: np.ndarray) -> list[int]:
-    from selectit.selection import select_fraction
+    from selectit.selection.policy import select_fraction
 
     return select_fraction(scores, FRACTION).tolist()
 

@@ -105,7 +105,7 @@ def timing(records, backend, info, layers: int, rungs) -> dict[str, float]:
 
 def judge(X, full: np.ndarray, share: float, regressor: str, seed: int) -> dict:
     """One proxy fitted on a seeded sample of ``share``, judged against the reference ``full``."""
-    from selectit import proxy
+    from selectit.proxy import fit as proxy
 
     n = len(full)
     size = proxy.sample_size(n, share)

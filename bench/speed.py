@@ -199,7 +199,7 @@ def main() -> None:
             continue
         results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"  ran {mode}: {results[mode]['seconds']:.1f}s", flush=True)
-    from selectit.proxy import top_overlap
+    from selectit.proxy.fit import top_overlap
 
     defaults = {m: results.pop(m) for m in DEFAULT_MODES if m in results}
     base = results.get("naive")

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 from conftest import score_file
 
-from selectit import dedup, diversity
+from selectit.measures import minhash
+from selectit.selection import dedup, diversity
 from selectit.config import SelectOptions
 from selectit.errors import ConfigError
 from selectit.formats import MemorySource
 from selectit.jobs import select_run
 from selectit.records import Record
-from selectit.steps import choose_run
+from selectit.selection.steps import choose_run
 
 LONG = ("The water cycle describes how water evaporates from the surface of the earth, rises into the atmosphere, "
         "cools and condenses into rain or snow in clouds, and falls again to the surface as precipitation.")
@@ -61,8 +62,8 @@ def near_records():
 
 def test_near_copies_cluster_and_the_best_scored_is_kept(near_records):
     pytest.importorskip("rensa")
-    sigs = dedup.signatures(near_records)
-    assert sigs.shape == (5, dedup.NUM_PERM) and sigs.dtype == np.uint32
+    sigs = minhash.signatures(near_records)
+    assert sigs.shape == (5, minhash.NUM_PERM) and sigs.dtype == np.uint32
     pairs = dedup.near_pairs(sigs, 0.7)
     assert {tuple(p) for p in pairs.tolist()} == {(0, 2), (0, 3), (2, 3)}
     assert dedup.clusters(5, pairs).tolist() == [0, 1, 0, 0, 4]
@@ -85,7 +86,7 @@ def test_band_parameters_are_datasketchs():
 
 
 def test_large_bucket_links_every_member(near_records):
-    sigs = np.zeros((600, dedup.NUM_PERM), dtype=np.uint32)  # 600 identical signatures: one bucket per band
+    sigs = np.zeros((600, minhash.NUM_PERM), dtype=np.uint32)  # 600 identical signatures: one bucket per band
     pairs = dedup.near_pairs(sigs, 0.8)
     assert len(pairs) < 600 * 4 and set(dedup.clusters(600, pairs).tolist()) == {0}
 
@@ -137,7 +138,7 @@ def test_missing_libraries_name_the_extra(monkeypatch):
     with pytest.raises(ConfigError, match=r"--diversity needs faiss-cpu: pip install 'selectit\[dedup\]'"):
         diversity.diverse(np.arange(10), np.ones((10, 4), dtype=np.float16), 0.1, exact_limit=4)
     with pytest.raises(ConfigError, match=r"needs rensa: pip install 'selectit\[dedup\]'"):
-        dedup.signatures([rec(0, "a", "b")])
+        minhash.signatures([rec(0, "a", "b")])
 
 
 def test_select_cli_steps_on_a_scored_run(tmp_path):

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import score_file
-from selectit import precision
+from selectit.backends import precision
 
 
 def test_auto_on_a_cpu_with_and_without_native_bfloat16():

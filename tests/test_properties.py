@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from selectit import formats, reflection
-from selectit.selection import rank, select_fraction, select_top
+from selectit.selection.policy import rank, select_fraction, select_top
 
 text = st.text(min_size=1, max_size=40).filter(lambda s: s.strip())
 alpaca = st.fixed_dictionaries(

@@ -11,11 +11,11 @@ import pytest
 pytest.importorskip("sklearn")
 
 from conftest import DEMO, score_file  # noqa: E402
-from selectit import proxy  # noqa: E402
+from selectit.proxy import fit as proxy  # noqa: E402
 from selectit.backends.hf import HFBackend  # noqa: E402
 from selectit.errors import ConfigError  # noqa: E402
 from selectit.measures.features import lengths, ngram_features, record_text  # noqa: E402
-from selectit.proxied import ProxyRefused  # noqa: E402
+from selectit.proxy.job import ProxyRefused  # noqa: E402
 from selectit.records import Record  # noqa: E402
 
 

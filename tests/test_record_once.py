@@ -12,7 +12,7 @@ from selectit.backends.base import response_ids
 from selectit.backends.fake import FakeBackend
 from selectit.backends.hf import HFBackend
 from selectit.measures.losses import instruction_context, record_spans
-from selectit.measures.shared import turn_ids
+from selectit.measures.record_once import turn_ids
 from selectit.records import Record
 from selectit.store import ScoreStore
 
@@ -193,7 +193,7 @@ def test_the_blank_loss_pass_computes_its_shared_context_once(tiny_model, tiny_t
 def test_the_long_way_isolates_a_record_whose_loss_fails():
     """A record whose loss pass fails is marked failed (its ratings stored as failures, no score); the
     batch's other records keep their losses and ratings."""
-    from selectit.measures.shared import _long_way, record_ids
+    from selectit.measures.record_once import _long_way, record_ids
 
     data = json.loads(DEMO.read_text())[:5]
     records = [Record(id=str(i), instruction=r["instruction"], response=r["output"], raw=r) for i, r in enumerate(data)]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from selectit.selection import rank, select_fraction, select_threshold, select_top
+from selectit.selection.policy import rank, select_fraction, select_threshold, select_top
 
 
 def test_rank_is_stable_and_puts_nan_last():

@@ -62,7 +62,7 @@ def score(records: Iterable[dict | Record] | str | os.PathLike, config: RunConfi
 def select(scores, *, fraction: float | None = None, top: int | None = None,
            threshold: float | None = None) -> np.ndarray:
     """Input positions of the selected records, best first. ``scores``: a Scores or an (n,) array."""
-    from selectit.selection import choose
+    from selectit.selection.policy import choose
 
     final = scores.final if hasattr(scores, "final") else np.asarray(scores, dtype=np.float64)
     return choose(final, fraction=fraction, top=top, threshold=threshold)

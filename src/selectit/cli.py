@@ -232,7 +232,7 @@ def score_command(*, input, out, config_file=None, paper=False, mode=None, quiet
 def run_command(*, input, out, fraction=None, top=None, threshold=None, output=None, keep_order=False, report=True,
                 config_file=None, paper=False, mode=None, quiet=False, verbose=False, **kwargs):
     """Score INPUT and select from it in one go (default: the best 20%); write DIR/report.html."""
-    from selectit.selection import choose
+    from selectit.selection.policy import choose
 
     if top is not None or threshold is not None:
         fraction = None
@@ -368,7 +368,7 @@ def compare(run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run
     """Pairwise overlap of the selections (default: best 20%) and Spearman correlation of the scores."""
     from selectit.compare import compare as compare_runs
     from selectit.compare import table, write_csv
-    from selectit.selection import choose
+    from selectit.selection.policy import choose
 
     if fraction is None and top is None and threshold is None:
         fraction = 0.2

@@ -40,7 +40,7 @@ FORMATS = ("alpaca", "sharegpt", "messages")
 CONTAINERS = ("json", "jsonl", "parquet", "csv", "hf")
 EMBEDDINGS = ("auto", "on", "off")
 PROXY_FEATURES = ("ngrams", "token-embeddings", "early", "hidden", "likelihood")  # selectit.measures.features
-PROXY_REGRESSORS = ("ridge", "lightgbm")  # selectit.proxy
+PROXY_REGRESSORS = ("ridge", "lightgbm")  # selectit.proxy.fit
 DEFAULT_NUM_PROMPTS = 5
 MAX_LENGTH = 4096  # tokens the model reads of a record by default; what it cuts: bench/length_cap.py
 EMBEDDED = "embedded"  # --model value of the embedded SmolLM2-135M-Instruct (the default)
@@ -155,7 +155,7 @@ class ModelOptions(_Section):
     """Backend name; heavy libraries are imported only by the chosen one."""
     dtype: str = opt("auto", "auto (bfloat16 where the hardware runs it natively, else float32; --paper: float32), "
                      "float32 (exact), bfloat16 or float16.", choices=DTYPES, panel="Model")
-    """Model weights and activations (the output head stays float32); auto: selectit.precision."""
+    """Model weights and activations (the output head stays float32); auto: selectit.backends.precision."""
     device: str = opt("auto", "auto (cuda when available), cpu, cuda, cuda:N.", panel="Model")
     """Where the model runs."""
     tensor_parallel_size: int = opt(1, "GPUs to split one model over (--backend vllm).", low=1, panel="Model")
@@ -184,7 +184,7 @@ class MeasureSpec(_Section):
                       "pass, the rating prompts as later turns; fastest). Changes the scores.", choices=LAYOUTS, panel="Method")
     """'record-first' puts the record before the rating prompt, so one record's P prompts share its tokens;
     'record-once' also takes the likelihood term's loss given the instruction from the record's pass
-    (selectit.measures.shared)."""
+    (selectit.measures.record_once)."""
     max_length: int = opt(MAX_LENGTH, "Longest prompt in tokens (never over the model's context).", low=16,
                           panel="Method")
     """Longest prompt (and response-loss sequence) in tokens, clamped to the model's context size."""
@@ -296,15 +296,16 @@ class SelectOptions(_Section):
     keep_duplicates: bool = opt(False, "Let exact copies (same instruction, input and response up to case and "
                                 "whitespace) be selected; by default only the first in input order can be.",
                                 panel="Selection")
-    """Turn off exact-duplicate removal (selectit.dedup): by default a copy's later occurrences are never selected."""
+    """Turn off exact-duplicate removal (selectit.selection.dedup): by default a copy's later occurrences are
+    never selected."""
     dedup_threshold: float | None = opt(None, "Near duplicates: records whose word 3-grams have Jaccard >= J "
                                         "(MinHash LSH) form clusters; only each cluster's best-scored record can be "
                                         "selected. pip install 'selectit[dedup]'.", above=0, panel="Selection")
-    """J in (0, 1]: near-duplicate clusters (selectit.dedup); None: off."""
+    """J in (0, 1]: near-duplicate clusters (selectit.selection.dedup); None: off."""
     diversity: float | None = opt(None, "Walk records best first and take one only if its embedding's cosine "
                                   "similarity to every record taken is below 1 - D (DEITA). pip install "
                                   "'selectit[dedup]'.", above=0, panel="Selection")
-    """D in (0, 1]: diversity-aware selection (selectit.diversity); None: off. Needs the run's embeddings."""
+    """D in (0, 1]: diversity-aware selection (selectit.selection.diversity); None: off. Needs the run's embeddings."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -318,10 +319,10 @@ class SelectOptions(_Section):
 class ProxyOptions(_Section):
     proxy: bool = opt(False, "Score a random sample in full, learn the full score from cheap features on it, and "
                       "predict the other records (for 100k+ records). pip install 'selectit[proxy]'.", panel="Proxy")
-    """The learned proxy (selectit.proxy, issue 18): scores.jsonl says which scores are full and which predicted."""
+    """The learned proxy (selectit.proxy.fit, issue 18): scores.jsonl says which scores are full and which predicted."""
     proxy_sample: float | None = opt(None, "Records scored in full: a count N, or a fraction F < 1 (default 5%, at "
                                      "least 2,000).", above=0, panel="Proxy")
-    """Sample size: >= 1 a count, < 1 a fraction; None: 5% with at least 2,000 (selectit.proxy.sample_size)."""
+    """Sample size: >= 1 a count, < 1 a fraction; None: 5% with at least 2,000 (selectit.proxy.fit.sample_size)."""
     proxy_features: str = opt("likelihood", "What the proxy learns from: ngrams (no model), token-embeddings "
                               "(a table lookup), early (the first --proxy-layers layers), hidden (one pass) or "
                               "likelihood (the likelihood term exactly: 2 passes).", choices=PROXY_FEATURES,
@@ -332,7 +333,7 @@ class ProxyOptions(_Section):
     """k: the early rung pools the hidden state after the model's first k layers."""
     proxy_regressor: str = opt("ridge", "ridge (cross-validated strength) or lightgbm.", choices=PROXY_REGRESSORS,
                                panel="Proxy")
-    """The regressor from features to the full score (selectit.proxy.make_regressor)."""
+    """The regressor from features to the full score (selectit.proxy.fit.make_regressor)."""
     proxy_min_spearman: float = opt(0.8, "Refuse to select (exit 2) when the proxy's held-out Spearman is below "
                                     "this.", low=-1, panel="Proxy")
     """The bound on the held-out Spearman below which the run stops with an error instead of predicting."""

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from selectit import engine, formats, proxied, rundir, steps
+from selectit import engine, formats, rundir
+from selectit.proxy import job as proxy_job
+from selectit.selection import steps
 from selectit.config import RunConfig, SelectOptions, flag_for, flat_options, section_of
 from selectit.errors import ConfigError
 from selectit.formats import MemorySource
@@ -20,7 +22,7 @@ from selectit.measures import MissingMeasurement, ModelInfo
 from selectit.methods import Method, configure
 from selectit.records import Record
 from selectit.results import Scores, concat
-from selectit.selection import choose
+from selectit.selection.policy import choose
 from selectit.store import MEMORY, ScoreStore
 
 RESCORABLE = ("method", "num_prompts")  # sections (and fields) a rescore may change without the model
@@ -79,18 +81,18 @@ def score_file(input_path: str | Path, out_dir: str | Path, config: RunConfig, m
 
 def _score_with_proxy(source, out: Path, config: RunConfig, method: Method, prompts: list[str], store_path: Path,
                       start: float, progress: bool) -> Scored:
-    """score_file with --proxy (selectit.proxied): the full method on a sample, predicted scores elsewhere.
+    """score_file with --proxy (selectit.proxy.job): the full method on a sample, predicted scores elsewhere.
     A refused proxy (held-out Spearman under the bound) writes no scores: nothing can be selected."""
     if not method.needs(config, prompts):
         raise ConfigError(f"--proxy predicts a model-based score; --method {method.name} needs no model and is "
                           "as fast without it: drop --proxy")
-    run, sample = proxied.measure(source, config, method, prompts, store_path, progress=progress,
+    run, sample = proxy_job.measure(source, config, method, prompts, store_path, progress=progress,
                                   known=_known_models(out, config))
     rundir.forget_selection(out)
     db = ScoreStore(store_path)
     try:
-        totals = rundir.write_scores(out, proxied.score_chunks(source, sample, run, config, method, prompts, db))
-    except proxied.ProxyRefused:
+        totals = rundir.write_scores(out, proxy_job.score_chunks(source, sample, run, config, method, prompts, db))
+    except proxy_job.ProxyRefused:
         (out / rundir.SCORES).unlink(missing_ok=True)  # no scores a later `select` could read as the method's
         raise
     finally:
@@ -226,7 +228,7 @@ class Selection:
     scores: np.ndarray  # (n,) final scores of every record
     output: Path
     total: int
-    steps: dict = field(default_factory=dict)  # what the selection steps did (selectit.steps)
+    steps: dict = field(default_factory=dict)  # what the selection steps did (selectit.selection.steps)
 
 
 def select_run(run_dir: str | Path, *, fraction: float | None = None, top: int | None = None,
@@ -235,7 +237,7 @@ def select_run(run_dir: str | Path, *, fraction: float | None = None, top: int |
     """Pick records from a scored run and write them in the input's own format, unchanged.
 
     Written best first, or in input order with ``keep_order``. Default output: DIR/selected<ext>.
-    ``options``: duplicates and diversity (selectit.steps; default: exact copies are not selected).
+    ``options``: duplicates and diversity (selectit.selection.steps; default: exact copies are not selected).
     Streamed: only the score column is held ((n,) floats, and what the steps need); the input is read
     again to find copies and to write the chosen records (checking that its ids are those of
     scores.jsonl). The choice is recorded in DIR/selection.json (the report shows it).

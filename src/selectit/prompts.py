@@ -72,7 +72,7 @@ def rating_text(prompt: str, record: Record, layout: str = "prompt-first") -> st
     (``Instruction:{instruction}\nResponse:{response}\n\n{rating_prompt}`` and the same ending), so
     the P prompts of one record share the record's tokens. record-first changes what the model reads.
     record-once reads the record in the Alpaca prompt and the rating prompt as a later turn
-    (selectit.measures.shared); its labels follow the same answer cue, so they resolve on this text.
+    (selectit.measures.record_once); its labels follow the same answer cue, so they resolve on this text.
     """
     if layout == "record-first":
         return f"Instruction:{record.instruction}\nResponse:{record.response}\n\n{prompt}{TEMPLATE_TAIL}"

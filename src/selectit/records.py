@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+_SPACE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -27,3 +30,17 @@ class Record:
 
 class DataError(ValueError):
     """The input data cannot be used as it is; the message says which record and why."""
+
+
+def normalise(text: str) -> str:
+    """``text`` with Unicode case folded and every run of whitespace one space, ends stripped."""
+    return _SPACE.sub(" ", text.casefold()).strip()
+
+
+def copy_fields(record: Record) -> tuple[str, ...]:
+    """What makes a record a copy: (instruction, input, response) of an Alpaca record, else
+    (instruction, response) (a conversation: every turn before the last, the last)."""
+    raw = record.raw if isinstance(record.raw, dict) else {}
+    if isinstance(raw.get("instruction"), str) and isinstance(raw.get("input"), str):
+        return raw["instruction"], raw["input"], record.response
+    return record.instruction, record.response

@@ -5,7 +5,7 @@ value per record) and model-level ones (``ModelRun.columns``, one value per reco
 array (n, ...) in input order, declared by a :class:`Column` (its level and how scores.jsonl writes it)
 in ``Scores.schema``. The method also declares the figures config.json reports per model
 (:class:`Figure`) and why a record got no score. Everything downstream is one generic loop over those
-declarations: :func:`concat` (chunks), selectit.proxied.scatter (the proxy), selectit.rundir.score_rows
+declarations: :func:`concat` (chunks), selectit.proxy.job.scatter (the proxy), selectit.rundir.score_rows
 (scores.jsonl) and selectit.rundir.Totals (config.json).
 
 Produced by selectit.methods (a chunk at a time, or a whole in-memory list through the Python API),

@@ -3,7 +3,7 @@
     DIR/scores.jsonl    one object per input record, in input order (see :func:`score_rows`)
     DIR/config.json     the resolved configuration, prompts, models (with their store keys), figures
     DIR/selected.<ext>  the last selection, in the input's own format (written by selectit.jobs)
-    DIR/selection.json  the last selection's policy, output file, input positions and steps (selectit.steps)
+    DIR/selection.json  the last selection's policy, output file, input positions and steps (selectit.selection.steps)
     DIR/rejects.jsonl   records left out with --skip-bad, with why
     DIR/report.html     the report (selectit.report)
     DIR/store.sqlite    the score store (selectit.store), unless --store puts it elsewhere

@@ -20,7 +20,7 @@ class LoadOptions:
     honour a value other than the default refuses it (see ``Backend.HONOURS``)."""
 
     template: str = "auto"
-    dtype: str = "auto"  # selectit.precision: bfloat16 where native, else float32
+    dtype: str = "auto"  # selectit.backends.precision: bfloat16 where native, else float32
     device: str = "auto"
     max_length: int | None = None
     prefix_cache: bool = True

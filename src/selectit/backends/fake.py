@@ -17,7 +17,7 @@ import numpy as np
 
 from selectit.backends.base import LoadOptions, as_options, clamp_length, first_scored, response_ids
 from selectit.backends.pooling import Spans, positions, token_spans
-from selectit.models import EMBEDDED_ALIASES
+from selectit.backends.models import EMBEDDED_ALIASES
 from selectit.prompts import chat_parts
 
 END = 0  # the end-of-text token: a 0 byte

@@ -16,7 +16,7 @@ import numpy as np
 from selectit.backends.base import LoadOptions, as_options, clamp_length, first_scored, response_ids
 from selectit.backends.pooling import Spans
 from selectit.errors import ConfigError
-from selectit.models import ModelSource, hub_files, resolve_model
+from selectit.backends.models import ModelSource, hub_files, resolve_model
 from selectit.plan import common_prefix_len
 from selectit.prompts import chat_parts, resolve_template
 
@@ -60,7 +60,7 @@ class HFBackend:
         self.fingerprint = {"backend": "hf", "name": name, "source": source, "dtype": str(model.dtype),
                             "template": template, "num_parameters": self.num_parameters}
         self.tokens_computed = 0  # tokens actually run through the model (a shared prefix counts once)
-        self.dtype_reason = "given"  # why this dtype (load: selectit.precision)
+        self.dtype_reason = "given"  # why this dtype (load: selectit.backends.precision)
 
     @classmethod
     def load(cls, spec: str | None, options: LoadOptions | None = None, *, packed: bool | None = None,
@@ -72,7 +72,7 @@ class HFBackend:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from selectit import precision
+        from selectit.backends import precision
 
         o = as_options(options, fields)
         device = ("cuda" if torch.cuda.is_available() else "cpu") if o.device == "auto" else o.device
@@ -325,7 +325,7 @@ class HFBackend:
     def record_pass(self, rows: Sequence[tuple[Sequence[int], int]], suffixes: Sequence[Sequence[int]],
                     label_ids: Sequence[int], pools: Sequence[Sequence[int]] | None = None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """The record-once layout's pass (selectit.measures.shared): each record's tokens run once, the
+        """The record-once layout's pass (selectit.measures.record_once): each record's tokens run once, the
         P rating suffixes read them from the cache.
 
         rows: (ids, response start) per record, as response_ids gives them (the Alpaca prompt, the
@@ -369,7 +369,7 @@ class HFBackend:
         """(B, H) float32: each text's tokens (plain, cut at ``max_length``) mean-pooled after the first
         ``layers`` decoder layers (0: the input token embeddings, a table lookup with no forward pass; the
         model's final norm follows a truncated stack, as it follows the full one). Packed on CPU like
-        the other passes; the output head never runs. For the learned proxy's features (selectit.proxy)."""
+        the other passes; the output head never runs. For the learned proxy's features (selectit.proxy.fit)."""
         from selectit.backends.pooling import mean_rows
 
         torch = self.torch

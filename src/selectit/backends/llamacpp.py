@@ -18,7 +18,7 @@ from selectit.backends.base import LoadOptions, as_options, clamp_length, first_
 from selectit.config import MAX_LENGTH
 from selectit.errors import ConfigError, optional_import
 from selectit.plan import common_prefix_len
-from selectit.models import resolve_model
+from selectit.backends.models import resolve_model
 from selectit.prompts import chat_parts, resolve_template
 
 

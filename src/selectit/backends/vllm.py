@@ -40,7 +40,7 @@ import numpy as np
 
 from selectit.backends.base import LoadOptions, as_options, clamp_length, first_scored, response_ids
 from selectit.errors import ConfigError, optional_import
-from selectit.models import hub_files, resolve_model
+from selectit.backends.models import hub_files, resolve_model
 from selectit.prompts import resolve_template
 
 DEFAULT_TOPK = 100  # top-k logprobs requested when logprob_token_ids is not available
@@ -207,7 +207,7 @@ class VLLMBackend:
     def load(cls, spec: str | None, options: LoadOptions | None = None, *, topk: int = DEFAULT_TOPK,
              **fields) -> VLLMBackend:
         """Load a model folder or hub id (safetensors) into a vLLM engine on the visible GPUs."""
-        from selectit import precision
+        from selectit.backends import precision
 
         o = as_options(options, fields)
         template, device = o.template, o.device

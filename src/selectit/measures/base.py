@@ -44,7 +44,7 @@ class ModelInfo:
     load_seconds: float = 0.0
     stored: int = 0  # records whose measurements were all in the store already
     dtype: str = ""  # what the model ran in (--dtype auto resolved), where the backend has one
-    dtype_reason: str = ""  # why (selectit.precision)
+    dtype_reason: str = ""  # why (selectit.backends.precision)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,6 +1,6 @@
 """One batch of rating rows through a backend, safely: out of memory, the batch is split in halves and
 retried, never skipped; any other failure, the rows are retried one by one and a row that still fails
-gets NaN and its error, for that row alone (used by selectit.measures.ratings and .shared)."""
+gets NaN and its error, for that row alone (used by selectit.measures.ratings and .record_once)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Record embeddings (issue 16): the scoring model's last hidden state, mean-pooled over the record's own
 tokens, read off a forward pass the run makes anyway, stored as float16 (2 bytes per hidden unit:
-1,152 bytes a record for SmolLM2-135M). ``--diversity`` selects with them (selectit.diversity).
+1,152 bytes a record for SmolLM2-135M). ``--diversity`` selects with them (selectit.selection.diversity).
 
 Which pass, and so which tokens (only the record's own tokens are pooled, never a template's words):
 
@@ -10,7 +10,7 @@ Which pass, and so which tokens (only the record's own tokens are pooled, never 
   input when there is one, and of the response; not the prompt's fixed words nor the end-of-text
   token. The model is causal, so these hidden states are the same whether the end token follows or
   not: the pass with it and the pass without it give one embedding (one store kind).
-  The record-once layout's pass (selectit.measures.shared) reads those same tokens: with it the
+  The record-once layout's pass (selectit.measures.record_once) reads those same tokens: with it the
   embedding rides on that pass (still kind ``ALPACA``, under the ratings' store key).
 - ``RATING``, riding on the first rating prompt's pass (``--paper`` and the other methods without a
   loss pass): the tokens of the instruction (with its input) and of the response inside the rating
@@ -34,7 +34,7 @@ from selectit.errors import ConfigError
 from selectit.measures.base import EMBEDDING_DTYPE, Measure, ModelInfo, Outcome, stored_vectors
 from selectit.measures.losses import CONDITIONED, Losses, text_losses
 from selectit.measures.ratings import Ratings, score_items
-from selectit.measures.shared import LAYOUT
+from selectit.measures.record_once import LAYOUT
 from selectit.records import Record
 from selectit.store import ScoreStore, prompt_key
 

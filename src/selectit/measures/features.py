@@ -1,4 +1,4 @@
-"""Cheap features of a record for the learned proxy (issue 18, selectit.proxy), a ladder from cheapest
+"""Cheap features of a record for the learned proxy (issue 18, selectit.proxy.fit), a ladder from cheapest
 to richest (``--proxy-features``):
 
 - ``ngrams``: hashed word 1- and 2-grams of the instruction and of the response, and lengths. No model.

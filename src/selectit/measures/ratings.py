@@ -16,7 +16,7 @@ import numpy as np
 
 from selectit.backends.pooling import token_spans
 from selectit.labels import resolve_label_ids
-from selectit.measures import shared
+from selectit.measures import record_once
 from selectit.measures.base import Measure, MissingMeasurement, ModelInfo, Outcome, Progress
 from selectit.measures.batches import label_probs
 from selectit.plan import plan_batches
@@ -66,7 +66,7 @@ class Ratings(Measure):
 
     def passes(self) -> float:
         # record-once: the record's pass, and P short turns that together cost about as much again
-        return 2.0 if self.layout == shared.LAYOUT else float(len(self.prompts))
+        return 2.0 if self.layout == record_once.LAYOUT else float(len(self.prompts))
 
     def compute(self, backend, info, records, store, execution, progress=None) -> Outcome:
         return score_items(backend, info, records, self.prompts, self.layout, self.overlong, execution, store,
@@ -123,14 +123,14 @@ def score_items(backend, info: ModelInfo, records: Sequence[Record], prompts: Se
                 embed: str | None = None) -> Outcome:
     """Run one model over every (record, prompt) pair of ``records`` into ``store``; with ``embed`` (a
     vector kind), also store each record's pooled last hidden state from its first prompt's pass
-    (selectit.measures.embeddings), float16. The record-once layout: selectit.measures.shared.
+    (selectit.measures.embeddings), float16. The record-once layout: selectit.measures.record_once.
 
     Batches whose pairs are all stored are not run again and every computed batch is stored as one
     transaction, so a killed run resumes where it stopped; the batch plan depends only on the
     records, so a resumed run computes every batch exactly as an uninterrupted one would. A pair the
     model fails on is stored as a failure (NaN, with its reason), never as a score."""
-    if layout == shared.LAYOUT:
-        return shared.score_records(backend, info, records, prompts, overlong, execution, store, progress, embed)
+    if layout == record_once.LAYOUT:
+        return record_once.score_records(backend, info, records, prompts, overlong, execution, store, progress, embed)
     key = info.keys["ratings"]
     items = _Items.build(backend, records, prompts, overlong, layout, info.max_length, pool=embed is not None)
     batches = plan_batches(items.ids, items.groups(len(prompts), layout), batch_size=execution.batch_size,

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from selectit import diversity
+from selectit.selection import diversity
 from selectit.version import __version__
 from selectit.report import figures, page, stats
 from selectit.report.load import RunView

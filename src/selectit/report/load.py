@@ -9,8 +9,8 @@ import numpy as np
 
 from selectit.errors import USER_ERRORS
 from selectit.rundir import ids_digest, read_run, read_selection, scored_input
-from selectit.selection import choose
-from selectit.steps import load_embeddings, store_path
+from selectit.selection.policy import choose
+from selectit.selection.steps import load_embeddings, store_path
 
 DEFAULT_FRACTION = 0.2
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from selectit import precision
+from selectit.backends import precision
 from selectit.backends import HONOURS, Backend, LoadOptions, load_backend
 from selectit.config import RunConfig
 from selectit.formats import Source

@@ -1,13 +1,13 @@
 """The selection steps between a run's scores and its selection (issue 16), in this order:
 
 1. **Exact duplicates** (unless ``--keep-duplicates``): a record equal to an earlier one (instruction,
-   input and response, up to case and whitespace: selectit.dedup) is never selected.
+   input and response, up to case and whitespace: selectit.selection.dedup) is never selected.
 2. **Near duplicates** (``--dedup-threshold J``): MinHash LSH clusters; only each cluster's best-scored
    record can be selected. The signatures are a measurement (selectit.measures.minhash) kept in the
    run's score store: computed on the first selection that needs them, read back after.
 3. **The policy**: ``--fraction F`` (floor(N x F) records, N all records of the input, copies included),
    ``--top N`` or ``--threshold T``, best score first; with ``--diversity D`` the walk of
-   selectit.diversity fills the budget instead (a threshold run walks every record scoring >= T).
+   selectit.selection.diversity fills the budget instead (a threshold run walks every record scoring >= T).
 
 Memory: scores (8 bytes a record), exact keys (8), with near dedup the signatures (512), with diversity
 the embeddings (2 x hidden size: 1,152 for SmolLM2); bench/README.md gives the figures at 1M records.
@@ -21,12 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from selectit import dedup, diversity, rundir
+from selectit import rundir
+from selectit.selection import dedup, diversity
 from selectit.config import SelectOptions
 from selectit.errors import ConfigError
 from selectit.measures.base import EMBEDDING_DTYPE, stored_vectors
 from selectit.measures.minhash import MinHashes
-from selectit.selection import choose, rank
+from selectit.selection.policy import choose, rank
 from selectit.store import ScoreStore
 
 CLUSTERS_KEPT = 50  # largest duplicate clusters written to selection.json (for the report)

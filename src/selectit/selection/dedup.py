@@ -1,11 +1,12 @@
 """Duplicates at selection time (issue 16): a record's exact and near copies are never selected with it.
 
-- **Exact**: records whose instruction, Alpaca input and response are equal after :func:`normalise`
-  (Unicode case folded, every run of whitespace one space, ends stripped) are one record: the first in
-  input order can be selected, the others never. Compared by a 64-bit hash of the normalised fields
-  (:func:`exact_keys`; two different records collide with probability ~n^2 / 2^65, 3e-8 at 1M).
-- **Near**: MinHash signatures (rensa's R-MinHash, :data:`NUM_PERM` values a record) of the word
-  3-grams (:func:`shingles`) of instruction, input and response, normalised alike; LSH banding
+- **Exact**: records whose instruction, Alpaca input and response are equal after normalising
+  (:func:`selectit.records.normalise`: Unicode case folded, every run of whitespace one space, ends
+  stripped) are one record: the first in input order can be selected, the others never. Compared by a
+  64-bit hash of the normalised fields (:func:`exact_keys`; two different records collide with
+  probability ~n^2 / 2^65, 3e-8 at 1M).
+- **Near**: MinHash signatures (rensa's R-MinHash, ``NUM_PERM`` values a record) of the word 3-grams of
+  instruction, input and response, normalised alike (selectit.measures.minhash); LSH banding
   (:func:`candidate_pairs`: bands of ``r`` rows, ``b`` bands chosen for the threshold as datasketch's
   MinHashLSH chooses them) proposes pairs (in a band bucket of more than :data:`BUCKET` records, each
   with the bucket's first and the one before it), and a pair is kept when its estimated Jaccard (the
@@ -20,41 +21,23 @@ Pure functions on arrays; the signatures are a measurement kept in the score sto
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable
 from functools import lru_cache
 
 import numpy as np
 
-from selectit.records import Record
+from selectit.measures.minhash import NUM_PERM
+from selectit.records import Record, copy_fields, normalise
 
-NUM_PERM = 128  # signature length: 512 bytes a record as uint32
-SHINGLE = 3  # words per shingle
-SEED = 1
 BUCKET = 256  # records sharing one LSH band beyond this are compared with the first and the one before only
-_WORD = re.compile(r"\w+")
-_SPACE = re.compile(r"\s+")
-
-
-def normalise(text: str) -> str:
-    """``text`` with Unicode case folded and every run of whitespace one space, ends stripped."""
-    return _SPACE.sub(" ", text.casefold()).strip()
-
-
-def fields(record: Record) -> tuple[str, ...]:
-    """What makes a record a copy: (instruction, input, response) of an Alpaca record, else
-    (instruction, response) (a conversation: every turn before the last, the last)."""
-    raw = record.raw if isinstance(record.raw, dict) else {}
-    if isinstance(raw.get("instruction"), str) and isinstance(raw.get("input"), str):
-        return raw["instruction"], raw["input"], record.response
-    return record.instruction, record.response
 
 
 def exact_keys(records: Iterable[Record]) -> np.ndarray:
     """(n,) uint64: a hash of each record's normalised fields (equal for exact copies)."""
     out = []
     for r in records:
-        digest = hashlib.blake2b("\0".join(normalise(f) for f in fields(r)).encode("utf-8"), digest_size=8).digest()
+        text = "\0".join(normalise(f) for f in copy_fields(r))
+        digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
         out.append(int.from_bytes(digest, "little"))
     return np.array(out, dtype=np.uint64)
 
@@ -63,24 +46,6 @@ def first_copies(keys: np.ndarray) -> np.ndarray:
     """(n,) int64: for each record, the position of the first record with its key (itself if first)."""
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     return first[inverse.reshape(-1)].astype(np.int64)
-
-
-def shingles(record: Record) -> list[str]:
-    """The word 3-grams of the record's normalised fields (one shingle of all words when fewer than 3)."""
-    words = _WORD.findall(normalise(" ".join(fields(record))))
-    return [" ".join(words[k : k + SHINGLE]) for k in range(max(len(words) - SHINGLE + 1, 1))]
-
-
-def signatures(records: Iterable[Record]) -> np.ndarray:
-    """(n, NUM_PERM) uint32 MinHash signatures (rensa R-MinHash, seed SEED) of the records' shingles."""
-    from selectit.errors import optional_import
-
-    rensa = optional_import("rensa", "--dedup-threshold (near duplicates) needs rensa", "dedup")
-    sets = [shingles(r) for r in records]
-    if not sets:
-        return np.zeros((0, NUM_PERM), dtype=np.uint32)
-    matrix = rensa.RMinHash.digest_matrix_from_token_sets(sets, num_perm=NUM_PERM, seed=SEED)
-    return np.asarray(matrix.to_rows(), dtype=np.uint32)
 
 
 @lru_cache(maxsize=64)

@@ -1,6 +1,6 @@
 """The ``--proxy`` scoring job (issue 18): the full method on a seeded random sample, cheap features of
 every record (selectit.measures.features), a regressor from features to the full score fitted and judged
-on the sample (selectit.proxy), and predicted scores for the other records, streamed chunk by chunk.
+on the sample (selectit.proxy.fit), and predicted scores for the other records, streamed chunk by chunk.
 
 Everything measured goes to the score store like any measurement: a rerun (a larger sample, another
 rung, after a kill) computes only what is missing. scores.jsonl gets a ``scored_by`` column, "full" or
@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from selectit import engine, proxy
+from selectit import engine
+from selectit.proxy import fit as proxy_fit
 from selectit.backends import EMBEDS
 from selectit.config import RunConfig
 from selectit.errors import ConfigError
@@ -41,7 +42,7 @@ class ProxyRun:
     models: list[ModelInfo]
     feature_models: list[ModelInfo]
     positions: np.ndarray  # (m,) input positions scored in full
-    fit: proxy.ProxyFit | None  # None: the sample is the whole input
+    fit: proxy_fit.ProxyFit | None  # None: the sample is the whole input
     figures: dict = field(default_factory=dict)
 
 
@@ -50,10 +51,10 @@ def measure(source, config: RunConfig, method: Method, prompts: Sequence[str], s
     """Step 1 and 2: the full method's measurements on the sample, the features' on every record."""
     opts = config.proxy
     rung_check(config)
-    proxy.make_regressor(opts.proxy_regressor, opts.proxy_seed)  # a missing library fails before any work
+    proxy_fit.make_regressor(opts.proxy_regressor, opts.proxy_seed)  # a missing library fails before any work
     n = len(source)
-    size = proxy.sample_size(n, opts.proxy_sample)
-    positions = proxy.sample_positions(n, size, opts.proxy_seed)
+    size = proxy_fit.sample_size(n, opts.proxy_sample)
+    positions = proxy_fit.sample_positions(n, size, opts.proxy_seed)
     sample = MemorySource(_pick(source, positions), config.execution.chunk_size, getattr(source, "path", None))
     start = time.perf_counter()
     models = engine.measure(sample, config, method, prompts, store, progress=progress, known=known)
@@ -96,7 +97,7 @@ def score_chunks(source, sample: MemorySource, run: ProxyRun, config: RunConfig,
     if len(sample) < n:
         start = time.perf_counter()
         X = features(opts.proxy_features, opts.proxy_layers, sample.items, run.feature_models, db, term)
-        run.fit = proxy.fit(X, full.final, regressor=opts.proxy_regressor, seed=opts.proxy_seed)
+        run.fit = proxy_fit.fit(X, full.final, regressor=opts.proxy_regressor, seed=opts.proxy_seed)
         run.figures.update(run.fit.figures())
         run.figures["seconds"]["fit"] = round(time.perf_counter() - start, 3)
         _check(run.fit, opts.proxy_min_spearman)
@@ -119,7 +120,7 @@ def score_chunks(source, sample: MemorySource, run: ProxyRun, config: RunConfig,
     run.figures["seconds"]["predict"] = round(predict_seconds, 3)
 
 
-def _check(fit: proxy.ProxyFit, bound: float) -> None:
+def _check(fit: proxy_fit.ProxyFit, bound: float) -> None:
     if not fit.spearman >= bound:  # NaN (a constant prediction) fails too
         rho = "undefined (constant scores)" if np.isnan(fit.spearman) else f"{fit.spearman:.3f}"
         raise ProxyRefused(
