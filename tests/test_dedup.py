@@ -14,6 +14,7 @@ from selectit.errors import ConfigError
 from selectit.formats import MemorySource
 from selectit.jobs import select_run
 from selectit.records import Record
+from selectit.selection.policy import Policy
 from selectit.selection.steps import choose_run
 
 LONG = ("The water cycle describes how water evaporates from the surface of the earth, rises into the atmosphere, "
@@ -27,8 +28,8 @@ def rec(i, instruction, output, inp=""):
 
 def steps(records, scores, **options):
     source = MemorySource(records, chunk_size=3)  # several chunks: the steps stream them
-    return choose_run(source, {}, np.asarray(scores, dtype=np.float64), SelectOptions(**options), store=":memory:",
-                      top=len(records))
+    return choose_run(source, {}, np.asarray(scores, dtype=np.float64), SelectOptions(**options), ":memory:",
+                      Policy(top=len(records)))
 
 
 def test_exact_copies_count_once_up_to_case_and_whitespace_the_first_is_kept():

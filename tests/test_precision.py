@@ -35,9 +35,12 @@ def test_cpu_flags_from_cpuinfo(tmp_path):
 
 def test_explicit_dtypes_and_the_published_method():
     assert precision.resolve("bfloat16", "cpu") == ("bfloat16", "--dtype bfloat16")
-    assert precision.for_method("auto", "paper") == ("float32", "--method paper is the published computation: float32")
-    assert precision.for_method("auto", "selectit") == ("auto", None)
-    assert precision.for_method("bfloat16", "paper") == ("bfloat16", None)  # asked for: honoured
+    from selectit.methods import METHODS
+
+    assert [name for name, m in METHODS.items() if m.exact] == ["paper", "reference"]  # the published computations
+    assert precision.for_method("auto", "paper", True) == ("float32", "--method paper is the published computation: float32")
+    assert precision.for_method("auto", "selectit", False) == ("auto", None)
+    assert precision.for_method("bfloat16", "paper", True) == ("bfloat16", None)  # asked for: honoured
 
 
 @pytest.mark.parametrize("flag, want", [("1", "bfloat16"), ("0", "float32")])

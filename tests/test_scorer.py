@@ -202,3 +202,18 @@ def test_a_backend_missing_part_of_the_protocol_is_refused_before_scoring(alpaca
 
     with pytest.raises(ConfigError, match="does not implement .*response_losses"):
         selectit.score(alpaca_records[:3], backends=[NoLosses()], likelihood_weight=1.0)
+
+
+def test_an_option_a_backend_cannot_honour_is_refused_with_its_flag_as_typed():
+    from selectit.backends import LoadOptions, check_options
+    from selectit.config import spelled
+
+    with pytest.raises(ConfigError, match=r"^the fake backend cannot honour --dtype float16 \(needs --backend hf or "
+                       r"vllm\); drop it"):
+        check_options("fake", LoadOptions(dtype="float16"))
+    with pytest.raises(ConfigError, match=r"cannot honour --no-prefix-cache, --trust-remote-code \(needs --backend hf "
+                       r"or vllm\)"):
+        check_options("llamacpp", LoadOptions(prefix_cache=False, trust_remote_code=True))
+    check_options("llamacpp", LoadOptions(max_length=512))  # honoured: no error
+    assert spelled("tensor_parallel_size", 2) == "--tensor-parallel-size 2"
+    assert spelled("keep_duplicates", True) == "--keep-duplicates"

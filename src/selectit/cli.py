@@ -232,13 +232,13 @@ def score_command(*, input, out, config_file=None, paper=False, mode=None, quiet
 def run_command(*, input, out, fraction=None, top=None, threshold=None, output=None, keep_order=False, report=True,
                 config_file=None, paper=False, mode=None, quiet=False, verbose=False, **kwargs):
     """Score INPUT and select from it in one go (default: the best 20%); write DIR/report.html."""
-    from selectit.selection.policy import choose
+    from selectit.selection.policy import Policy
 
     if top is not None or threshold is not None:
         fraction = None
     elif fraction is None:
         fraction = 0.2
-    choose([0.0], fraction=fraction, top=top, threshold=threshold)  # fail before scoring
+    Policy(fraction, top, threshold)  # a bad policy fails before scoring
     picked = {k: kwargs.pop(k) for k in SELECT_FIELDS}
     options = _select_options(picked, config_file)  # fail before scoring
     _score_job(input, out, config_file, paper, mode, quiet, verbose, kwargs)
@@ -368,12 +368,12 @@ def compare(run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run
     """Pairwise overlap of the selections (default: best 20%) and Spearman correlation of the scores."""
     from selectit.compare import compare as compare_runs
     from selectit.compare import table, write_csv
-    from selectit.selection.policy import choose
+    from selectit.selection.policy import Policy
 
     if fraction is None and top is None and threshold is None:
         fraction = 0.2
-    choose([0.0], fraction=fraction, top=top, threshold=threshold)  # fail before reading
-    pairs = compare_runs(run_dirs, lambda s: choose(s, fraction=fraction, top=top, threshold=threshold))
+    policy = Policy(fraction, top, threshold)  # a bad policy fails before reading
+    pairs = compare_runs(run_dirs, policy.choose)
     typer.echo(table(pairs))
     if csv is not None:
         write_csv(pairs, csv)

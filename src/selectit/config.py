@@ -441,7 +441,7 @@ def apply_preset(options: dict, preset: Mapping, *, given: Collection[str], sour
     error naming ``source`` (what set the preset, e.g. "--paper")."""
     clash = [k for k, v in preset.items() if k in given and k in options and options[k] != v]
     if clash:
-        flags = ", ".join(f"{flag_for(k)} {_spell(options[k])}" for k in clash)
+        flags = ", ".join(spelled(k, options[k]) for k in clash)
         raise ConfigError(f"{source} uses the published method; drop {flags}")
     return {**options, **preset}
 
@@ -456,8 +456,13 @@ def flag_for(name: str) -> str:
     return flag_of(_field(name))
 
 
-def _spell(value) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
+def spelled(name: str, value) -> str:
+    """The command-line words that give the field called ``name`` this value: ``--dtype float16``, a switch
+    ``--trust-remote-code``, a switch turned off ``--no-prefix-cache``."""
+    flag = flag_for(name)
+    if isinstance(value, bool):
+        return flag if value else f"--no-{flag[2:]}"
+    return f"{flag} {value}"
 
 
 def build(options: Mapping | None = None, *, given: Collection[str] | None = None, preset: Mapping | None = None,
@@ -476,6 +481,6 @@ def build(options: Mapping | None = None, *, given: Collection[str] | None = Non
 
 
 __all__ = ["BACKENDS", "RunConfig", "ModelOptions", "MeasureSpec", "MethodParams", "Execution", "InputOptions",
-           "ProxyOptions", "SelectOptions", "SECTIONS", "all_fields", "apply_preset", "build", "flag_for", "flag_of", "flat_options",
+           "ProxyOptions", "SelectOptions", "SECTIONS", "all_fields", "apply_preset", "build", "flag_for", "flag_of", "spelled", "flat_options",
            "load_file",
            "opt", "section_of"]

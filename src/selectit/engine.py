@@ -20,7 +20,7 @@ from selectit.results import Scores
 from selectit.store import ScoreStore
 
 
-def measure(source, config: RunConfig, method: Method, prompts: Sequence[str], store: Path, *,
+def measure(source, config: RunConfig, method: Method, prompts: Sequence[str], store: Path | ScoreStore, *,
             progress: bool = True, known: list[ModelInfo] | None = None) -> list[ModelInfo]:
     """Compute what ``method`` needs for every record of ``source`` with every model into ``store``;
     returns the models as measured (names made unique). No model is loaded for a method that needs none,

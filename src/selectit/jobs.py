@@ -15,14 +15,14 @@ import numpy as np
 from selectit import engine, formats, rundir
 from selectit.proxy import job as proxy_job
 from selectit.selection import steps
-from selectit.config import RunConfig, SelectOptions, flag_for, flat_options, section_of
+from selectit.config import RunConfig, SelectOptions, flag_for, flat_options, section_of, spelled
 from selectit.errors import ConfigError
 from selectit.formats import MemorySource
 from selectit.measures import MissingMeasurement, ModelInfo
 from selectit.methods import Method, configure
 from selectit.records import Record
 from selectit.results import Scores, concat
-from selectit.selection.policy import choose
+from selectit.selection.policy import Policy
 from selectit.store import MEMORY, ScoreStore
 
 RESCORABLE = ("method", "num_prompts")  # sections (and fields) a rescore may change without the model
@@ -215,8 +215,8 @@ def _check_same_measurements(config: RunConfig, cfg: dict, method: Method) -> No
                   and not (k == "template" and resolved == {now[k]})]
         if differ:
             k = differ[0]
-            raise ConfigError(f"--method {method.name} needs {flag_for(k)} {now[k]}, this run measured with "
-                              f"{flag_for(k)} {before[k]}; score the input with it (`selectit score` reuses "
+            raise ConfigError(f"--method {method.name} needs {spelled(k, now[k])}, this run measured with "
+                              f"{spelled(k, before[k])}; score the input with it (`selectit score` reuses "
                               "what is stored)")
 
 
@@ -246,10 +246,10 @@ def select_run(run_dir: str | Path, *, fraction: float | None = None, top: int |
     with rundir.locked(run_dir, "selectit select", BUSY):  # not from scores another command is replacing
         cfg = rundir.read_config(run_dir)
         scores, digest = rundir.score_column(run_dir)
-        choose(scores[:0], fraction=fraction, top=top, threshold=threshold)  # a bad policy fails before reading
+        policy = Policy(fraction, top, threshold)  # a bad policy fails before reading
         source = rundir.scored_input(run_dir, cfg, len(scores), digest, "cannot write the selection")
         chosen = steps.choose_run(source, cfg, scores, options or SelectOptions(), steps.store_path(run_dir, cfg),
-                                  fraction=fraction, top=top, threshold=threshold)
+                                  policy)
         indices = np.sort(chosen.indices) if keep_order else chosen.indices
         out = Path(output) if output else Path(run_dir) / f"selected{formats.selection_suffix(source)}"
         formats.write_selection(source, indices, out)
@@ -278,12 +278,11 @@ def score_records(records: Sequence[Record], config: RunConfig, method: Method, 
         pools = backends is None or all(hasattr(b, "pooled_losses") and hasattr(b, "pooled_label_probs")
                                         for b in backends)  # an API user's own backend may give no hidden states
         needs = engine.run_needs(config, method, prompts, embeds=pools)
-        if backends is None and config.execution.runner == "ray":
-            if str(db.path) == MEMORY:
+        if backends is None:
+            ray = config.execution.runner == "ray"
+            if ray and str(db.path) == MEMORY:
                 raise ConfigError("--runner ray needs a score store on disk: pass store=PATH")
-            models = engine.measure(source, config, method, prompts, db.path, progress=progress)
-        elif backends is None:
-            models = _measure_loaded(source, config, method, prompts, db, progress)
+            models = engine.measure(source, config, method, prompts, db.path if ray else db, progress=progress)
         else:
             for b in backends:
                 check_backend(b)
@@ -312,25 +311,3 @@ def check_backend(backend) -> None:
     if members:
         raise ConfigError(f"backend {getattr(backend, 'name', backend)!r} does not implement the Backend protocol "
                           f"(selectit.backends.base.Backend): it lacks {', '.join(sorted(members))}")
-
-
-def _measure_loaded(source, config, method, prompts, db, progress) -> list[ModelInfo]:
-    """engine.measure into an open (in-memory) store: models loaded one at a time, locally."""
-    import gc
-
-    from selectit.runners.local import measure_with
-    from selectit.runners.shard import load_model
-
-    needs = engine.run_needs(config, method, prompts)
-    if not needs:
-        return []
-    models = []
-    for m, spec in enumerate(config.model.models):
-        backend = load_model(config, spec)
-        models.append(measure_with(backend, spec, source, config, needs, db, progress=progress,
-                                   desc=f"model {m + 1}/{len(config.model.models)}"))
-        del backend
-        gc.collect()
-    engine.unique_names(models)
-    return models
-

@@ -10,12 +10,9 @@ from __future__ import annotations
 from dataclasses import fields
 
 from selectit.backends.base import Backend, LoadOptions, as_options, clamp_length, response_ids
+from selectit.config import BACKENDS, spelled
 from selectit.errors import ConfigError
 
-BACKENDS = ("hf", "llamacpp", "vllm", "fake")
-_FLAGS = {"template": "--template", "dtype": "--dtype", "device": "--device", "max_length": "--max-length",
-          "prefix_cache": "--no-prefix-cache", "trust_remote_code": "--trust-remote-code",
-          "allow_pickle": "--allow-pickle", "tensor_parallel_size": "--tensor-parallel-size"}
 # The options each backend can honour beyond their defaults; any other non-default option is refused.
 HONOURS = {
     "hf": {"template", "dtype", "device", "max_length", "prefix_cache", "trust_remote_code", "allow_pickle"},
@@ -43,8 +40,7 @@ def check_options(name: str, options: LoadOptions) -> None:
     refused = [f.name for f in fields(LoadOptions)
                if getattr(options, f.name) != getattr(default, f.name) and f.name not in HONOURS[name]]
     if refused:
-        flags = ", ".join(_FLAGS[k] + ("" if isinstance(getattr(options, k), bool) else f" {getattr(options, k)}")
-                          for k in refused)
+        flags = ", ".join(spelled(k, getattr(options, k)) for k in refused)
         which = [b for b in BACKENDS if set(refused) <= HONOURS[b]]
         hint = f"needs --backend {' or '.join(which)}" if which else "no backend honours it"
         raise ConfigError(f"the {name} backend cannot honour {flags} ({hint}); drop it or use another --backend")

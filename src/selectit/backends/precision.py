@@ -18,7 +18,6 @@ from collections.abc import Collection
 from pathlib import Path
 
 NATIVE_CPU = ("amx_bf16", "avx512_bf16")
-EXACT_METHODS = ("paper", "reference")  # run in float32 under --dtype auto
 ENV = "SELECTIT_BF16"
 
 
@@ -58,8 +57,9 @@ def resolve(requested: str, device_type: str, *, cuda_bf16: bool = False) -> tup
     return choose(device_type, cuda_bf16=cuda_bf16, flags=flags, env=os.environ.get(ENV))
 
 
-def for_method(requested: str, method: str) -> tuple[str, str | None]:
-    """(dtype to load with, why it is not ``requested``): the exact methods run auto as float32."""
-    if requested == "auto" and method in EXACT_METHODS:
+def for_method(requested: str, method: str, exact: bool) -> tuple[str, str | None]:
+    """(dtype to load with, why it is not ``requested``): an ``exact`` method (the attribute of
+    selectit.methods.base.Method: a published computation) runs auto as float32."""
+    if requested == "auto" and exact:
         return "float32", f"--method {method} is the published computation: float32"
     return requested, None

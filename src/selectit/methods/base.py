@@ -54,6 +54,7 @@ class Method(ABC):
     cite: str = ""  # where the method comes from
     models: str = "any"  # how many models it uses: "any", "one" or "none"
     preset: Mapping[str, Any] = {}  # configuration fields this method fixes (applied by selectit.config.build)
+    exact: bool = False  # a published computation: --dtype auto runs it in float32 (selectit.backends.precision)
 
     @abstractmethod
     def needs(self, config: RunConfig, prompts: Sequence[str]) -> list[Measure]:

@@ -19,3 +19,4 @@ class Paper(SelectIT):
     summary = "the published method: plain template, argmax token score, no likelihood term"
     cite = "Liu et al., NeurIPS 2024"
     preset = PAPER
+    exact = True

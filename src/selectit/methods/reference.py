@@ -23,6 +23,7 @@ class Reference(SelectIT):
     summary = "the authors' scripts: the published method with softmax renormalisation and their model weights"
     cite = "github.com/Blue-Raincoat/SelectIT"
     preset = PAPER
+    exact = True
     normalisation = "reference"
 
     def weights(self, runs: list[ModelRun], config: RunConfig) -> np.ndarray:

@@ -11,12 +11,13 @@ from pathlib import Path
 from selectit.config import RunConfig
 from selectit.formats import Source
 from selectit.measures import Measure, ModelInfo
+from selectit.store import ScoreStore
 
 
-def measure_models(source: Source, config: RunConfig, measures: Sequence[Measure], store: Path, *,
+def measure_models(source: Source, config: RunConfig, measures: Sequence[Measure], store: Path | ScoreStore, *,
                    progress: bool = True) -> list[ModelInfo]:
     """Compute ``measures`` for every chunk of ``source`` with every model of ``config``, one model after
-    the other, on ``config.execution.runner``."""
+    the other, on ``config.execution.runner``. ``store``: a path, or (local runner only) an open store."""
     models, ex = config.model.models, config.execution
     infos = []
     for m, spec in enumerate(models):

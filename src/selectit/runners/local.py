@@ -16,17 +16,19 @@ from selectit.runners.shard import load_model, measure_shard, model_info
 from selectit.store import ScoreStore
 
 
-def measure_model(source: Source, spec: str | None, config: RunConfig, measures: Sequence[Measure], store: Path, *,
-                  progress: bool = True, desc: str = "model") -> ModelInfo:
-    """Load ``spec`` once and compute ``measures`` over every chunk of ``source`` into the store at ``store``."""
+def measure_model(source: Source, spec: str | None, config: RunConfig, measures: Sequence[Measure],
+                  store: Path | ScoreStore, *, progress: bool = True, desc: str = "model") -> ModelInfo:
+    """Load ``spec`` once and compute ``measures`` over every chunk of ``source`` into ``store`` (a path, opened
+    and closed here, or an open store such as the Python API's in-memory one, left open)."""
     start = time.perf_counter()
     backend = load_model(config, spec)
     load_seconds = time.perf_counter() - start
-    db = ScoreStore(store)
+    db = store if isinstance(store, ScoreStore) else ScoreStore(store)
     try:
         info = measure_with(backend, spec, source, config, measures, db, progress=progress, desc=desc)
     finally:
-        db.close()
+        if db is not store:
+            db.close()
     info.load_seconds = load_seconds
     del backend
     gc.collect()

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from selectit.backends import precision
-from selectit.backends import HONOURS, Backend, LoadOptions, load_backend
+from selectit.backends import HONOURS, Backend, LoadOptions, load_backend, precision
 from selectit.config import RunConfig
 from selectit.formats import Source
 from selectit.measures import Measure, ModelInfo, Outcome, Progress, describe_model
+from selectit.methods import get
 from selectit.records import Record
 from selectit.store import ScoreStore
 
@@ -17,7 +17,8 @@ from selectit.store import ScoreStore
 def load_model(config: RunConfig, spec: str | None) -> Backend:
     """Load one model of ``config`` with its backend and options."""
     m = config.model
-    dtype, why = precision.for_method(m.dtype, config.method.method)
+    method = get(config.method.method)
+    dtype, why = precision.for_method(m.dtype, method.name, method.exact)
     if why is not None and "dtype" not in HONOURS[m.backend]:
         dtype = m.dtype  # llama.cpp runs the GGUF as shipped, the fake backend has no dtype
     backend = load_backend(m.backend, spec, LoadOptions(

@@ -2,11 +2,13 @@
 
 Every policy ranks by score, descending, with a stable sort: equal scores keep input order.
 Records whose score is NaN (no probability on any rating label) rank last and are never selected.
+A :class:`Policy` is checked when it is made, so a command makes it first and fails before any work.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,14 +26,18 @@ def _valid_count(s: np.ndarray) -> int:
     return int(np.isfinite(s).sum())
 
 
-def select_fraction(scores: np.ndarray, fraction: float) -> np.ndarray:
-    """The first floor(n * fraction) records by rank. fraction in (0, 1]. Returns indices, best first."""
+def fraction_count(n: int, fraction: float) -> int:
+    """floor(n * fraction): how many of n records a fraction keeps. fraction in (0, 1]."""
     if not (0 < fraction <= 1):
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    s = np.asarray(scores, dtype=np.float64)
     # The small epsilon keeps floor(100 * 0.29) at 29 despite 0.29 * 100 == 28.999999999999996.
-    k = math.floor(len(s) * fraction + 1e-9)
-    return select_top(s, k)
+    return math.floor(n * fraction + 1e-9)
+
+
+def select_fraction(scores: np.ndarray, fraction: float) -> np.ndarray:
+    """The first floor(n * fraction) records by rank. fraction in (0, 1]. Returns indices, best first."""
+    s = np.asarray(scores, dtype=np.float64)
+    return select_top(s, fraction_count(len(s), fraction))
 
 
 def select_top(scores: np.ndarray, n: int) -> np.ndarray:
@@ -49,17 +55,39 @@ def select_threshold(scores: np.ndarray, threshold: float) -> np.ndarray:
     return order[s[order] >= threshold]
 
 
+@dataclass(frozen=True)
+class Policy:
+    """Exactly one of ``fraction`` (in (0, 1]), ``top`` (>= 0) or ``threshold``; a ConfigError when made
+    otherwise."""
+
+    fraction: float | None = None
+    top: int | None = None
+    threshold: float | None = None
+
+    def __post_init__(self):
+        if sum(x is not None for x in (self.fraction, self.top, self.threshold)) != 1:
+            raise ConfigError("give exactly one of --fraction, --top, --threshold")
+        try:
+            self.budget(0)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+
+    def budget(self, n: int) -> int | None:
+        """How many of n records it keeps at most (None: a threshold keeps every record over it)."""
+        if self.fraction is not None:
+            return fraction_count(n, self.fraction)
+        if self.top is not None and self.top < 0:
+            raise ValueError(f"top must be >= 0, got {self.top}")
+        return self.top
+
+    def choose(self, scores: np.ndarray) -> np.ndarray:
+        """Input positions of the chosen records, best first. (n,) -> (k,)"""
+        if self.threshold is not None:
+            return select_threshold(scores, self.threshold)
+        return select_top(scores, self.budget(len(scores)))
+
+
 def choose(scores: np.ndarray, *, fraction: float | None = None, top: int | None = None,
            threshold: float | None = None) -> np.ndarray:
     """Apply exactly one policy; returns input positions, best first."""
-    given = [x is not None for x in (fraction, top, threshold)]
-    if sum(given) != 1:
-        raise ConfigError("give exactly one of --fraction, --top, --threshold")
-    try:
-        if fraction is not None:
-            return select_fraction(scores, fraction)
-        if top is not None:
-            return select_top(scores, top)
-        return select_threshold(scores, threshold)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    return Policy(fraction, top, threshold).choose(scores)

@@ -15,7 +15,6 @@ the embeddings (2 x hidden size: 1,152 for SmolLM2); bench/README.md gives the f
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from selectit.config import SelectOptions
 from selectit.errors import ConfigError
 from selectit.measures.base import EMBEDDING_DTYPE, stored_vectors
 from selectit.measures.minhash import MinHashes
-from selectit.selection.policy import choose, rank
+from selectit.selection.policy import Policy, rank
 from selectit.store import ScoreStore
 
 CLUSTERS_KEPT = 50  # largest duplicate clusters written to selection.json (for the report)
@@ -48,10 +47,9 @@ def store_path(run_dir: str | Path, cfg: dict) -> Path:
     return rundir.store_path(run_dir, ex.get("store"))
 
 
-def choose_run(source, cfg: dict, scores: np.ndarray, options: SelectOptions, store: Path, *,
-               fraction: float | None = None, top: int | None = None, threshold: float | None = None) -> Chosen:
+def choose_run(source, cfg: dict, scores: np.ndarray, options: SelectOptions, store: Path, policy: Policy
+               ) -> Chosen:
     """Run the steps over a scored run's input ``source`` (read again, streamed) and ``scores`` (n,)."""
-    choose(scores[:0], fraction=fraction, top=top, threshold=threshold)  # exactly one policy, in range
     n = len(scores)
     eligible = np.isfinite(scores)
     info: dict = {"exact_duplicates": 0, "near_duplicates": 0, "clusters": []}
@@ -65,10 +63,9 @@ def choose_run(source, cfg: dict, scores: np.ndarray, options: SelectOptions, st
         eligible, groups, info["near_duplicates"] = _near(source, scores, eligible, groups, options, store)
     info["clusters"] = _largest_clusters(groups, scores, eligible)
     ranked = rank(np.where(eligible, scores, np.nan))[: int(eligible.sum())]
-    if threshold is not None:
-        ranked, budget = ranked[scores[ranked] >= threshold], None
-    else:
-        budget = math.floor(n * fraction + 1e-9) if fraction is not None else top  # as selection.select_fraction
+    budget = policy.budget(n)
+    if policy.threshold is not None:
+        ranked = ranked[scores[ranked] >= policy.threshold]
     if options.diversity is None:
         return Chosen(ranked[:budget], info)
     vectors = load_embeddings(source, cfg, store)
