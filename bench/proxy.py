@@ -29,8 +29,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from damage import KINDS, damaged_copies, load_originals  # noqa: E402
 
+from selectit.config import PROXY_FEATURES  # noqa: E402
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-RUNGS = ("ngrams", "token-embeddings", "early", "hidden", "likelihood")
+RUNGS = PROXY_FEATURES
 
 
 def parse_args(argv=None):

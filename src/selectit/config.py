@@ -27,18 +27,21 @@ from pathlib import Path
 from typing import Any
 
 from selectit.errors import ConfigError
+from selectit.formats import SCHEMAS
+from selectit.formats.containers import CONTAINERS
 from selectit.prompts import LAYOUTS, TEMPLATES, choose_prompts, labels_for_scale, read_prompts
 from selectit.reflection import LIKELIHOOD_TERMS
 
+# Each list of allowed values is written once: here, or by its owner below config (formats, prompts,
+# reflection) and imported; an owner above config (backends, measures, the proxy) imports it from here.
 BACKENDS = ("hf", "llamacpp", "vllm", "fake")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 RUNNERS = ("local", "ray")
 OVERLONG = ("truncate", "error")
 RATINGS = ("expected", "argmax")
 PROMPT_WEIGHTS = ("equal", "mass")
-FORMATS = ("alpaca", "sharegpt", "messages")
-CONTAINERS = ("json", "jsonl", "parquet", "csv", "hf")
-EMBEDDINGS = ("auto", "on", "off")
+FORMATS = SCHEMAS
+EMBEDDINGS = ("auto", "on", "off")  # selectit.measures.embeddings
 PROXY_FEATURES = ("ngrams", "token-embeddings", "early", "hidden", "likelihood")  # selectit.measures.features
 PROXY_REGRESSORS = ("ridge", "lightgbm")  # selectit.proxy.fit
 DEFAULT_NUM_PROMPTS = 5

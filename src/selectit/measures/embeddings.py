@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from selectit.backends import EMBEDS
+from selectit.config import EMBEDDINGS
 from selectit.errors import ConfigError
 from selectit.measures.base import EMBEDDING_DTYPE, Measure, ModelInfo, Outcome, stored_vectors
 from selectit.measures.losses import CONDITIONED, Losses, text_losses
@@ -41,7 +42,7 @@ from selectit.store import ScoreStore, prompt_key
 DTYPE = EMBEDDING_DTYPE
 ALPACA = "embedding:alpaca"  # store kind of embeddings from the Alpaca-prompt (response-loss) pass
 RATING = "embedding:rating:"  # + the first rating prompt's key: embeddings from that prompt's pass
-MODES = ("auto", "on", "off")
+MODES = EMBEDDINGS
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from selectit.config import PROXY_REGRESSORS
 from selectit.errors import ConfigError
 
 DEFAULT_FRACTION = 0.05
 MIN_SAMPLE = 2000
 HELD_OUT = 0.2  # share of the sample the regressor does not see until it is judged
-REGRESSORS = ("ridge", "lightgbm")
+REGRESSORS = PROXY_REGRESSORS
 RIDGE_ALPHAS = tuple(10.0 ** k for k in range(-2, 6))  # cross-validated strength (RidgeCV)
 TOP = 0.2  # the overlap reported is of the best 20%, the default selection
 
