@@ -403,9 +403,10 @@ def finetune_table(rows: list[dict], words: np.ndarray | None = None) -> str:
     """The fine-tune table per level; ``words``: each held-out item's reference answer length in words
     (the length diagnostic, ``_by_length``)."""
     lines = []
+    width = max(len(a) for a in ("base", *ARMS, *POSTHOC)) + 2
     for level in sorted({r["level"] for r in rows if r["arm"] != "base"}):
         lines.append(f"f = {level:g}")
-        lines.append(f"{'arm':<16}{'n':>3}{'junk':>6}{'held-out loss':>21}{'seed loss':>10}{'IFEval':>8}"
+        lines.append(f"{'arm':<{width}}{'n':>3}{'junk':>6}{'held-out loss':>21}{'seed loss':>10}{'IFEval':>8}"
                      f"{'unhealthy':>10}  health (empty/short/repeats/mojibake/template)")
         for arm in ("base", *ARMS, *POSTHOC):
             mine = [r for r in rows if r["arm"] == arm and (arm == "base" or r["level"] == level)]
@@ -417,7 +418,7 @@ def finetune_table(rows: list[dict], words: np.ndarray | None = None) -> str:
             h = [r["eval"].get("health", {}) for r in mine]
             hs = "/".join(f"{np.mean([x.get(c, np.nan) for x in h]):.2f}" for c in health.CHECKS)
             ife = np.mean([r["eval"].get("ifeval_strict", np.nan) for r in mine])
-            lines.append(f"{arm:<16}{len(mine):>3}{junk:>6}{held.mean():>11.4f}{sd:<10}"
+            lines.append(f"{arm:<{width}}{len(mine):>3}{junk:>6}{held.mean():>11.4f}{sd:<10}"
                          f"{np.mean([r['eval']['seed_tasks'] for r in mine]):>10.4f}{ife:>8.3f}"
                          f"{np.mean([x.get('unhealthy', np.nan) for x in h]):>10.2f}  {hs}")
         rnd, sel = item_losses(rows, level, "random"), item_losses(rows, level, "selectit")
