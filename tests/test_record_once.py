@@ -160,7 +160,7 @@ def _record_keys(path):
 def test_the_turn_has_no_second_system_prompt(embedded_backend):
     """SmolLM2's chat template adds a system prompt to a first turn; the rating turn after the record is a
     later turn: only the user's message and the answer cue."""
-    from selectit.backends.hf import encode_turn_text
+    from selectit.backends.tokenizer import encode_turn_text
 
     tok = embedded_backend.tokenizer
     ids = encode_turn_text(tok, "chat", "Rate it.\nThe answer is: \n")

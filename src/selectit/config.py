@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from selectit.errors import ConfigError
+from selectit.errors import ConfigError, read_text
 from selectit.formats import SCHEMAS
 from selectit.formats.containers import CONTAINERS
 from selectit.prompts import LAYOUTS, TEMPLATES, choose_prompts, labels_for_scale, read_prompts
@@ -420,12 +420,7 @@ def flat_options(data: Mapping) -> dict:
 def load_file(path: str | Path) -> dict:
     """Options from a YAML file or a finished run's config.json (see :func:`flat_options`)."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {p} does not exist")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file {p} is not UTF-8 text") from None
+    text = read_text(p, "config file")
     try:
         import yaml
 

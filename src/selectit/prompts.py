@@ -15,7 +15,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from selectit.errors import ConfigError
+from selectit.errors import ConfigError, read_text
 from selectit.records import Record
 
 TEMPLATES = ("auto", "plain", "chat")
@@ -42,14 +42,7 @@ def read_prompts(path: str | Path | None = None) -> list[str]:
         text = resources.files("selectit").joinpath("data", DEFAULT_PROMPTS).read_text(encoding="utf-8")
         source = "the default prompt set"
     else:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"prompts file {p} does not exist")
-        try:
-            text = p.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise ConfigError(f"prompts file {p} is not UTF-8 text") from None
-        source = str(p)
+        text, source = read_text(path, "prompts file"), str(Path(path))
     prompts = [line.strip() for line in text.splitlines() if line.strip()]
     if not prompts:
         raise ConfigError(f"{source} holds no prompts (expected one rating prompt per line)")

@@ -18,13 +18,14 @@ from selectit.backends.pooling import Spans
 from selectit.errors import ConfigError
 from selectit.backends.models import ModelSource, hub_files, resolve_model
 from selectit.plan import common_prefix_len
-from selectit.prompts import chat_parts, resolve_template
+from selectit.backends.tokenizer import TokenizerText, encode_turn_text
+from selectit.prompts import resolve_template
 
 DEFAULT_MAX_LENGTH = 4096
 HEAD_ROWS = 2048  # positions whose logits are computed at once for response losses
 
 
-class HFBackend:
+class HFBackend(TokenizerText):
     def __init__(self, model, tokenizer, *, name: str, template: str = "plain", max_length: int | None = None,
                  prefix_cache: bool = True, source: str | None = None, num_parameters: int | None = None,
                  packed: bool | None = None):
@@ -103,20 +104,8 @@ class HFBackend:
         backend.dtype_reason = why
         return backend
 
-    def encode(self, text: str, suffix: str = "") -> list[int]:
-        return encode_text(self.tokenizer, self.template, text, suffix)
-
-    def encode_plain(self, text: str) -> list[int]:
-        return self.tokenizer(text)["input_ids"]
-
     def encode_turn(self, text: str) -> list[int]:
         return encode_turn_text(self.tokenizer, self.template, text)
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids))
-
-    def end_token(self) -> int:
-        return end_token(self.tokenizer)
 
     def label_probs(self, batch: Sequence[Sequence[int]], label_ids: Sequence[int], shared: int = 0) -> np.ndarray:
         """(B, S) label probabilities. ``shared``: every row begins with the same ``shared`` tokens;
@@ -456,36 +445,6 @@ def _mean_per_row(torch, nll, which, rows: int) -> np.ndarray:
     return (total / count).numpy()  # 0/0 -> NaN where no response token was scored
 
 
-def encode_text(tokenizer, template: str, text: str, suffix: str = "") -> list[int]:
-    """Token ids of a rating text with a transformers tokenizer (shared by the backends that read
-    transformers tokenizers, so they all see the same ids)."""
-    if template == "chat":
-        user, reply = chat_parts(text)
-        rendered = tokenizer.apply_chat_template(
-            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
-        )
-        return tokenizer(rendered + reply + suffix, add_special_tokens=False)["input_ids"]
-    return tokenizer(text + suffix)["input_ids"]
-
-
-def encode_turn_text(tokenizer, template: str, text: str) -> list[int]:
-    """Token ids of a rating text as a later turn, after a record the model has already read (the
-    record-once layout): 'chat', the next user turn as the chat template renders it after an
-    exchange (no second system prompt, no BOS), then the answer cue (a template that renders a later
-    turn differently from the start of a conversation, as Qwen3's does, gets its first-turn rendering
-    instead, system prompt included); 'plain', a blank line and the text (no BOS)."""
-    if template != "chat":
-        return tokenizer("\n\n" + text, add_special_tokens=False)["input_ids"]
-    user, reply = chat_parts(text)
-    before = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
-    a = tokenizer.apply_chat_template(before, tokenize=False)
-    b = tokenizer.apply_chat_template([*before, {"role": "user", "content": user}], tokenize=False,
-                                      add_generation_prompt=True)
-    turn = b[len(a):] if b.startswith(a) else tokenizer.apply_chat_template(
-        [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
-    return tokenizer(turn + reply, add_special_tokens=False)["input_ids"]
-
-
 def _float32_head(model) -> None:
     """Run the output head in float32 when the model runs in bfloat16/float16.
 
@@ -511,11 +470,3 @@ def _float32_head(model) -> None:
             return torch.nn.functional.linear(x.float(), self.weight, self.bias)
 
     model.set_output_embeddings(Float32Head(head))
-
-
-def end_token(tokenizer) -> int:
-    """The id of the tokenizer's end-of-text token (what a fine-tuned response ends with)."""
-    if tokenizer.eos_token_id is None:
-        raise ConfigError("the model's tokenizer has no end-of-text (EOS) token, which the likelihood term "
-                          "scores; use --likelihood-weight 0")
-    return int(tokenizer.eos_token_id)

@@ -41,6 +41,7 @@ import numpy as np
 from selectit.backends.base import LoadOptions, as_options, clamp_length, first_scored, response_ids
 from selectit.errors import ConfigError, optional_import
 from selectit.backends.models import hub_files, resolve_model
+from selectit.backends.tokenizer import TokenizerText
 from selectit.prompts import resolve_template
 
 DEFAULT_TOPK = 100  # top-k logprobs requested when logprob_token_ids is not available
@@ -181,7 +182,7 @@ def _local_folder(path: str) -> str:
                           "pass a local folder") from None
 
 
-class VLLMBackend:
+class VLLMBackend(TokenizerText):
     def __init__(self, llm, tokenizer, *, name: str, template: str = "plain", max_length: int,
                  num_parameters: int, source: str, dtype: str, exact: bool, topk: int = DEFAULT_TOPK,
                  sampling_params=None):
@@ -245,22 +246,6 @@ class VLLMBackend:
                       exact=exact, topk=topk, sampling_params=SamplingParams)
         backend.dtype_reason = why
         return backend
-
-    def encode(self, text: str, suffix: str = "") -> list[int]:
-        from selectit.backends.hf import encode_text
-
-        return encode_text(self.tokenizer, self.template, text, suffix)
-
-    def encode_plain(self, text: str) -> list[int]:
-        return self.tokenizer(text)["input_ids"]
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids))
-
-    def end_token(self) -> int:
-        from selectit.backends.hf import end_token
-
-        return end_token(self.tokenizer)
 
     def response_losses(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None, *,
                         end: bool = False) -> np.ndarray:

@@ -52,14 +52,20 @@ class RatingArrays:
 
 
 @dataclass(frozen=True)
-class Ratings(Measure):
-    """Label probabilities per (model, prompt, record). Store: table probs (and failures)."""
+class RatingPass(Measure):
+    """What the rating measures share: the prompts, their layout and the overlong policy; one store
+    kind ("ratings") for the records' and the content-free inputs' probabilities."""
 
     prompts: tuple[str, ...]
     layout: str
     overlong: str
     family = "ratings"
     needs_labels = True
+
+
+@dataclass(frozen=True)
+class Ratings(RatingPass):
+    """Label probabilities per (model, prompt, record). Store: table probs (and failures)."""
 
     def describe(self) -> str:
         return f"rating-label probabilities ({len(self.prompts)} prompts, {self.layout} layout)"
@@ -94,15 +100,9 @@ class Ratings(Measure):
 
 
 @dataclass(frozen=True)
-class ContentFree(Measure):
+class ContentFree(RatingPass):
     """The label probabilities of the content-free inputs under each prompt, averaged: (P, S). Computed
     once per model and prompt (not per record), stored like any rating (same key)."""
-
-    prompts: tuple[str, ...]
-    layout: str
-    overlong: str
-    family = "ratings"
-    needs_labels = True
 
     def describe(self) -> str:
         return "content-free rating probabilities (--calibrate)"
