@@ -1,0 +1,189 @@
+"""The default on the cost-quality frontier (issue 27): forward tokens per record against held-out
+discrimination, per variant of the default method.
+
+    python bench/frontier.py                       # dev 20 originals (seed 0), held-out 100 (seed 1), ~15 min
+    python bench/frontier.py --json bench/results/frontier.json
+
+One forward run per set (the default method in float32: the 5 rating prompts and the two response
+losses, through ``selectit.score``, stored in the cache bench/discrimination.py uses), then every
+variant is the tool's own math on those measurements (``SelectIT.levels``, the information term):
+- ``P = k`` rating prompts with the information term at the default weight, k = 1..5; for k < 5 the
+  subset of the default prompts with the best overall pairwise accuracy on the **development** set
+  (seed 0), never chosen on the held-out one;
+- ``P = 0``: the information term alone; ``ratings alone``: the 5 prompts, likelihood weight 0.
+Cost per record, counted with the model's tokenizer on the held-out records: the forward tokens of
+each pass (a rating prompt's, the response after its instruction, after a blank one), in all and after
+the part every record shares (the prompt before the record's text, which the prefix cache computes once
+per batch). Quality: bench/discrimination.py's pairwise accuracy P(score(original) > score(damaged
+copy)), overall and per damage kind (bench/damage.py). Seconds per record are bench/speed.py's to
+measure (an idle machine; not here).
+
+The choice printed last is the issue's rule: the cheapest variant (tokens after the shared prefix)
+whose held-out overall accuracy is within 0.005 of the best, with no kind below 0.85.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from damage import KINDS, damaged_copies, load_originals  # noqa: E402
+from discrimination import DATA, pairwise_accuracy  # noqa: E402
+
+WEIGHT = 2.0  # the default's information weight
+WITHIN, FLOOR = 0.005, 0.85  # the issue's rule: within 0.005 of the best, no kind below 0.85
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--alpaca", type=int, default=50, help="held-out originals from alpaca_5000.json")
+    ap.add_argument("--seed-tasks", type=int, default=50, help="held-out originals from the seed tasks")
+    ap.add_argument("--seed", type=int, default=1, help="held-out seed")
+    ap.add_argument("--dev-alpaca", type=int, default=10)
+    ap.add_argument("--dev-seed-tasks", type=int, default=10)
+    ap.add_argument("--dev-seed", type=int, default=0)
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--cache", type=Path, default=Path("bench/.discrimination"), help="score stores")
+    ap.add_argument("--model", default=None, help="scoring model (default: the embedded SmolLM2-135M)")
+    ap.add_argument("--json", type=Path, help="also write the table as JSON")
+    return ap.parse_args(argv)
+
+
+def labelled_set(args, n_alpaca: int, n_seed: int, seed: int) -> list[dict]:
+    """Originals and their damaged copies (bench/damage.py), as bench/discrimination.py builds them."""
+    originals = load_originals(args.data / "alpaca_5000.json", args.data / "alpaca_seed_tasks.jsonl",
+                               n_alpaca, n_seed, seed=seed)
+    return originals + damaged_copies(originals, seed=seed)
+
+
+def measure(args, records: list[dict], name: str):
+    """The default's measurements of ``records`` in float32: (run, config) of its one model."""
+    import selectit
+    from selectit.methods import configure
+
+    data = [{"instruction": r["instruction"], "output": r["response"]} for r in records]
+    models = {"models": (args.model,)} if args.model else {}
+    config, _ = configure({"dtype": "float32", **models})
+    args.cache.mkdir(parents=True, exist_ok=True)
+    scores = selectit.score(data, config, store=str(args.cache / f"frontier-{name}.sqlite"))
+    return scores.runs[0], config
+
+
+def variant_scores(run, config, chars: np.ndarray, subset: tuple[int, ...], weight: float) -> np.ndarray:
+    """(n,) the default's final score from the prompts ``subset`` (indices into the run's P) and the
+    information term at ``weight``; an empty subset is the information term alone."""
+    from selectit.methods import METHODS
+    from selectit.methods.selectit import likelihood_term
+
+    info = likelihood_term((run.response_loss, run.blank_loss), chars, "information")
+    if not subset:
+        return info
+    cfg = config.with_options(likelihood_weight=weight)
+    _, sentence = METHODS["selectit"].levels(run.probs[:, list(subset)], None, cfg, info)
+    return sentence
+
+
+def accuracy(records: list[dict], scores: np.ndarray) -> dict[str, float]:
+    return pairwise_accuracy({r["id"]: float(s) for r, s in zip(records, scores)}, records)
+
+
+def pass_tokens(backend, records: list[dict], prompts: list[str]) -> dict[str, tuple[float, float]]:
+    """Per pass: (mean forward tokens per record, mean tokens after the prefix every record shares)."""
+    from selectit.formats import from_dicts
+    from selectit.measures.alpaca import blank_context, instruction_context
+    from selectit.plan import common_prefix_len
+    from selectit.prompts import rating_text
+
+    recs = from_dicts([{"instruction": r["instruction"], "output": r["response"]} for r in records])
+    end = [backend.end_token()]
+    passes = {f"rating {j}": [backend.encode(rating_text(p, r)) for r in recs] for j, p in enumerate(prompts)}
+    passes["given"] = [backend.encode_plain(instruction_context(r) + r.response) + end for r in recs]
+    passes["blank"] = [backend.encode_plain(blank_context(r) + r.response) + end for r in recs]
+    out = {}
+    for name, rows in passes.items():
+        shared = common_prefix_len(rows)
+        out[name] = (float(np.mean([len(x) for x in rows])), float(np.mean([len(x) - shared for x in rows])))
+    return out
+
+
+def cost(tokens: dict, subset: tuple[int, ...], with_losses: bool) -> tuple[float, float, int]:
+    """(tokens per record, tokens after the shared prefixes, forward passes per record) of a variant."""
+    names = [f"rating {j}" for j in subset] + (["given", "blank"] if with_losses else [])
+    return (sum(tokens[n][0] for n in names), sum(tokens[n][1] for n in names), len(names))
+
+
+def best_subsets(dev: list[dict], run, config, chars: np.ndarray, prompts: int) -> dict[int, tuple[int, ...]]:
+    """For each k < prompts, the k-subset of prompts with the best overall dev accuracy (ties: the
+    first in itertools order)."""
+    out = {}
+    for k in range(1, prompts):
+        ranked = [(accuracy(dev, variant_scores(run, config, chars, s, WEIGHT))["overall"], s)
+                  for s in itertools.combinations(range(prompts), k)]
+        out[k] = max(ranked, key=lambda t: t[0])[1]
+    return out
+
+
+def choose(rows: list[dict]) -> dict:
+    """The issue's rule: the cheapest row within WITHIN of the best overall, no kind below FLOOR."""
+    best = max(r["overall"] for r in rows)
+    ok = [r for r in rows if r["overall"] >= best - WITHIN and min(r[k] for k in KINDS) >= FLOOR]
+    return min(ok, key=lambda r: r["tokens_after_prefix"]) if ok else {}
+
+
+def table(rows: list[dict]) -> str:
+    head = (f"{'variant':38s} {'passes':>6s} {'tokens':>7s} {'unshared':>8s} {'overall':>7s} "
+            + " ".join(f"{k[:10]:>10s}" for k in KINDS))
+    lines = [head]
+    for r in rows:
+        lines.append(f"{r['variant']:38s} {r['passes']:6d} {r['tokens']:7.0f} {r['tokens_after_prefix']:8.0f} "
+                     f"{r['overall']:7.3f} " + " ".join(f"{r[k]:10.3f}" for k in KINDS))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    dev = labelled_set(args, args.dev_alpaca, args.dev_seed_tasks, args.dev_seed)
+    held = labelled_set(args, args.alpaca, args.seed_tasks, args.seed)
+    print(f"dev {len(dev)} records (seed {args.dev_seed}), held-out {len(held)} (seed {args.seed})", flush=True)
+    dev_run, config = measure(args, dev, f"dev-{args.dev_alpaca}-{args.dev_seed_tasks}-{args.dev_seed}")
+    run, _ = measure(args, held, f"held-{args.alpaca}-{args.seed_tasks}-{args.seed}")
+    prompts = list(config.measure.prompts())
+    P = len(prompts)
+    dev_chars = np.array([len(r["response"]) for r in dev], dtype=np.float64)
+    chars = np.array([len(r["response"]) for r in held], dtype=np.float64)
+    subsets = {**best_subsets(dev, dev_run, config, dev_chars, P), P: tuple(range(P))}
+
+    from selectit.backends.hf import HFBackend
+
+    backend = HFBackend.load(args.model, template=config.measure.template)
+    tokens = pass_tokens(backend, held, prompts)
+    variants = [("P = 0 (information alone)", (), True, WEIGHT)]
+    variants += [(f"P = {k} {list(s)} + information", s, True, WEIGHT) for k, s in sorted(subsets.items())]
+    variants += [(f"ratings alone, P = {P}", tuple(range(P)), False, 0.0)]
+    rows = []
+    for label, subset, losses, weight in variants:
+        n, unshared, passes = cost(tokens, subset, losses)
+        acc = accuracy(held, variant_scores(run, config, chars, subset, weight))
+        rows.append({"variant": label, "prompts": list(subset), "likelihood_weight": weight, "passes": passes,
+                     "tokens": n, "tokens_after_prefix": unshared, **acc})
+    print("\nheld-out pairwise accuracy P(score(original) > score(damaged)), ties 1/2; tokens: forward tokens "
+          "per record (unshared: after the prefix all records share)")
+    print(table(rows))
+    print("\nper pass (tokens, unshared): " + ", ".join(f"{k} {a:.0f}/{b:.0f}" for k, (a, b) in tokens.items()))
+    chosen = choose(rows)
+    print(f"chosen (cheapest within {WITHIN} of the best overall, no kind below {FLOOR}): "
+          + (chosen["variant"] if chosen else "none"))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"rows": rows, "tokens": tokens, "chosen": chosen.get("variant"),
+                                         "dev_subsets": {k: list(v) for k, v in subsets.items()}}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

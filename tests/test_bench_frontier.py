@@ -1,0 +1,78 @@
+"""bench/frontier.py: a variant computed from the default's stored measurements is what a run scored that
+way computes (the tiny model, float32), and the bench runs at a toy size."""
+
+import importlib.util
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import DEMO, ROOT
+
+
+def _bench():
+    sys.path.insert(0, str(ROOT / "bench"))
+    spec = importlib.util.spec_from_file_location("frontier_bench", ROOT / "bench" / "frontier.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_a_variant_from_the_stored_run_equals_a_run_scored_that_way(tmp_path, tiny_model_dir):
+    import selectit
+    from selectit.methods import configure
+
+    bench = _bench()
+    data = [{"instruction": r["instruction"], "output": r["output"]} for r in json.loads(DEMO.read_text())[:12]]
+    chars = np.array([len(r["output"]) for r in data], dtype=np.float64)
+    model = {"models": (str(tiny_model_dir),), "dtype": "float32"}
+    config, _ = configure(model)
+    full = selectit.score(data, config, store=str(tmp_path / "store.sqlite"))
+    run = full.runs[0]
+    prompts = config.measure.prompts()
+    assert run.probs.shape[1] == len(prompts) == 5
+    # all five prompts at the default weight: the default's own final score
+    np.testing.assert_allclose(bench.variant_scores(run, config, chars, tuple(range(5)), 2.0), full.final,
+                               rtol=1e-5, atol=1e-5)
+    # a subset: a run asked only those prompts (a prompts file holding them)
+    subset = (1, 3)
+    (tmp_path / "two.txt").write_text("\n".join(config.measure.all_prompts()[j] for j in subset) + "\n")
+    two = selectit.score(data, configure({**model, "prompts_file": str(tmp_path / "two.txt"), "num_prompts": 2})[0])
+    np.testing.assert_allclose(bench.variant_scores(run, config, chars, subset, 2.0), two.final, rtol=1e-5, atol=1e-5)
+    # no prompt: the information term alone, as --method information scores it
+    info = selectit.score(data, method="information", store=str(tmp_path / "store.sqlite"), **model)
+    np.testing.assert_allclose(bench.variant_scores(run, config, chars, (), 2.0), info.final, rtol=1e-5, atol=1e-5)
+    # ratings alone (weight 0): the paper's sentence level of the same prompts
+    ratings = selectit.score(data, configure({**model, "likelihood_weight": 0.0})[0])
+    np.testing.assert_allclose(bench.variant_scores(run, config, chars, tuple(range(5)), 0.0), ratings.final,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_the_rule_takes_the_cheapest_row_near_the_best_with_no_weak_kind():
+    bench = _bench()
+    kinds = {k: 0.9 for k in bench.KINDS}
+    rows = [{"variant": "full", "overall": 0.920, "tokens_after_prefix": 800, **kinds},
+            {"variant": "cheap but weak", "overall": 0.918, "tokens_after_prefix": 200, **kinds, "swap": 0.80},
+            {"variant": "cheap", "overall": 0.916, "tokens_after_prefix": 400, **kinds},
+            {"variant": "too far", "overall": 0.914, "tokens_after_prefix": 100, **kinds}]
+    assert bench.choose(rows)["variant"] == "cheap"
+    assert bench.choose([{**rows[1]}]) == {}
+
+
+@pytest.mark.bench
+def test_frontier_bench_toy(tmp_path, tiny_model_dir, bench_data, capsys):
+    bench = _bench()
+    out = tmp_path / "frontier.json"
+    bench.main(["--alpaca", "3", "--seed-tasks", "2", "--dev-alpaca", "2", "--dev-seed-tasks", "2",
+                "--data", str(bench_data), "--model", str(tiny_model_dir), "--cache", str(tmp_path / "cache"),
+                "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert "P = 0 (information alone)" in printed and "ratings alone, P = 5" in printed and "chosen" in printed
+    figures = json.loads(out.read_text())
+    rows = figures["rows"]
+    assert [r["passes"] for r in rows] == [2, 3, 4, 5, 6, 7, 5]
+    assert all(len(figures["dev_subsets"][str(k)]) == k for k in range(1, 6))
+    tokens = [r["tokens"] for r in rows[:6]]
+    assert tokens == sorted(tokens) and all(r["tokens_after_prefix"] <= r["tokens"] for r in rows)
+    assert all(0 <= r["overall"] <= 1 for r in rows)
