@@ -49,8 +49,15 @@ MODES = {
                                                                       "layout": "record-once"}),
     "once-auto": ("the default method, --layout record-once and --dtype auto (the default after issue 17)",
                   {"method": "selectit", "dtype": "auto", "layout": "record-once"}),
+    # Issue 27's frontier: the default with fewer rating prompts (the first P of the prompt file: their
+    # lengths are within 4% of each other) or none (the information term alone).
+    **{f"default-auto-p{k}": (f"the default method with {k} rating prompt{'s' * (k > 1)}, --dtype auto",
+                              {"method": "selectit", "dtype": "auto", "num_prompts": k}) for k in (1, 2, 3)},
+    "info-auto": ("the information term alone (--method information: the 2 response-loss passes), --dtype auto",
+                  {"method": "information", "dtype": "auto"}),
 }
-DEFAULT_MODES = ("default-f32", "default-auto", "once-f32", "once-auto")
+DEFAULT_MODES = ("default-f32", "default-auto", "once-f32", "once-auto", "default-auto-p1", "default-auto-p2",
+                 "default-auto-p3", "info-auto")
 
 
 def load_records(path: Path, n: int):
@@ -90,10 +97,10 @@ def run_mode(mode: str, records_path: Path, n: int, num_prompts: int, batch_size
                                  packed=opts.pop("packed", None), template="auto" if mode in DEFAULT_MODES else "plain")
         cfg = backend.model.config
     if mode in DEFAULT_MODES:
-        opts.pop("method")
+        method, count = opts.pop("method"), opts.pop("num_prompts", num_prompts)
         start = time.perf_counter()
-        scores = selectit.score(records, backends=[backend], batch_size=batch_size, num_prompts=num_prompts,
-                                layout=opts.pop("layout", "prompt-first"))
+        scores = selectit.score(records, backends=[backend], batch_size=batch_size, num_prompts=count,
+                                layout=opts.pop("layout", "prompt-first"), method=method)
         return {"mode": mode, "seconds": time.perf_counter() - start, "final": scores.final.tolist(),
                 "dtype": str(backend.model.dtype), "dtype_reason": backend.dtype_reason,
                 "tokens_computed": backend.tokens_computed,
@@ -225,7 +232,8 @@ def main() -> None:
     print("  probabilities scored with selectit's default expected rating (continuous: no argmax flips)")
     if defaults:
         before = defaults.get("default-f32")
-        print(f"\nthe default method (5 rating passes + 2 response-loss passes per record), {args.records} records")
+        print(f"\nthe default method (5 rating passes + 2 response-loss passes per record, fewer where the mode "
+              f"says), {args.records} records")
         print(f"{'mode':<18}{'wall s':>8}{'rec/s':>8}{'tokens/rec':>11}{'peak MB':>9}{'vs before':>10}{'vs naive':>10}"
               f"{'rho before':>11}{'top20 same':>11}  dtype")
         for mode, r in defaults.items():
