@@ -104,18 +104,28 @@ def test_a_multi_megabyte_record_costs_only_max_length_tokens(tmp_path):
     child = ("import resource, sys; sys.argv = ['selectit'] + sys.argv[1:]\nfrom selectit.cli import app\n"
              "try:\n    app()\nexcept SystemExit as e:\n    code = e.code or 0\n"
              "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\nsys.exit(code)")
+    small = tmp_path / "small.json"
+    small.write_text(json.dumps(records[1:]))
+
+    def peak(path, out):
+        res = subprocess.run([sys.executable, "-c", child, "score", str(path), "--out", str(out), "--num-prompts",
+                              "2", "--max-length", "512", "--quiet"], capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr
+        return int(res.stderr.split("MAXRSS")[1].split()[0]) / 1024
+
     start = time.perf_counter()
-    res = subprocess.run([sys.executable, "-c", child, "score", str(data), "--out", str(tmp_path / "r"),
-                          "--num-prompts", "2", "--max-length", "512", "--quiet"], capture_output=True, text=True,
-                         timeout=600)
+    peak_mib = peak(data, tmp_path / "r")
     seconds = time.perf_counter() - start
-    assert res.returncode == 0, res.stderr
-    peak_mib = int(res.stderr.split("MAXRSS")[1].split()[0]) / 1024
-    print(f"2 MB record: {seconds:.1f} s (model load included), peak RSS {peak_mib:.0f} MiB")
+    base_mib = peak(small, tmp_path / "small")  # the same run on the normal record alone: this machine's floor
+    print(f"2 MB record: {seconds:.1f} s (model load included), peak RSS {peak_mib:.0f} MiB (normal record "
+          f"alone: {base_mib:.0f} MiB)")
     rows = [json.loads(line) for line in (tmp_path / "r" / "scores.jsonl").read_text().splitlines()]
     assert rows[0]["truncated"]["SmolLM2-135M-Instruct"] and not rows[1]["truncated"]["SmolLM2-135M-Instruct"]
     assert all(r["score"] is not None for r in rows)
-    assert peak_mib < 2500
+    # the huge record adds what its 512-token view and its 2 MB of text cost, not a whole tokenization
+    # (before: 4.5 GB in all); measured against the floor of the same run, which differs by machine
+    # (under 2,500 MiB on an AMD EPYC, ~2,500 on an Intel Xeon with AVX-512)
+    assert peak_mib < base_mib + 500
 
 
 def test_a_huge_record_is_cut_before_tokenizing():
