@@ -309,6 +309,10 @@ class SelectOptions(_Section):
                                   "similarity to every record taken is below 1 - D (DEITA). pip install "
                                   "'selectit[dedup]'.", above=0, panel="Selection")
     """D in (0, 1]: diversity-aware selection (selectit.selection.diversity); None: off. Needs the run's embeddings."""
+    length_neutral: bool = opt(False, "Rank records by score minus the median score of records of like response "
+                               "length (10 quantile bins), so the selection keeps the pool's range of answer lengths "
+                               "rather than its longest answers.", panel="Selection")
+    """Length-neutral ranking (selectit.selection.length); --threshold still compares the score itself."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -112,11 +112,12 @@ def _selection(path: Path, score: np.ndarray, fraction, top, threshold) -> tuple
 
 
 def _policy_words(with_steps: bool, fraction=None, top=None, threshold=None, keep_duplicates=False,
-                  dedup_threshold=None, diversity=None) -> str:
+                  dedup_threshold=None, diversity=None, length_neutral=False) -> str:
     """The policy in words, and the selection steps when the selection ran them (``with_steps``)."""
     words = _plain_policy(fraction, top, threshold)
     steps = ([] if keep_duplicates else ["exact copies excluded"]) + \
         ([f"near duplicates (Jaccard >= {dedup_threshold:g}) collapsed"] if dedup_threshold else []) + \
+        (["ranked for response length"] if length_neutral else []) + \
         ([f"diversity {diversity:g}"] if diversity else [])
     return f"{words}; {', '.join(steps)}" if with_steps and steps else words
 

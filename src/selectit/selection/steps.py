@@ -5,7 +5,9 @@
 2. **Near duplicates** (``--dedup-threshold J``): MinHash LSH clusters; only each cluster's best-scored
    record can be selected. The signatures are a measurement (selectit.measures.minhash) kept in the
    run's score store: computed on the first selection that needs them, read back after.
-3. **The policy**: ``--fraction F`` (floor(N x F) records, N all records of the input, copies included),
+3. **Length-neutral ranking** (``--length-neutral``): records rank by their score minus the median score of
+   records of like response length (selectit.selection.length) instead of by the score itself.
+4. **The policy**: ``--fraction F`` (floor(N x F) records, N all records of the input, copies included),
    ``--top N`` or ``--threshold T``, best score first; with ``--diversity D`` the walk of
    selectit.selection.diversity fills the budget instead (a threshold run walks every record scoring >= T).
 
@@ -21,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from selectit import rundir
-from selectit.selection import dedup, diversity
+from selectit.selection import dedup, diversity, length
 from selectit.config import SelectOptions
 from selectit.errors import ConfigError
 from selectit.measures.base import EMBEDDING_DTYPE, stored_vectors
@@ -62,7 +64,11 @@ def choose_run(source, cfg: dict, scores: np.ndarray, options: SelectOptions, st
     if options.dedup_threshold is not None:
         eligible, groups, info["near_duplicates"] = _near(source, scores, eligible, groups, options, store)
     info["clusters"] = _largest_clusters(groups, scores, eligible)
-    ranked = rank(np.where(eligible, scores, np.nan))[: int(eligible.sum())]
+    key = scores
+    if options.length_neutral:
+        chars = np.fromiter((len(r.response) for r in source.records()), dtype=np.float64, count=n)
+        key, info["length_neutral"] = length.neutral_scores(scores, chars, eligible)
+    ranked = rank(np.where(eligible, key, np.nan))[: int(eligible.sum())]
     budget = policy.budget(n)
     if policy.threshold is not None:
         ranked = ranked[scores[ranked] >= policy.threshold]
