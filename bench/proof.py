@@ -67,11 +67,16 @@ METHODS: dict[str, tuple[str, ...]] = {
 SELECTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "selectit+dedup": ("selectit", ("--dedup-threshold", "0.5")),
     "selectit+diversity": ("selectit", ("--diversity", "0.1")),
+    "selectit+neutral": ("selectit", ("--length-neutral",)),
+    "selectit+neutral+dedup": ("selectit", ("--length-neutral", "--dedup-threshold", "0.5")),
 }
 ARMS = ("random", "oracle", "selectit", "selectit-paper", "ifd", "length", "full")
 # Arms added after the frozen plan's first results, run only when named in --arms (never in the default
-# list): the default's scores, selected within response-length strata (``length_matched``).
-POSTHOC = ("selectit-lenmatched",)
+# list): the default's scores, selected within response-length strata (``length_matched``); the default's
+# scores through `selectit select --length-neutral --dedup-threshold 0.5` (NEUTRAL_FLAGS; issue 26's fifth
+# step, frozen here before its first fine-tune row).
+POSTHOC = ("selectit-lenmatched", "selectit-neutral")
+NEUTRAL_FLAGS = ("--length-neutral", "--dedup-threshold", "0.5")
 STRATA = 5
 PRIMARY = ("random", "oracle", "selectit")  # the arms of R, run first at each level
 # Seeds per arm (1 for the others unless --seeds says otherwise). random: a new subset and training seed
@@ -264,6 +269,10 @@ def arm_selection(args, arm: str, seed: int, level: float) -> list[int]:
         pool_records = json.loads(pool.read_text(encoding="utf-8"))
         scores = score(args, pool, args.out / "runs" / f"pool{args.ft_pool}_f{level:g}" / "selectit", METHODS["selectit"])
         return length_matched(scores, np.array([len(r["output"]) for r in pool_records]), k)
+    if arm == "selectit-neutral":
+        run = args.out / "runs" / f"pool{args.ft_pool}_f{level:g}" / "selectit"
+        score(args, pool, run, METHODS["selectit"])
+        return select_run(run, NEUTRAL_FLAGS)
     flags = ("--method", "random", "--seed", str(seed)) if arm == "random" else METHODS[arm]
     name = f"random-{seed}" if arm == "random" else arm
     return top(score(args, pool, args.out / "runs" / f"pool{args.ft_pool}_f{level:g}" / name, flags))
@@ -431,6 +440,15 @@ def finetune_table(rows: list[dict], words: np.ndarray | None = None) -> str:
                 line += f"; R = {b['R']:.2f} (95% CI {b['R_ci'][0]:.2f} .. {b['R_ci'][1]:.2f})"
             verdict = b["diff_ci"][0] > 0 and b.get("R", -1) >= 0.5
             lines += [line, f"pre-registered test (R >= 0.5 and the interval above 0): {'PASS' if verdict else 'FAIL'}"]
+        for arm in POSTHOC:  # the same test for the arms added later (each frozen before its own rows)
+            other = item_losses(rows, level, arm)
+            if rnd is not None and other is not None:
+                b = bootstrap(rnd, other, orc)
+                line = f"L_random - L_{arm} = {b['diff']:+.4f} (95% CI {b['diff_ci'][0]:+.4f} .. {b['diff_ci'][1]:+.4f})"
+                if "R" in b:
+                    line += f"; R = {b['R']:.2f} (95% CI {b['R_ci'][0]:.2f} .. {b['R_ci'][1]:.2f})"
+                verdict = b["diff_ci"][0] > 0 and b.get("R", -1) >= 0.5
+                lines.append(f"{line}: {'PASS' if verdict else 'FAIL'}")
         if full is not None and sel is not None:
             b = bootstrap(full, sel, None)
             lines.append(f"L_full - L_selectit = {b['diff']:+.4f} (95% CI {b['diff_ci'][0]:+.4f} .. {b['diff_ci'][1]:+.4f})")

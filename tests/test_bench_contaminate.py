@@ -165,6 +165,12 @@ def test_proof_toy_runs_every_stage_and_resumes(tmp_path, bench_data, capsys):
     assert after == before  # nothing scored, trained or written again
     assert len(proof.read_rows(tmp_path / "res" / "proof_finetune.jsonl")) == 6
     assert len(proof.read_rows(tmp_path / "res" / "proof_purity.jsonl")) == 3
+    # the fifth step's arm: the default's scores (already scored) through select --length-neutral --dedup
+    args = proof.parse_args(["finetune", *common])
+    chosen = proof.arm_selection(args, "selectit-neutral", 0, 0.5)
+    assert len(chosen) == len(set(chosen)) == 2 and set(chosen) <= set(range(12))
+    policy = json.loads((tmp_path / "out" / "runs" / "pool12_f0.5" / "selectit" / "selection.json").read_text())["policy"]
+    assert policy["length_neutral"] is True and policy["dedup_threshold"] == 0.5
 
 
 def test_length_matched_selection_keeps_the_pools_lengths():
