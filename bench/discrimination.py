@@ -77,6 +77,24 @@ VARIANTS = [
 ]
 
 BASELINES = ("length", "perplexity", "ifd")
+# rows that also appear ranked as `select --length-neutral` ranks them (selectit.selection.length)
+NEUTRAL = {"chat + ours + expected + information 2 (default)": "default, --length-neutral ranking",
+           "default with --dtype auto": "default (--dtype auto), --length-neutral"}
+
+
+def length_bias(scores: np.ndarray, chars: np.ndarray, records: list[dict]) -> float:
+    """Spearman correlation of the score with the response's characters over the originals (no damaged
+    copy): how much the ranking follows answer length among good records."""
+    keep = np.array(["kind" not in r for r in records]) & np.isfinite(np.asarray(scores, dtype=np.float64))
+    a, b = _ranks(np.asarray(scores, dtype=np.float64)[keep]), _ranks(chars[keep])
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """(n,) -> (n,) ranks from 0, ties given their average rank (Spearman's convention)."""
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return (start + (counts - 1) / 2.0)[inverse]
 
 
 def pairwise_accuracy(scores: dict[str, float], records: list[dict]) -> dict[str, float]:
@@ -117,6 +135,7 @@ def main() -> None:
     from selectit.formats import from_dicts
     from selectit.methods import METHODS, PAPER, configure
     from selectit.methods.selectit import likelihood_term
+    from selectit.selection.length import neutral_scores
 
     levels = METHODS["selectit"].levels
 
@@ -145,6 +164,7 @@ def main() -> None:
 
     chars = np.array([len(r.response) for r in recs], dtype=np.float64)  # no record here is cut by a max length
     rng = np.random.default_rng(args.seed)
+    bias = {}
     table = [("random scores (floor)", pairwise_accuracy(
         {r["id"]: float(x) for r, x in zip(records, rng.random(len(records)))}, records), 0)]
     for label, forward, post in VARIANTS:
@@ -156,6 +176,11 @@ def main() -> None:
         _, sentence = levels(run.probs, run.content_free, cfg, lik)
         extra = 3 if cfg.method.calibrate else 0
         table.append((label, pairwise_accuracy({r["id"]: float(s) for r, s in zip(records, sentence)}, records), extra))
+        if label in NEUTRAL:  # the same scores ranked by select --length-neutral (issue 26), over every record
+            key, _ = neutral_scores(sentence, chars, np.ones(len(records), dtype=bool))
+            table.append((NEUTRAL[label], pairwise_accuracy({r["id"]: float(s) for r, s in zip(records, key)}, records), 0))
+            bias[label] = length_bias(sentence, chars, records)
+            bias[NEUTRAL[label]] = length_bias(key, chars, records)
 
     if "ours/chat" in runs:
         chat = runs["ours/chat"][1]
@@ -193,8 +218,13 @@ def main() -> None:
     print(head)
     for label, acc, _ in table:
         print(f"{label:46s} {acc['overall']:7.3f} " + " ".join(f"{acc[k]:10.3f}" for k in KINDS))
+    if bias:
+        print("\nlength bias: Spearman(score, response characters) over the originals")
+        for label, rho in bias.items():
+            print(f"{label:46s} {rho:7.3f}")
     if args.json:
-        args.json.write_text(json.dumps([{"variant": lab, **acc} for lab, acc, _ in table], indent=1))
+        args.json.write_text(json.dumps([{"variant": lab, **acc, **({"length_spearman": bias[lab]} if lab in bias else {})}
+                                         for lab, acc, _ in table], indent=1))
 
 
 if __name__ == "__main__":
