@@ -79,6 +79,7 @@ POSTHOC = ("selectit-lenmatched", "selectit-neutral")
 NEUTRAL_FLAGS = ("--length-neutral", "--dedup-threshold", "0.5")
 STRATA = 5
 PRIMARY = ("random", "oracle", "selectit")  # the arms of R, run first at each level
+SEEDED = ("random", "oracle")  # the arms whose 20% is drawn anew for each seed
 # Seeds per arm (1 for the others unless --seeds says otherwise). random: a new subset and training seed
 # each; oracle: a new clean subset each; selectit: the training seed only. The first f = 0.3 rows showed
 # random's training-and-subset spread (sd 0.029 on the held-out loss) as large as oracle - random, so R's
@@ -306,6 +307,17 @@ def jobs(args, done: set) -> list[tuple[float, str, int]]:
     return todo
 
 
+def first_positions(rows: list[dict]) -> dict[tuple[float, str], list[int]]:
+    """(level, arm) -> the positions of its first result row, for the arms whose 20% does not depend on the
+    seed (all but ``SEEDED``): a further seed trains on the same 20%, even where a rescore on another machine
+    or in another precision would move a record across the cut."""
+    first: dict[tuple[float, str], list[int]] = {}
+    for r in rows:
+        if r["arm"] not in SEEDED and "positions" in r:
+            first.setdefault((r["level"], r["arm"]), r["positions"])
+    return first
+
+
 def run_finetune(args) -> list[dict]:
     path = args.results / "proof_finetune.jsonl"
     rows = read_rows(path)
@@ -316,7 +328,9 @@ def run_finetune(args) -> list[dict]:
     if not todo:
         return rows
     # Every selection first (scoring runs one after another here; on a finished purity stage they are read).
-    chosen = {job: (None if job[1] == "base" else arm_selection(args, job[1], job[2], job[0])) for job in todo}
+    first = first_positions(rows)
+    chosen = {job: (None if job[1] == "base" else first.get((job[0], job[1]))
+                    or arm_selection(args, job[1], job[2], job[0])) for job in todo}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "generations").mkdir(exist_ok=True)
     held = heldout(args.data, args.heldout)

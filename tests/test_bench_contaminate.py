@@ -192,3 +192,14 @@ def test_the_post_hoc_arm_is_accepted_by_name_and_not_run_by_default():
     assert "selectit-lenmatched" not in proof.parse_args(["finetune"]).arms
     with pytest.raises(SystemExit):
         proof.parse_args(["finetune", "--arms", "selectit-lenmatch"])
+
+
+def test_a_further_seed_of_a_scored_arm_trains_on_its_first_rows_positions():
+    proof = load_proof()
+    rows = [{"level": 0.3, "arm": "selectit", "seed": 0, "positions": [4, 1]},
+            {"level": 0.3, "arm": "selectit", "seed": 1, "positions": [4, 2]},
+            {"level": 0.6, "arm": "selectit-neutral", "seed": 0, "positions": [3]},
+            {"level": 0.3, "arm": "random", "seed": 0, "positions": [0, 1]},
+            {"level": 0.3, "arm": "oracle", "seed": 0, "positions": [5, 6]},
+            {"level": 0.0, "arm": "base", "seed": 0}]
+    assert proof.first_positions(rows) == {(0.3, "selectit"): [4, 1], (0.6, "selectit-neutral"): [3]}
