@@ -10,7 +10,10 @@ variant is the tool's own math on those measurements (``SelectIT.levels``, the i
 - ``P = k`` rating prompts with the information term at the default weight, k = 1..5; for k < 5 the
   subset of the default prompts with the best overall pairwise accuracy on the **development** set
   (seed 0), never chosen on the held-out one;
-- ``P = 0``: the information term alone; ``ratings alone``: the 5 prompts, likelihood weight 0.
+- ``P = 0``: the information term alone; ``ratings alone``: the 5 prompts, likelihood weight 0;
+- the same with the information term's blank pass from a **shorter context**: the response alone (and
+  its end token), no Alpaca header around an empty instruction (``blank: response alone``; one more
+  float32 loss pass per set, through the tool's own ``text_losses``, stored beside the run).
 Cost per record, counted with the model's tokenizer on the held-out records: the forward tokens of
 each pass (a rating prompt's, the response after its instruction, after a blank one), in all and after
 the part every record shares (the prompt before the record's text, which the prefix cache computes once
@@ -75,13 +78,35 @@ def measure(args, records: list[dict], name: str):
     return scores.runs[0], config
 
 
-def variant_scores(run, config, chars: np.ndarray, subset: tuple[int, ...], weight: float) -> np.ndarray:
+def alone_losses(args, backend, records: list[dict], name: str) -> np.ndarray:
+    """(n,) mean loss of each response read alone, then its end token (store kind ALONE + END): the
+    blank pass from the shortest context. Through ``text_losses`` into the set's score store, float32."""
+    from selectit.config import MAX_LENGTH
+    from selectit.formats import from_dicts
+    from selectit.measures.losses import ALONE, END, loss_key, text_losses
+    from selectit.store import ScoreStore, record_key
+
+    recs = from_dicts([{"instruction": r["instruction"], "output": r["response"]} for r in records])
+    store = ScoreStore(args.cache / f"frontier-{name}.sqlite")
+    try:
+        key = loss_key(backend, MAX_LENGTH)
+        text_losses(backend, recs, ALONE + END, 16, MAX_LENGTH, store, key)
+        found = store.load_losses(key, ALONE + END, [record_key(r) for r in recs])
+    finally:
+        store.close()
+    return np.array([found[record_key(r)] for r in recs], dtype=np.float64)
+
+
+def variant_scores(run, config, chars: np.ndarray, subset: tuple[int, ...], weight: float,
+                   blank: np.ndarray | None = None) -> np.ndarray:
     """(n,) the default's final score from the prompts ``subset`` (indices into the run's P) and the
-    information term at ``weight``; an empty subset is the information term alone."""
+    information term at ``weight``; an empty subset is the information term alone. ``blank`` (n,):
+    the information term's blank losses from another context (default: the run's, a blank instruction)."""
     from selectit.methods import METHODS
     from selectit.methods.selectit import likelihood_term
 
-    info = likelihood_term((run.response_loss, run.blank_loss), chars, "information")
+    blank = run.blank_loss if blank is None else blank
+    info = likelihood_term((run.response_loss, blank), chars, "information")
     if not subset:
         return info
     cfg = config.with_options(likelihood_weight=weight)
@@ -105,6 +130,7 @@ def pass_tokens(backend, records: list[dict], prompts: list[str]) -> dict[str, t
     passes = {f"rating {j}": [backend.encode(rating_text(p, r)) for r in recs] for j, p in enumerate(prompts)}
     passes["given"] = [backend.encode_plain(instruction_context(r) + r.response) + end for r in recs]
     passes["blank"] = [backend.encode_plain(blank_context(r) + r.response) + end for r in recs]
+    passes["alone"] = [backend.encode_plain(r.response) + end for r in recs]
     out = {}
     for name, rows in passes.items():
         shared = common_prefix_len(rows)
@@ -112,9 +138,10 @@ def pass_tokens(backend, records: list[dict], prompts: list[str]) -> dict[str, t
     return out
 
 
-def cost(tokens: dict, subset: tuple[int, ...], with_losses: bool) -> tuple[float, float, int]:
-    """(tokens per record, tokens after the shared prefixes, forward passes per record) of a variant."""
-    names = [f"rating {j}" for j in subset] + (["given", "blank"] if with_losses else [])
+def cost(tokens: dict, subset: tuple[int, ...], with_losses: bool, blank: str = "blank") -> tuple[float, float, int]:
+    """(tokens per record, tokens after the shared prefixes, forward passes per record) of a variant;
+    ``blank``: the pass of its blank losses ('blank' or 'alone')."""
+    names = [f"rating {j}" for j in subset] + (["given", blank] if with_losses else [])
     return (sum(tokens[n][0] for n in names), sum(tokens[n][1] for n in names), len(names))
 
 
@@ -161,17 +188,20 @@ def main(argv=None) -> None:
 
     from selectit.backends.hf import HFBackend
 
-    backend = HFBackend.load(args.model, template=config.measure.template)
+    backend = HFBackend.load(args.model, template=config.measure.template, dtype="float32")
     tokens = pass_tokens(backend, held, prompts)
-    variants = [("P = 0 (information alone)", (), True, WEIGHT)]
-    variants += [(f"P = {k} {list(s)} + information", s, True, WEIGHT) for k, s in sorted(subsets.items())]
-    variants += [(f"ratings alone, P = {P}", tuple(range(P)), False, 0.0)]
+    alone = alone_losses(args, backend, held, f"held-{args.alpaca}-{args.seed_tasks}-{args.seed}")
+    variants = [("P = 0 (information alone)", (), True, WEIGHT, "blank")]
+    variants += [(f"P = {k} {list(s)} + information", s, True, WEIGHT, "blank") for k, s in sorted(subsets.items())]
+    variants += [(f"ratings alone, P = {P}", tuple(range(P)), False, 0.0, "blank")]
+    variants += [(f"P = {k} {list(s)}, blank: response alone".replace("P = 0 [], ", "P = 0, "), s, True, WEIGHT, "alone")
+                 for k, s in sorted({0: (), **subsets}.items()) if k in (0, P - 1, P)]
     rows = []
-    for label, subset, losses, weight in variants:
-        n, unshared, passes = cost(tokens, subset, losses)
-        acc = accuracy(held, variant_scores(run, config, chars, subset, weight))
+    for label, subset, losses, weight, blank in variants:
+        n, unshared, passes = cost(tokens, subset, losses, blank)
+        acc = accuracy(held, variant_scores(run, config, chars, subset, weight, alone if blank == "alone" else None))
         rows.append({"variant": label, "prompts": list(subset), "likelihood_weight": weight, "passes": passes,
-                     "tokens": n, "tokens_after_prefix": unshared, **acc})
+                     "blank": blank, "tokens": n, "tokens_after_prefix": unshared, **acc})
     print("\nheld-out pairwise accuracy P(score(original) > score(damaged)), ties 1/2; tokens: forward tokens "
           "per record (unshared: after the prefix all records share)")
     print(table(rows))

@@ -71,8 +71,33 @@ def test_frontier_bench_toy(tmp_path, tiny_model_dir, bench_data, capsys):
     assert "P = 0 (information alone)" in printed and "ratings alone, P = 5" in printed and "chosen" in printed
     figures = json.loads(out.read_text())
     rows = figures["rows"]
-    assert [r["passes"] for r in rows] == [2, 3, 4, 5, 6, 7, 5]
+    assert [r["passes"] for r in rows] == [2, 3, 4, 5, 6, 7, 5, 2, 6, 7]
+    assert [r["blank"] for r in rows] == ["blank"] * 7 + ["alone"] * 3
+    assert figures["tokens"]["alone"][0] < figures["tokens"]["blank"][0]  # the shorter context
     assert all(len(figures["dev_subsets"][str(k)]) == k for k in range(1, 6))
     tokens = [r["tokens"] for r in rows[:6]]
     assert tokens == sorted(tokens) and all(r["tokens_after_prefix"] <= r["tokens"] for r in rows)
     assert all(0 <= r["overall"] <= 1 for r in rows)
+
+
+def test_the_blank_from_the_response_alone_is_its_mean_loss_read_alone_with_its_end_token(tmp_path, tiny_model_dir):
+    import torch
+
+    from selectit.backends.hf import HFBackend
+
+    bench = _bench()
+    records = [{"id": str(i), "instruction": r["instruction"], "response": r["output"]}
+               for i, r in enumerate(json.loads(DEMO.read_text())[:4])]
+    backend = HFBackend.load(str(tiny_model_dir), dtype="float32")
+    args = bench.parse_args(["--cache", str(tmp_path)])
+    got = bench.alone_losses(args, backend, records, "toy")
+    model = backend.model
+    for r, loss in zip(records, got):
+        ids = backend.encode_plain(r["response"]) + [backend.end_token()]
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0].double()
+        # the first token has nothing before it (no BOS here): tokens 1.. are predicted from those before
+        nll = torch.nn.functional.cross_entropy(logits[:-1], torch.tensor(ids[1:]), reduction="mean")
+        assert loss == pytest.approx(float(nll), abs=1e-5)
+    assert (tmp_path / "frontier-toy.sqlite").is_file()
+    np.testing.assert_array_equal(bench.alone_losses(args, backend, records, "toy"), got)  # read back from the store
