@@ -69,22 +69,29 @@ SELECTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "selectit+diversity": ("selectit", ("--diversity", "0.1")),
     "selectit+neutral": ("selectit", ("--length-neutral",)),
     "selectit+neutral+dedup": ("selectit", ("--length-neutral", "--dedup-threshold", "0.5")),
+    # issue 26's sixth step: the junk step, then near dedup; best first, and as a seeded draw (FILTER_FLAGS)
+    "selectit+junk+dedup": ("selectit", ("--drop-junk", "--dedup-threshold", "0.5")),
+    "selectit+filter": ("selectit", ("--drop-junk", "--dedup-threshold", "0.5", "--sample", "--sample-seed", "0")),
 }
 ARMS = ("random", "oracle", "selectit", "selectit-paper", "ifd", "length", "full")
 # Arms added after the frozen plan's first results, run only when named in --arms (never in the default
 # list): the default's scores, selected within response-length strata (``length_matched``); the default's
 # scores through `selectit select --length-neutral --dedup-threshold 0.5` (NEUTRAL_FLAGS; issue 26's fifth
 # step, frozen here before its first fine-tune row).
-POSTHOC = ("selectit-lenmatched", "selectit-neutral")
+# ``selectit-filter`` (issue 26's sixth step, its thresholds chosen on bench/junk_dev.py's pools and frozen
+# here before its first row on these): the default's scores through `selectit select --drop-junk
+# --dedup-threshold 0.5 --sample --sample-seed SEED`, a new seeded draw per seed like random's.
+POSTHOC = ("selectit-lenmatched", "selectit-neutral", "selectit-filter")
 NEUTRAL_FLAGS = ("--length-neutral", "--dedup-threshold", "0.5")
+FILTER_FLAGS = ("--drop-junk", "--dedup-threshold", "0.5", "--sample", "--sample-seed", "{seed}")
 STRATA = 5
 PRIMARY = ("random", "oracle", "selectit")  # the arms of R, run first at each level
-SEEDED = ("random", "oracle")  # the arms whose 20% is drawn anew for each seed
+SEEDED = ("random", "oracle", "selectit-filter")  # the arms whose 20% is drawn anew for each seed
 # Seeds per arm (1 for the others unless --seeds says otherwise). random: a new subset and training seed
 # each; oracle: a new clean subset each; selectit: the training seed only. The first f = 0.3 rows showed
 # random's training-and-subset spread (sd 0.029 on the held-out loss) as large as oracle - random, so R's
 # two ends get 3 seeds each.
-SEEDS = {"random": 3, "oracle": 3, "selectit": 3}
+SEEDS = {"random": 3, "oracle": 3, "selectit": 3, "selectit-filter": 3}
 TOY = {"pools": "12", "ft_pool": 12, "levels": "0.5", "heldout": 4, "health": 3, "eval_limit": 3, "gen_prompts": 0,
        "max_new_tokens": 8, "epochs": 1, "max_length": 96, "batch_size": 2, "model": "embedded", "workers": 1,
        "methods": "selectit,length,random", "selects": "", "arms": "random,oracle,selectit,full", "seeds": "random=2,oracle=1,selectit=1"}
@@ -270,10 +277,11 @@ def arm_selection(args, arm: str, seed: int, level: float) -> list[int]:
         pool_records = json.loads(pool.read_text(encoding="utf-8"))
         scores = score(args, pool, args.out / "runs" / f"pool{args.ft_pool}_f{level:g}" / "selectit", METHODS["selectit"])
         return length_matched(scores, np.array([len(r["output"]) for r in pool_records]), k)
-    if arm == "selectit-neutral":
+    if arm in ("selectit-neutral", "selectit-filter"):
         run = args.out / "runs" / f"pool{args.ft_pool}_f{level:g}" / "selectit"
         score(args, pool, run, METHODS["selectit"])
-        return select_run(run, NEUTRAL_FLAGS)
+        flags = NEUTRAL_FLAGS if arm == "selectit-neutral" else tuple(f.format(seed=seed) for f in FILTER_FLAGS)
+        return select_run(run, flags)
     flags = ("--method", "random", "--seed", str(seed)) if arm == "random" else METHODS[arm]
     name = f"random-{seed}" if arm == "random" else arm
     return top(score(args, pool, args.out / "runs" / f"pool{args.ft_pool}_f{level:g}" / name, flags))

@@ -28,6 +28,6 @@ def test_information_writes_its_column(tmp_path):
     run = score_file(DEMO, tmp_path / "run", backend="fake", method="information")
     rows = [json.loads(line) for line in (tmp_path / "run" / "scores.jsonl").read_text().splitlines()]
     assert list(rows[0]) == ["id", "score", "token_scores", "sentence_scores", "label_mass", "label_probs",
-                             "truncated", "information"]
+                             "truncated", "information", "end_loss"]
     assert rows[0]["token_scores"] == {} and rows[0]["score"] == rows[0]["information"]["fake"]
     assert run.config["models"][0]["weight"] == 1.0 and not run.config["prompts"]

@@ -1,7 +1,7 @@
 """Command line (the contract in README.md, "Command line"): thin, it parses flags and calls the library.
 
     selectit score INPUT --out DIR [options]            measure and score every record
-    selectit select DIR (--fraction F | --top N | --threshold T) [--output FILE] [--dedup-threshold J] [--length-neutral] [--diversity D]
+    selectit select DIR (--fraction F | --top N | --threshold T) [--output FILE] [--dedup-threshold J] [--drop-junk] [--sample] [--length-neutral] [--diversity D]
     selectit run INPUT --out DIR [--fraction F] [options] [--no-report]
     selectit rescore DIR [method options]               new scores from the stored measurements, no model
     selectit report DIR [DIR2 ...] [--output FILE] [--fraction F | --top N | --threshold T]
@@ -305,6 +305,10 @@ def _step_lines(info: dict) -> list[str]:
     lines = []
     if info.get("exact_duplicates"):
         lines.append(f"exact duplicates never selected: {info['exact_duplicates']} (--keep-duplicates keeps them)")
+    j = info.get("junk")
+    if j:
+        lines.append(f"junk never selected: {j['records']} (no information {j['no_information']}, cut off "
+                     f"{j['cut_off']}, broken text {j['broken_text']})")
     if info.get("near_duplicates"):
         lines.append(f"near duplicates never selected: {info['near_duplicates']} (only the best of each cluster "
                      "can be)")
@@ -312,6 +316,9 @@ def _step_lines(info: dict) -> list[str]:
     if ln:
         lines.append(f"length-neutral: ranked by score minus the median score of its response-length bin ({ln['bins']} "
                      f"bin{'s' if ln['bins'] != 1 else ''})")
+    if info.get("sample"):
+        lines.append(f"sample: drawn at random (seed {info['sample']['seed']}) from the {info['sample']['from']} "
+                     "records that could be selected")
     d = info.get("diversity")
     if d:
         lines.append(f"diversity {d['d']:g}: walked {d['walked']} records, passed over {d['too_similar']} too similar "

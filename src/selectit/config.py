@@ -47,6 +47,8 @@ PROXY_REGRESSORS = ("ridge", "lightgbm")  # selectit.proxy.fit
 DEFAULT_NUM_PROMPTS = 5
 MAX_LENGTH = 4096  # tokens the model reads of a record by default; what it cuts: bench/length_cap.py
 EMBEDDED = "embedded"  # --model value of the embedded SmolLM2-135M-Instruct (the default)
+JUNK_MIN_INFORMATION = 0.05  # --drop-junk: nats per 100 response characters (selectit.selection.junk)
+JUNK_MAX_END_LOSS = 8.0  # --drop-junk: nats, the end token's loss after the response
 
 
 def opt(default: Any, help: str, *, choices: tuple | None = None, low: float | None = None,
@@ -313,6 +315,23 @@ class SelectOptions(_Section):
                                "length (10 quantile bins), so the selection keeps the pool's range of answer lengths "
                                "rather than its longest answers.", panel="Selection")
     """Length-neutral ranking (selectit.selection.length); --threshold still compares the score itself."""
+    drop_junk: bool = opt(False, "Never select a record the scoring model or the text says is broken: the "
+                          "instruction tells the model nothing about the answer, the model would not end the "
+                          "answer where it ends (cut off), or mojibake and control characters. Needs the "
+                          "information term (the default method, or --method information).", panel="Selection")
+    """The junk tests of selectit.selection.junk, before the ranking; selection.json counts each reason."""
+    junk_min_information: float = opt(JUNK_MIN_INFORMATION, "--drop-junk: a record whose information term is "
+                                      "below this (nats per 100 response characters) is junk.", panel="Selection")
+    """selectit.selection.junk.junk_reasons' min_information."""
+    junk_max_end_loss: float = opt(JUNK_MAX_END_LOSS, "--drop-junk: a record whose end-of-text loss after the "
+                                   "response is above this (nats) is junk (cut off).", above=0, panel="Selection")
+    """selectit.selection.junk.junk_reasons' max_end_loss."""
+    sample: bool = opt(False, "Draw the --fraction or --top budget uniformly at random from the records that can "
+                       "be selected (after the duplicate and junk steps) instead of taking the best-scored.",
+                       panel="Selection")
+    """A seeded uniform draw (selectit.selection.policy.sample); written best first."""
+    sample_seed: int = opt(0, "Seed of --sample.", panel="Selection")
+    """numpy.random.default_rng seed of the draw."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -320,6 +339,9 @@ class SelectOptions(_Section):
             value = getattr(self, name)
             if value is not None and value > 1:
                 raise ConfigError(f"{flag_for(name)} must be in (0, 1], got {value}")
+        if self.sample and (self.diversity is not None or self.length_neutral):
+            other = "--diversity" if self.diversity is not None else "--length-neutral"
+            raise ConfigError(f"--sample draws at random and {other} ranks: use one of them")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -249,7 +249,7 @@ def select_run(run_dir: str | Path, *, fraction: float | None = None, top: int |
         policy = Policy(fraction, top, threshold)  # a bad policy fails before reading
         source = rundir.scored_input(run_dir, cfg, len(scores), digest, "cannot write the selection")
         chosen = steps.choose_run(source, cfg, scores, options or SelectOptions(), steps.store_path(run_dir, cfg),
-                                  policy)
+                                  policy, Path(run_dir))
         indices = np.sort(chosen.indices) if keep_order else chosen.indices
         out = Path(output) if output else Path(run_dir) / f"selected{formats.selection_suffix(source)}"
         formats.write_selection(source, indices, out)

@@ -269,6 +269,26 @@ def score_column(out_dir: str | Path) -> tuple[np.ndarray, bytes]:
     return np.frombuffer(scores, dtype=np.float64), h.digest()
 
 
+def model_columns(out_dir: str | Path, cfg: dict, names: Iterable[str]) -> dict[str, np.ndarray]:
+    """Per-model columns of scores.jsonl combined over the run's models by their weights (config.json):
+    name -> (n,) float64, NaN where a model's value is null. Streamed: only these columns are held.
+    A column the rows do not have is a ConfigError naming it."""
+    models = [(m["name"], float(m.get("weight", 1.0))) for m in cfg.get("models") or []]
+    names = list(names)
+    values = {name: array("d") for name in names}
+    for number, row in enumerate(read_scores(out_dir), 1):
+        for name in names:
+            column = row.get(name)
+            if not isinstance(column, dict):
+                raise ConfigError(f"{Path(out_dir) / SCORES} has no {name!r} column (row {number})")
+            total = 0.0
+            for model, weight in models:
+                v = column.get(model)
+                total += weight * (math.nan if v is None else float(v))
+            values[name].append(total if models else math.nan)
+    return {name: np.frombuffer(v, dtype=np.float64) for name, v in values.items()}
+
+
 def read_run(out_dir: str | Path) -> tuple[dict, list[dict]]:
     """(config.json, scores.jsonl rows) of a scored run directory."""
     return read_config(out_dir), list(read_scores(out_dir))

@@ -16,7 +16,7 @@ import numpy as np
 from selectit import reflection
 from selectit.config import RunConfig
 from selectit.measures import ContentFree, Losses, Measure, Ratings
-from selectit.measures.losses import GIVEN, GIVEN_BLANK
+from selectit.measures.losses import END_LOSS, GIVEN, GIVEN_BLANK
 from selectit.measures.reading import ReadLengths
 from selectit.methods.base import RATING_COLUMNS, ChunkData, Method, ModelData, model_run
 from selectit.results import MODEL, Column, Figure, ModelRun, Schema, Scores
@@ -33,7 +33,8 @@ class SelectIT(Method):
         ratings, content_free = _rating_measures(config, prompts)
         params = config.method
         return [ratings, *([content_free] if params.calibrate else []),
-                *((*LIKELIHOOD, READ) if params.likelihood_weight > 0 else [])]
+                *((*LIKELIHOOD, READ) if params.likelihood_weight > 0 else []),
+                *([STOPPING] if _information(params) else [])]
 
     def score(self, data: ChunkData) -> Scores:
         runs = [self.model_run(m, data) for m in data.models]
@@ -60,8 +61,8 @@ class SelectIT(Method):
                    "probs": ratings.probs, "truncated": ratings.truncated.any(axis=1)}
         if losses is not None:
             columns.update(likelihood=lik, response_loss=losses[0], blank_loss=losses[1])
-            if params.likelihood_term == "information":
-                columns["likelihood_chars"] = read
+            if _information(params):
+                columns.update(likelihood_chars=read, end_loss=model.values[STOPPING])
         return model_run(model.info, columns, constants={"content_free": content_free}, errors=ratings.errors)
 
     def levels(self, probs: np.ndarray, content_free: np.ndarray | None, config: RunConfig,
@@ -91,10 +92,11 @@ class SelectIT(Method):
         return reflection.model_weights([r.num_parameters for r in runs])
 
 
-# scores.jsonl: the rating columns; with a likelihood weight what was added, the losses it came from, and
-# with the information term the response characters they read (its length unless --max-length cut it).
+# scores.jsonl: the rating columns; with a likelihood weight what was added and the losses it came from;
+# with the information term the response characters the losses read (its length unless --max-length cut
+# it) and the end token's loss after the response (what `select --drop-junk` reads).
 LIKELIHOOD_COLUMNS = (Column("likelihood", MODEL), Column("response_loss", MODEL), Column("blank_loss", MODEL))
-READ_COLUMNS = (Column("likelihood_chars", MODEL, "int"),)
+READ_COLUMNS = (Column("likelihood_chars", MODEL, "int"), Column("end_loss", MODEL))
 
 
 def unscored_reason(scores: Scores, i: int) -> str:
@@ -132,12 +134,13 @@ def schema(config: RunConfig) -> Schema:
     """What SelectIT's Scores hold under ``config``."""
     params = config.method
     likelihood = LIKELIHOOD_COLUMNS if params.likelihood_weight > 0 else ()
-    read = READ_COLUMNS if likelihood and params.likelihood_term == "information" else ()
+    read = READ_COLUMNS if _information(params) else ()
     return Schema(RATING_COLUMNS.columns + likelihood + read, FIGURES, unscored_reason)
 
 
 LIKELIHOOD = (Losses(GIVEN), Losses(GIVEN_BLANK))  # the likelihood term's losses: (given, blank)
 READ = ReadLengths()  # what they read of each response (the whole response unless --max-length cut it)
+STOPPING = Losses(END_LOSS)  # the end-of-text token's loss after the response (selectit.selection.junk)
 
 
 def likelihood_term(losses: tuple[np.ndarray, np.ndarray], read: np.ndarray, term: str) -> np.ndarray:
@@ -147,6 +150,11 @@ def likelihood_term(losses: tuple[np.ndarray, np.ndarray], read: np.ndarray, ter
     if term == "information":
         return reflection.information_scores(*losses, np.asarray(read, dtype=np.float64))
     return reflection.likelihood_scores(*losses)
+
+
+def _information(params) -> bool:
+    """Whether the method adds the information term (and so measures the end token's loss with it)."""
+    return params.likelihood_weight > 0 and params.likelihood_term == "information"
 
 
 def _rating_measures(config: RunConfig, prompts: Sequence[str]) -> tuple[Ratings, ContentFree]:

@@ -55,6 +55,16 @@ def select_threshold(scores: np.ndarray, threshold: float) -> np.ndarray:
     return order[s[order] >= threshold]
 
 
+def sample(ranked: np.ndarray, budget: int | None, seed: int) -> np.ndarray:
+    """``budget`` of the ``ranked`` (k,) positions drawn uniformly without replacement (all of them when
+    fewer or budget is None), kept in their ranked order. The same seed and input give the same draw."""
+    ranked = np.asarray(ranked)
+    if budget is None or budget >= len(ranked):
+        return ranked
+    picked = np.random.default_rng(seed).choice(len(ranked), size=budget, replace=False)
+    return ranked[np.sort(picked)]
+
+
 @dataclass(frozen=True)
 class Policy:
     """Exactly one of ``fraction`` (in (0, 1]), ``top`` (>= 0) or ``threshold``; a ConfigError when made

@@ -2,14 +2,18 @@
 
 1. **Exact duplicates** (unless ``--keep-duplicates``): a record equal to an earlier one (instruction,
    input and response, up to case and whitespace: selectit.selection.dedup) is never selected.
-2. **Near duplicates** (``--dedup-threshold J``): MinHash LSH clusters; only each cluster's best-scored
+2. **Junk** (``--drop-junk``): a record the information term, the end token's loss or the text itself
+   says is broken (selectit.selection.junk) is never selected; before the near duplicates, so a cluster
+   keeps its best record that is not junk.
+3. **Near duplicates** (``--dedup-threshold J``): MinHash LSH clusters; only each cluster's best-scored
    record can be selected. The signatures are a measurement (selectit.measures.minhash) kept in the
    run's score store: computed on the first selection that needs them, read back after.
-3. **Length-neutral ranking** (``--length-neutral``): records rank by their score minus the median score of
+4. **Length-neutral ranking** (``--length-neutral``): records rank by their score minus the median score of
    records of like response length (selectit.selection.length) instead of by the score itself.
-4. **The policy**: ``--fraction F`` (floor(N x F) records, N all records of the input, copies included),
+5. **The policy**: ``--fraction F`` (floor(N x F) records, N all records of the input, copies included),
    ``--top N`` or ``--threshold T``, best score first; with ``--diversity D`` the walk of
-   selectit.selection.diversity fills the budget instead (a threshold run walks every record scoring >= T).
+   selectit.selection.diversity fills the budget instead (a threshold run walks every record scoring >= T);
+   with ``--sample`` the budget is a seeded uniform draw from the records left (selectit.selection.policy.sample).
 
 Memory: scores (8 bytes a record), exact keys (8), with near dedup the signatures (512), with diversity
 the embeddings (2 x hidden size: 1,152 for SmolLM2); bench/README.md gives the figures at 1M records.
@@ -23,12 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from selectit import rundir
-from selectit.selection import dedup, diversity, length
+from selectit.selection import dedup, diversity, junk, length
 from selectit.config import SelectOptions
 from selectit.errors import ConfigError
 from selectit.measures.base import EMBEDDING_DTYPE, stored_vectors
 from selectit.measures.minhash import MinHashes
-from selectit.selection.policy import Policy, rank
+from selectit.selection.policy import Policy, rank, sample
 from selectit.store import ScoreStore
 
 CLUSTERS_KEPT = 50  # largest duplicate clusters written to selection.json (for the report)
@@ -49,9 +53,12 @@ def store_path(run_dir: str | Path, cfg: dict) -> Path:
     return rundir.store_path(run_dir, ex.get("store"))
 
 
-def choose_run(source, cfg: dict, scores: np.ndarray, options: SelectOptions, store: Path, policy: Policy
-               ) -> Chosen:
-    """Run the steps over a scored run's input ``source`` (read again, streamed) and ``scores`` (n,)."""
+def choose_run(source, cfg: dict, scores: np.ndarray, options: SelectOptions, store: Path, policy: Policy,
+               run_dir: Path | None = None) -> Chosen:
+    """Run the steps over a scored run's input ``source`` (read again, streamed) and ``scores`` (n,);
+    ``run_dir``: the run directory (its scores.jsonl columns, for --drop-junk)."""
+    if options.sample and policy.threshold is not None:
+        raise ConfigError("--sample draws a --fraction or --top budget; --threshold keeps every record over it")
     n = len(scores)
     eligible = np.isfinite(scores)
     info: dict = {"exact_duplicates": 0, "near_duplicates": 0, "clusters": []}
@@ -61,6 +68,8 @@ def choose_run(source, cfg: dict, scores: np.ndarray, options: SelectOptions, st
         copies = groups != np.arange(n)
         info["exact_duplicates"] = int(copies.sum())
         eligible &= ~copies
+    if options.drop_junk:
+        eligible, info["junk"] = _junk(source, cfg, eligible, options, run_dir)
     if options.dedup_threshold is not None:
         eligible, groups, info["near_duplicates"] = _near(source, scores, eligible, groups, options, store)
     info["clusters"] = _largest_clusters(groups, scores, eligible)
@@ -72,6 +81,9 @@ def choose_run(source, cfg: dict, scores: np.ndarray, options: SelectOptions, st
     budget = policy.budget(n)
     if policy.threshold is not None:
         ranked = ranked[scores[ranked] >= policy.threshold]
+    if options.sample:
+        info["sample"] = {"seed": options.sample_seed, "from": int(len(ranked))}
+        return Chosen(sample(ranked, budget, options.sample_seed), info)
     if options.diversity is None:
         return Chosen(ranked[:budget], info)
     vectors = load_embeddings(source, cfg, store)
@@ -90,6 +102,34 @@ def _diversity_meeting(ranked: np.ndarray, vectors: np.ndarray, d: float, budget
         if len(diversity.diverse(ranked, vectors, d / 2**k, budget)[0]) >= min(budget, len(ranked)):
             return d / 2**k
     return None
+
+
+def _junk(source, cfg: dict, eligible: np.ndarray, options: SelectOptions, run_dir: Path | None
+          ) -> tuple[np.ndarray, dict]:
+    """(eligible less the junk, what the junk step did: records left out for each reason, of those not
+    already left out, and in all)."""
+    from selectit import rundir
+
+    term = "information" if cfg.get("method") == "information" else "likelihood"
+    params = (cfg.get("config") or {}).get("method") or {}
+    if run_dir is None or (term == "likelihood" and (params.get("likelihood_term") != "information"
+                                                     or not params.get("likelihood_weight"))):
+        raise ConfigError(f"--drop-junk needs the information term, and this run (--method {cfg.get('method')}) "
+                          "has none: score with the default method or --method information (what is stored is "
+                          "reused)")
+    try:
+        columns = rundir.model_columns(run_dir, cfg, (term, "end_loss"))
+    except ConfigError as e:
+        raise ConfigError(f"--drop-junk: {e}; this run was scored before selectit measured the end token's loss: "
+                          "score the input again (what is stored is reused)") from None
+    broken = np.fromiter((junk.broken_text(r.response) for r in source.records()), dtype=bool, count=len(eligible))
+    reasons = junk.junk_reasons(columns[term], columns["end_loss"], broken, options.junk_min_information,
+                                options.junk_max_end_loss)
+    out = junk.junk(reasons)
+    info = {r: int((reasons[r] & eligible).sum()) for r in junk.REASONS}
+    info.update(records=int((out & eligible).sum()), min_information=options.junk_min_information,
+                max_end_loss=options.junk_max_end_loss)
+    return eligible & ~out, info
 
 
 def _near(source, scores, eligible, groups, options: SelectOptions, store: Path):
