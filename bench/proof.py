@@ -471,6 +471,10 @@ def finetune_table(rows: list[dict], words: np.ndarray | None = None) -> str:
                     line += f"; R = {b['R']:.2f} (95% CI {b['R_ci'][0]:.2f} .. {b['R_ci'][1]:.2f})"
                 verdict = b["diff_ci"][0] > 0 and b.get("R", -1) >= 0.5
                 lines.append(f"{line}: {'PASS' if verdict else 'FAIL'}")
+                if full is not None:
+                    b = bootstrap(full, other, None)
+                    lines.append(f"  L_full - L_{arm} = {b['diff']:+.4f} (95% CI {b['diff_ci'][0]:+.4f} .. "
+                                 f"{b['diff_ci'][1]:+.4f})")
         if full is not None and sel is not None:
             b = bootstrap(full, sel, None)
             lines.append(f"L_full - L_selectit = {b['diff']:+.4f} (95% CI {b['diff_ci'][0]:+.4f} .. {b['diff_ci'][1]:+.4f})")
