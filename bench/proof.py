@@ -80,10 +80,13 @@ ARMS = ("random", "oracle", "selectit", "selectit-paper", "ifd", "length", "full
 # step, frozen here before its first fine-tune row).
 # ``selectit-filter`` (issue 26's sixth step, its thresholds chosen on bench/junk_dev.py's pools and frozen
 # here before its first row on these): the default's scores through `selectit select --drop-junk
-# --dedup-threshold 0.5 --sample --sample-seed SEED`, a new seeded draw per seed like random's.
-POSTHOC = ("selectit-lenmatched", "selectit-neutral", "selectit-filter")
+# --dedup-threshold 0.5 --sample --sample-seed SEED`, a new seeded draw per seed like random's; and
+# ``selectit-junk``, the same steps best first (no --sample), which tells the draw's part from the junk
+# step's (frozen with it, run after it).
+POSTHOC = ("selectit-lenmatched", "selectit-neutral", "selectit-filter", "selectit-junk")
 NEUTRAL_FLAGS = ("--length-neutral", "--dedup-threshold", "0.5")
 FILTER_FLAGS = ("--drop-junk", "--dedup-threshold", "0.5", "--sample", "--sample-seed", "{seed}")
+JUNK_FLAGS = ("--drop-junk", "--dedup-threshold", "0.5")
 STRATA = 5
 PRIMARY = ("random", "oracle", "selectit")  # the arms of R, run first at each level
 SEEDED = ("random", "oracle", "selectit-filter")  # the arms whose 20% is drawn anew for each seed
@@ -277,10 +280,11 @@ def arm_selection(args, arm: str, seed: int, level: float) -> list[int]:
         pool_records = json.loads(pool.read_text(encoding="utf-8"))
         scores = score(args, pool, args.out / "runs" / f"pool{args.ft_pool}_f{level:g}" / "selectit", METHODS["selectit"])
         return length_matched(scores, np.array([len(r["output"]) for r in pool_records]), k)
-    if arm in ("selectit-neutral", "selectit-filter"):
+    if arm in ("selectit-neutral", "selectit-filter", "selectit-junk"):
         run = args.out / "runs" / f"pool{args.ft_pool}_f{level:g}" / "selectit"
         score(args, pool, run, METHODS["selectit"])
-        flags = NEUTRAL_FLAGS if arm == "selectit-neutral" else tuple(f.format(seed=seed) for f in FILTER_FLAGS)
+        flags = {"selectit-neutral": NEUTRAL_FLAGS, "selectit-junk": JUNK_FLAGS,
+                 "selectit-filter": tuple(f.format(seed=seed) for f in FILTER_FLAGS)}[arm]
         return select_run(run, flags)
     flags = ("--method", "random", "--seed", str(seed)) if arm == "random" else METHODS[arm]
     name = f"random-{seed}" if arm == "random" else arm
@@ -386,13 +390,13 @@ def run_finetune(args) -> list[dict]:
 
 def purity_table(rows: list[dict]) -> str:
     kinds = contaminate.KINDS
-    head = f"{'pool':>5} {'f':>4} {'method':<19}{'junk in 20%':>12}{'AUROC':>7}  " + " ".join(f"{k[:8]:>8}" for k in kinds)
+    head = f"{'pool':>5} {'f':>4} {'method':<22}{'junk in 20%':>12}{'AUROC':>7}  " + " ".join(f"{k[:8]:>8}" for k in kinds)
     lines = [head + "   (per kind: share of the 20% / AUROC clean vs the kind)"]
     for r in sorted(rows, key=lambda r: (r["pool"], r["level"], [*METHODS, *SELECTS].index(r["method"]))):
         auc = f"{r['auroc']:.3f}" if "auroc" in r else "-"
         cells = " ".join(f"{r['kinds'][k]:>4.2f}/" + (f"{r['auroc_kind'][k]:.2f}" if k in r.get("auroc_kind", {}) else "  - ")
                          for k in kinds)
-        lines.append(f"{r['pool']:>5} {r['level']:>4g} {r['method']:<19}{r['junk']:>12.3f}{auc:>7}  {cells}")
+        lines.append(f"{r['pool']:>5} {r['level']:>4g} {r['method']:<22}{r['junk']:>12.3f}{auc:>7}  {cells}")
     return "\n".join(lines)
 
 
