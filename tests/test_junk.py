@@ -154,3 +154,58 @@ def test_refusals_are_one_line(tmp_path):
     (tmp_path / "run" / "scores.jsonl").write_text("\n".join(old) + "\n")
     with pytest.raises(ConfigError, match="before selectit measured the end token's loss: score the input again"):
         selectit.jobs.select_run(tmp_path / "run", fraction=0.2, options=SelectOptions(drop_junk=True))
+
+
+@pytest.mark.parametrize("embed", [False, True])
+def test_the_likelihood_pass_stores_the_end_loss_its_own_pass_would(tiny_model_dir, embed):
+    """GIVEN's pass stores END_LOSS (the last token of its rows read whole) equal to END_LOSS's own pass
+    (tiny model, float32, 1e-5); a record cut by --max-length gets NaN from both; the default run then
+    runs no pass of its own for it."""
+    from selectit.backends.hf import HFBackend
+    from selectit.measures.losses import END_LOSS, GIVEN, text_losses
+    from selectit.store import ScoreStore, record_key
+
+    raw = json.loads(DEMO.read_text())[:6]
+    raw[5] = {**raw[5], "output": raw[5]["output"] * 40}  # cut by max_length 1200 below
+    records = [Record(i, r["instruction"] + ("\n" + r["input"] if r["input"] else ""), r["output"], r)
+               for i, r in enumerate(raw)]
+    backend = HFBackend.load(str(tiny_model_dir), dtype="float32")
+    own, folded = ScoreStore(), ScoreStore()
+    text_losses(backend, records, END_LOSS, 4, 1200, own, "k")
+    text_losses(backend, records, GIVEN, 4, 1200, folded, "k", embed="pooled" if embed else None)
+    keys = [record_key(r) for r in records]
+    a, b = own.load_losses("k", END_LOSS, keys), folded.load_losses("k", END_LOSS, keys)
+    assert set(a) == set(b) == set(keys)
+    for k in keys[:5]:
+        assert b[k] == pytest.approx(a[k], abs=1e-5)
+    assert np.isnan(a[keys[5]]) and np.isnan(b[keys[5]])
+    before = backend.tokens_computed
+    assert text_losses(backend, records, END_LOSS, 4, 1200, folded, "k").stored == 6  # nothing left to run
+    assert backend.tokens_computed == before
+
+
+class _NoEnds(FakeBackend):
+    """A backend that gives no last-token losses: the end loss takes a pass of its own."""
+
+    def __getattribute__(self, name):
+        if name == "losses_and_ends":
+            raise AttributeError(name)
+        return super().__getattribute__(name)
+
+
+def test_a_default_run_reads_the_end_loss_from_the_likelihood_pass():
+    records = json.loads(DEMO.read_text())[:8]
+    folded, own = FakeBackend(), _NoEnds()
+    assert not hasattr(own, "losses_and_ends")
+    a, b = selectit.score(records, backends=[folded]), selectit.score(records, backends=[own])
+    np.testing.assert_allclose(a.runs[0].end_loss, b.runs[0].end_loss, rtol=1e-12)
+    np.testing.assert_allclose(a.final, b.final, rtol=1e-12)
+    # the saving is exactly the end loss's own pass: each record's prompt, response and end token
+    from selectit.backends.base import response_ids
+    from selectit.measures.alpaca import instruction_context
+
+    recs = [Record(i, r["instruction"] + ("\n" + r["input"] if r["input"] else ""), r["output"], r)
+            for i, r in enumerate(records)]
+    end_pass = sum(len(response_ids(own.encode_plain, instruction_context(r) + r.response, "", 4096, 0)[0])
+                   for r in recs)
+    assert own.tokens_computed - folded.tokens_computed == end_pass

@@ -77,26 +77,42 @@ class FakeBackend:
                       *, end: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """response_losses, and each row's fake hidden states mean-pooled over the tokens of its character
         ``spans`` of context + response (see HFBackend.pooled_losses)."""
+        return self.response_losses(pairs, max_length, end=end), self._pooled(pairs, spans, max_length, end)
+
+    def _pooled(self, pairs, spans, max_length, end) -> np.ndarray:
+        """(B, HIDDEN) each row's fake hidden states mean-pooled over the tokens of its character spans."""
         limit = clamp_length(max_length, self.max_length)
         pooled = np.empty((len(pairs), HIDDEN), dtype=np.float32)
         for i, ((context, response), s) in enumerate(zip(pairs, spans)):
             ids, _ = response_ids(self.encode_plain, context, response, limit, END if end else None)
             pooled[i] = _pool(ids, token_spans(self.encode_plain, context + response, ids, s))
-        return self.response_losses(pairs, max_length, end=end), pooled
+        return pooled
 
     def response_losses(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None, *,
                         end: bool = False) -> np.ndarray:
         """(B,) mean loss over the response bytes of each (context, response), then a 0 byte as the end
         token with ``end`` (when it fits); see HFBackend."""
+        return self._losses(pairs, max_length, end)[0]
+
+    def losses_and_ends(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None,
+                        spans: Sequence[Spans] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """response_losses with the end token, each row's last scored loss and (with ``spans``) the pooled
+        states: see HFBackend.losses_and_ends."""
+        means, last = self._losses(pairs, max_length, True)
+        return means, last, None if spans is None else self._pooled(pairs, spans, max_length, True)
+
+    def _losses(self, pairs, max_length, end) -> tuple[np.ndarray, np.ndarray]:
+        """(means (B,), last scored losses (B,)), NaN for a row with none."""
         limit = clamp_length(max_length, self.max_length)
-        out = np.empty(len(pairs))
+        out, last = np.full(len(pairs), np.nan), np.full(len(pairs), np.nan)
         for i, (context, response) in enumerate(pairs):
             ids, start = response_ids(self.encode_plain, context, response, limit, END if end else None)
             self.tokens_computed += len(ids)
             start = first_scored(start)
             losses = [_token_loss(ids[t - 1], ids[t], t) for t in range(start, len(ids))]
-            out[i] = np.mean(losses) if losses else np.nan
-        return out
+            if losses:
+                out[i], last[i] = np.mean(losses), losses[-1]
+        return out, last
 
     def record_states(self, texts: Sequence[str], layers: int, max_length: int | None = None) -> np.ndarray:
         """(B, HIDDEN) float32: each text's fake hidden states mean-pooled over all its tokens (``layers``

@@ -228,14 +228,24 @@ class HFBackend(TokenizerText):
         float32 at the response positions only."""
         return self._loss_pass(pairs, max_length, end)[0]
 
+    def losses_and_ends(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None,
+                        spans: Sequence[Spans] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """From one forward pass with the end token (``end=True``): the mean losses (B,) as
+        :meth:`response_losses`, each row's last scored token's loss (B,) (the end token's where it fits:
+        how ready the model is to stop there; NaN for a row with none) and, with ``spans``, the pooled
+        states as :meth:`pooled_losses` (else None)."""
+        means, pooled, last = self._loss_pass(pairs, max_length, True, spans, last=True)
+        return means, last, pooled
+
     def pooled_losses(self, pairs: Sequence[tuple[str, str]], spans: Sequence[Spans], max_length: int | None = None,
                       *, end: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`response_losses` from the same forward pass, and each row's last hidden state
         mean-pooled over the tokens of its character ``spans`` of ``context + response`` (see
         :func:`selectit.backends.pooling.token_spans`): ((B,), (B, H) float32, NaN where no token)."""
-        return self._loss_pass(pairs, max_length, end, spans)
+        return self._loss_pass(pairs, max_length, end, spans)[:2]
 
-    def _loss_pass(self, pairs, max_length, end, spans=None):
+    def _loss_pass(self, pairs, max_length, end, spans=None, last=False):
+        """(means (B,), pooled (B, H) or None, with ``last`` each row's last scored loss (B,) else None)."""
         from selectit.backends.pooling import mean_rows, positions, token_spans
 
         torch = self.torch
@@ -254,7 +264,9 @@ class HFBackend(TokenizerText):
             offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
             if pools is not None:
                 pooled = mean_rows(torch, hidden, [p - c + o for p, o in zip(pools, offsets)])
-            return self._packed_losses(hidden, ids, offsets, [(ids[c:], start - c) for ids, start in rows]), pooled
+            means, lasts = self._packed_losses(hidden, ids, offsets, [(ids[c:], start - c) for ids, start in rows],
+                                               last=True)
+            return means, pooled, lasts if last else None
         else:
             width = max(len(ids) for ids, _ in rows)
             input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
@@ -273,18 +285,20 @@ class HFBackend(TokenizerText):
                 if pools is not None:
                     flat = hidden.reshape(-1, hidden.shape[-1])  # (B * W, H): row i's position t at i * W + t
                     pooled = mean_rows(torch, flat, [p + i * width for i, p in enumerate(pools)])
-        return _mean_per_row(torch, nll, which, len(rows)), pooled
+        return _mean_per_row(torch, nll, which, len(rows)), pooled, _last_per_row(nll, which, len(rows)) if last else None
 
-    def _packed_losses(self, hidden, ids, offsets, rows) -> np.ndarray:
+    def _packed_losses(self, hidden, ids, offsets, rows, last: bool = False):
         """(B,) mean response-token losses of packed ``rows`` ((ids, response start) as response_ids gives
-        them) from their hidden states (T, H), packed ids (1, T) and start offsets in the packing."""
+        them) from their hidden states (T, H), packed ids (1, T) and start offsets in the packing; with
+        ``last``, (means, each row's last scored token's loss (B,))."""
         torch = self.torch
         # position t predicts token t + 1: a row's scored positions run from its response start - 1
         at = [np.arange(o + first_scored(start) - 1, o + len(r) - 1) for o, (r, start) in zip(offsets, rows)]
         where = torch.as_tensor(np.concatenate(at), dtype=torch.long)  # (N,)
         which = torch.as_tensor(np.repeat(np.arange(len(rows)), [len(a) for a in at]), dtype=torch.long)
         nll = self._losses(hidden[where.to(self.device)], ids[0, where + 1])
-        return _mean_per_row(torch, nll, which, len(rows))
+        means = _mean_per_row(torch, nll, which, len(rows))
+        return (means, _last_per_row(nll, which, len(rows))) if last else means
 
     def _shared_start(self, rows: Sequence[Sequence[int]], starts: Sequence[int], pools=None) -> int:
         """How many leading tokens every row shares and a cached prefix can hold once (0 without
@@ -443,6 +457,17 @@ def _mean_per_row(torch, nll, which, rows: int) -> np.ndarray:
     total = torch.zeros(rows, dtype=torch.float64).index_add_(0, which, nll)
     count = torch.zeros(rows, dtype=torch.float64).index_add_(0, which, torch.ones_like(nll))
     return (total / count).numpy()  # 0/0 -> NaN where no response token was scored
+
+
+def _last_per_row(nll, which, rows: int) -> np.ndarray:
+    """(rows,) float64 the last of the losses ``nll`` (N,) of each row (``which`` (N,), rows in order and
+    each row's positions in order, as the loss passes lay them out); NaN for a row with none."""
+    out = np.full(rows, np.nan)
+    w = which.numpy()
+    if len(w):
+        ends = np.flatnonzero(np.append(w[1:] != w[:-1], True))  # each row's last position in nll
+        out[w[ends]] = nll.numpy()[ends]
+    return out
 
 
 def _float32_head(model) -> None:

@@ -16,9 +16,9 @@ score store; each names a context and a target):
 - ``STOP``: nothing, after the Alpaca prompt with the instruction and the whole response: with ``END``
   (``END_LOSS``), the loss of the end-of-text token alone, how ready the model is to stop where the
   response stops. A response cut by a generation limit ends where no answer would (bench/junk_dev.py:
-  clean against cut answers, AUROC 0.998 on SmolLM2-135M). Its tokens are GIVEN's, so it is the last
-  token of GIVEN's pass (computed in a pass of its own here); NaN where the record does not fit in
-  ``--max-length`` (no end token is read).
+  clean against cut answers, AUROC 0.998 on SmolLM2-135M). Its tokens are GIVEN's, so GIVEN's pass
+  stores it too where the backend gives its last token's loss (:func:`text_losses`); otherwise it is a
+  pass of its own. NaN where the record does not fit in ``--max-length`` (no end token is read).
 
 A kind ending in ``END`` scores the model's end-of-text token after the target too, as supervised
 fine-tuning trains it: how ready the model is to stop there. The likelihood term uses those
@@ -161,8 +161,14 @@ def text_losses(backend, records: Sequence[Record], kind: str, batch_size: int, 
 
     Distinct records are run once, sorted by length and batched (little padding); what is already in
     the store is not computed again and every computed batch is stored at once, so a killed run
-    resumes. ``progress`` is called with records done."""
+    resumes. ``progress`` is called with records done.
+
+    Kind GIVEN reads the same tokens as END_LOSS (the prompt, the whole response, the end token): with a
+    backend that gives each row's last token loss from the same pass (``losses_and_ends``: hf, fake), the
+    END_LOSS of the records read whole is stored from GIVEN's pass (NaN for a cut one, as its own pass
+    gives), so the end loss costs no pass of its own."""
     texts, end = TEXTS[kind.removesuffix(END)], kind.endswith(END)
+    ends = kind == GIVEN and hasattr(backend, "losses_and_ends")
     keys = [record_key(r) for r in records]
     first: dict[str, int] = {}
     for i, k in enumerate(keys):
@@ -182,18 +188,29 @@ def text_losses(backend, records: Sequence[Record], kind: str, batch_size: int, 
         before = backend.tokens_computed
         cut = [j for j, i in enumerate(batch) if seen and not seen[keys[i]].whole]
         whole = [j for j in range(len(batch)) if j not in set(cut)]
-        losses = np.full(len(batch), np.nan)
+        losses, lasts = np.full(len(batch), np.nan), np.full(len(batch), np.nan)
         if embed:  # the record's embedding pools the pass over the record itself, cut or not
             spans = [record_spans(records[i], max_length) for i in batch]
-            losses[:], vectors = backend.pooled_losses([texts(records[i]) for i in batch], spans, max_length, end=end)
+            pairs = [texts(records[i]) for i in batch]
+            if ends:
+                losses[:], lasts[:], vectors = backend.losses_and_ends(pairs, max_length, spans)
+            else:
+                losses[:], vectors = backend.pooled_losses(pairs, spans, max_length, end=end)
             store.put_vectors(key, embed, [(keys[i], v.astype(np.float16)) for i, v in zip(batch, vectors)])
         elif whole:
-            losses[whole] = backend.response_losses([texts(records[batch[j]]) for j in whole], max_length, end=end)
+            pairs = [texts(records[batch[j]]) for j in whole]
+            if ends:
+                losses[whole], lasts[whole], _ = backend.losses_and_ends(pairs, max_length)
+            else:
+                losses[whole] = backend.response_losses(pairs, max_length, end=end)
         if cut:
             pairs = [reading.view_pair(kind == GIVEN, records[batch[j]], seen[keys[batch[j]]]) for j in cut]
             losses[cut] = backend.response_losses(pairs, max_length, end=False)
         outcome.tokens += backend.tokens_computed - before
         store.put_losses(key, kind, [(rows[keys[i]], float(v)) for i, v in zip(batch, losses)])
+        if ends:  # a cut record's pass has no end token: NaN, as END_LOSS's own pass gives
+            lasts[cut] = np.nan
+            store.put_losses(key, END_LOSS, [(keys[i], float(v)) for i, v in zip(batch, lasts)])
         if progress:
             progress(len(batch))
     return outcome
