@@ -61,3 +61,17 @@ def test_response_losses_match_the_hf_backend(llamacpp_backend, embedded_backend
     cold = np.array([llamacpp_backend.response_losses([p])[0] for p in pairs[::-1]])[::-1]
     np.testing.assert_allclose(a, cold, rtol=1e-4)
     assert np.isnan(llamacpp_backend.response_losses([("", "")])[0])
+
+
+def test_losses_and_ends_give_the_end_tokens_own_loss(llamacpp_backend, alpaca_records):
+    """The last token's loss of the likelihood pass is the end loss's own pass (the end token after the
+    prompt and the response), and the means are response_losses' with the end token."""
+    from selectit.measures.losses import instruction_context
+
+    records = formats.from_dicts(alpaca_records[:3])
+    pairs = [(instruction_context(r), r.response) for r in records]
+    means, last, pooled = llamacpp_backend.losses_and_ends(pairs)
+    assert pooled is None
+    np.testing.assert_allclose(means, llamacpp_backend.response_losses(pairs, end=True), rtol=1e-6)
+    own = llamacpp_backend.response_losses([(c + r, "") for c, r in pairs], end=True)
+    np.testing.assert_allclose(last, own, rtol=1e-3)

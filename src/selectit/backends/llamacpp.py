@@ -106,15 +106,28 @@ class LlamaCppBackend:
         The context is evaluated like a rating prompt (its keys/values reused from the last call where
         they match, so a context shared by many records is computed once); the response is decoded with
         logits at every position, n_batch tokens at a time."""
+        return self._losses(pairs, max_length, end)[0]
+
+    def losses_and_ends(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None,
+                        spans=None) -> tuple[np.ndarray, np.ndarray, None]:
+        """From one pass with the end token: the mean losses (B,), each row's last scored token's loss (B,)
+        (the end token's where it fits) and no pooled states (llama.cpp gives none: ``spans`` must be None);
+        see :meth:`selectit.backends.hf.HFBackend.losses_and_ends`."""
+        if spans is not None:
+            raise ValueError("the llamacpp backend gives no hidden states to pool")
+        means, last = self._losses(pairs, max_length, True)
+        return means, last, None
+
+    def _losses(self, pairs, max_length, end) -> tuple[np.ndarray, np.ndarray]:
+        """(mean losses (B,), last scored losses (B,)), NaN for a row with none."""
         llm = self.llm
         limit = clamp_length(max_length, self.max_length)
         n_vocab = llm.n_vocab()
-        out = np.empty(len(pairs))
+        out, last = np.full(len(pairs), np.nan), np.full(len(pairs), np.nan)
         for r, (context, response) in enumerate(pairs):
             ids, start = response_ids(self.encode_plain, context, response, limit, self.end_token() if end else None)
             first = first_scored(start)  # the first scored token; position first - 1 predicts it
             if first >= len(ids):
-                out[r] = np.nan
                 continue
             prefix, rest = ids[: first - 1], ids[first - 1 :]
             keep = self._reuse(prefix)
@@ -135,8 +148,8 @@ class LlamaCppBackend:
                 lse = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
                 nll.extend(lse - logits[np.arange(len(targets)), targets])
             self.tokens_computed += len(ids) - keep
-            out[r] = float(np.mean(nll))
-        return out
+            out[r], last[r] = float(np.mean(nll)), float(nll[-1])
+        return out, last
 
     def encode_plain(self, text: str) -> list[int]:
         """Token ids of ``text`` as plain text (the tokenizer's BOS as the model adds it)."""
