@@ -1,6 +1,7 @@
 """Development pools for issue 26's junk filter: contaminated pools the proof never sees.
 
     python bench/junk_dev.py                  # build, score and measure the dev pools, print the tables
+    python bench/junk_dev.py --proof          # the proof pools' AUROC with the junk step (their runs scored)
 
 The proof (``bench/proof.py``) contaminates the first 500 (and 2,000) records of the fine-tune pool's
 permutation of alpaca_5000.json with seed 0 and holds out clean records from the permutation's end. A
@@ -129,13 +130,50 @@ def selection_table(args, level: float, labels: list[str]) -> str:
     return "\n".join(lines)
 
 
+def junk_last(run: Path, records: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """(the run's scores, the ranking --drop-junk makes: the score, with every junk record below every
+    other) from a default run's scores.jsonl and its records (selectit.selection.junk's tests, defaults)."""
+    from selectit.selection import junk
+
+    rows = [json.loads(x) for x in (run / "scores.jsonl").read_text(encoding="utf-8").splitlines()]
+    (model,) = rows[0]["sentence_scores"]
+    col = lambda k: np.array([np.nan if r[k][model] is None else r[k][model] for r in rows], dtype=float)  # noqa: E731
+    broken = np.array([junk.broken_text(r["output"]) for r in records])
+    bad = junk.junk(junk.junk_reasons(col("likelihood"), col("end_loss"), broken))
+    scores = np.array([np.nan if r["score"] is None else r["score"] for r in rows], dtype=float)
+    return scores, np.where(bad, scores - 1e6, scores)
+
+
+def proof_table(args) -> str:
+    """Clean-vs-junk AUROC (all, per kind) of the default's score and of the ranking --drop-junk makes, on
+    the proof's pools (their default runs under ``--proof-out``; scored by bench/proof.py purity)."""
+    lines = []
+    for run in sorted((args.proof_out / "runs").glob("pool*_f*/selectit")):
+        name = run.parent.name
+        pool_file = args.proof_out / "pools" / f"{name}.json"
+        if not (run / "scores.jsonl").is_file() or not pool_file.is_file():
+            continue
+        records = json.loads(pool_file.read_text(encoding="utf-8"))
+        labels = [{"label": x} for x in contaminate.read_labels(pool_file)]
+        scores, ranked = junk_last(run, records)
+        lines += [f"\nproof pool {name}", auroc_table(labels, {"score (the default)": scores,
+                                                                "junk last, then the score": ranked})]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--levels", default="0.3,0.6")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "proof_out" / "dev")
     p.add_argument("--data", type=Path, default=finetune_eval.DATA)
     p.add_argument("--score-threads", type=int, default=2)
+    p.add_argument("--proof", action="store_true", help="only the AUROC of the ranking --drop-junk makes on the "
+                   "proof's pools (bench/proof.py's default runs), nothing scored")
+    p.add_argument("--proof-out", type=Path, default=ROOT / "bench" / "proof_out")
     args = p.parse_args(argv)
+    if args.proof:
+        print(proof_table(args))
+        return
     for level in [float(x) for x in args.levels.split(",")]:
         rows = features(args, level)
         col = {k: np.array([r[k] if r[k] is not None else np.nan for r in rows], dtype=float) for k in rows[0]
