@@ -368,6 +368,12 @@ def test_response_losses_read_the_prompt_logprobs_like_the_hf_backend(tiny_token
             assert got == pytest.approx(want, rel=1e-12)
         assert np.isnan(losses[2]) == (end is None)  # no response token (with end: the EOS is one)
     assert [len(c[0]) for c in llm.calls] == [2, 3]  # the empty response is sent only with its EOS
+    means, last, pooled = backend.losses_and_ends(pairs[:2])  # the end loss rides the same requests
+    assert pooled is None
+    np.testing.assert_allclose(means, backend.response_losses(pairs[:2], end=True), rtol=1e-12)
+    for (c, r), got in zip(pairs[:2], last):
+        ids, _ = response_ids(lambda t: tiny_tokenizer(t)["input_ids"], c, r, 8192, tiny_tokenizer.eos_token_id)
+        assert got == pytest.approx(-llm.distribution(ids[:-1])[ids[-1]], rel=1e-12)
     with pytest.raises(ValueError, match="no prompt logprobs"):
         parse_response_losses([SimpleNamespace(prompt_logprobs=None)], [([1, 2], 1)])
     with pytest.raises(ValueError, match="token 1"):

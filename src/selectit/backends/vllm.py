@@ -80,12 +80,13 @@ def loss_kwargs() -> dict:
     return {"max_tokens": 1, "temperature": 0.0, "detokenize": False, "prompt_logprobs": 1}
 
 
-def parse_response_losses(outputs: Sequence, rows: Sequence[tuple[Sequence[int], int]]) -> np.ndarray:
+def parse_response_losses(outputs: Sequence, rows: Sequence[tuple[Sequence[int], int]], last: bool = False):
     """(B,) mean loss (nats) of the tokens ``ids[first:]`` of each request, from ``.prompt_logprobs``
     (one entry per prompt token, None for the first; each a dict token id -> Logprob holding the
     prompt's own token). rows: (prompt ids, first scored position) per request, in request order.
-    A missing or NaN log-probability raises ValueError naming the row."""
-    out = np.empty(len(rows))
+    With ``last``, (means, each row's last token's loss (B,)). A missing or NaN log-probability raises
+    ValueError naming the row."""
+    out, ends = np.empty(len(rows)), np.full(len(rows), np.nan)
     for r, (o, (ids, first)) in enumerate(zip(outputs, rows)):
         steps = getattr(o, "prompt_logprobs", None)
         if not steps or len(steps) < len(ids):
@@ -97,7 +98,8 @@ def parse_response_losses(outputs: Sequence, rows: Sequence[tuple[Sequence[int],
                 raise ValueError(f"vLLM returned no log-probability for prompt token {t} (row {r})")
             nll.append(-float(entry.logprob))
         out[r] = np.mean(nll) if nll else np.nan
-    return out
+        ends[r] = nll[-1] if nll else np.nan
+    return (out, ends) if last else out
 
 
 def token_prompts(batch: Sequence[Sequence[int]]) -> list[dict]:
@@ -252,18 +254,32 @@ class VLLMBackend(TokenizerText):
         """(B,) mean next-token loss over the response tokens of each (context, response), as
         :meth:`selectit.backends.hf.HFBackend.response_losses` defines it (same tokenizer code), read
         from vLLM's prompt log-probabilities in one request per pair."""
+        return self._losses(pairs, max_length, end)[0]
+
+    def losses_and_ends(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None,
+                        spans=None) -> tuple[np.ndarray, np.ndarray, None]:
+        """From one request per pair with the end token: the mean losses (B,), each row's last scored
+        token's loss (B,) (the end token's where it fits) and no pooled states (``spans`` must be None);
+        see :meth:`selectit.backends.hf.HFBackend.losses_and_ends`."""
+        if spans is not None:
+            raise ValueError("the vllm backend gives no hidden states to pool")
+        means, last = self._losses(pairs, max_length, True)
+        return means, last, None
+
+    def _losses(self, pairs, max_length, end) -> tuple[np.ndarray, np.ndarray]:
+        """(mean losses (B,), last scored losses (B,)), NaN for a row with no scored token."""
         limit = clamp_length(max_length, self.max_length)
         stop = self.end_token() if end else None
         rows = [(ids, first_scored(start))
                 for ids, start in (response_ids(self.encode_plain, c, r, limit, stop) for c, r in pairs)]
-        out = np.full(len(rows), np.nan)
+        out, last = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
         todo = [i for i, (ids, first) in enumerate(rows) if first < len(ids)]  # else no response token: NaN
         if todo:
             outputs = self.llm.generate(token_prompts([rows[i][0] for i in todo]), self._params(**loss_kwargs()),
                                         use_tqdm=False)
-            out[todo] = parse_response_losses(outputs, [rows[i] for i in todo])
+            out[todo], last[todo] = parse_response_losses(outputs, [rows[i] for i in todo], last=True)
             self.tokens_computed += sum(len(rows[i][0]) for i in todo)
-        return out
+        return out, last
 
     def label_probs(self, batch: Sequence[Sequence[int]], label_ids: Sequence[int], shared: int = 0) -> np.ndarray:
         """(B, S) label probabilities; ``shared`` is not needed (vLLM's prefix cache finds it)."""
