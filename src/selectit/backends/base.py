@@ -91,6 +91,11 @@ class Backend(Protocol):
     #       label_probs, and each row's last hidden state mean-pooled over its token spans (None: NaN).
     #   record_states(texts, layers, max_length=None) -> (B, H) float32: each text's tokens mean-pooled
     #       after its first ``layers`` layers (0: the input token embeddings), for --proxy's features.
+    # Optional, in every backend here (hf, llamacpp, vllm, fake), so the end token's loss rides the
+    # likelihood term's pass (selectit.measures.losses.text_losses; without it, a pass of its own):
+    #   losses_and_ends(pairs, max_length=None, spans=None) -> (losses (B,), last (B,), pooled or None):
+    #       response_losses with end=True, each row's last scored token's loss, and with spans (hf, fake
+    #       only) the pooled states as pooled_losses gives them.
 
 
 def as_options(options: LoadOptions | None, fields: dict) -> LoadOptions:
