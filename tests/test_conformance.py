@@ -269,3 +269,25 @@ def test_every_method_resumes_after_sigkill(tmp_path, method):
     assert subprocess.run(cmd, env=env, timeout=300).returncode == 0
     clean = selectit.score(records, method=method, backends=[FakeBackend()], batch_size=2, num_prompts=3)
     np.testing.assert_array_equal(np.load(out), clean.final)
+
+
+@pytest.mark.parametrize("prompts", [1, 3, 4])
+def test_rescore_with_fewer_prompts_equals_scoring_with_them(tmp_path, tiny_model_dir, prompts):
+    """Issue 27: `rescore --num-prompts P` down from a stored 5-prompt default run is the run scored with P
+    prompts (the tiny model, float32: every row's numbers within 1e-5, the same columns)."""
+    import json
+
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps(json.loads(DEMO.read_text())[:8]))
+    model = str(tiny_model_dir)
+    score_file(data, tmp_path / "direct", models=(model,), num_prompts=prompts, dtype="float32")
+    score_file(data, tmp_path / "run", models=(model,), num_prompts=5, dtype="float32")
+    rescore_run(tmp_path / "run", {"num_prompts": prompts})
+    rows = lambda d: [json.loads(x) for x in (tmp_path / d / "scores.jsonl").read_text().splitlines()]  # noqa: E731
+    for a, b in zip(rows("run"), rows("direct"), strict=True):
+        assert list(a) == list(b)
+        assert a["score"] == pytest.approx(b["score"], abs=1e-5)
+        (name,) = a["token_scores"]
+        assert len(a["token_scores"][name]) == prompts
+        np.testing.assert_allclose(a["token_scores"][name], b["token_scores"][name], atol=1e-5)
+        assert a["end_loss"][name] == pytest.approx(b["end_loss"][name], abs=1e-5)
