@@ -330,3 +330,20 @@ def test_report_in_headless_chromium(runs, tmp_path):
             browser.close()
     assert errors == [], errors
     assert outside == [], outside
+
+
+def test_report_of_a_junk_step_and_a_draw(runs, tmp_path):
+    """A selection with --drop-junk and --sample: the report names the step and the draw and counts the junk."""
+    _, _, a, _ = runs
+    run = tmp_path / "run"
+    shutil.copytree(a, run)
+    res = selectit("select", run, "--fraction", "0.25", "--drop-junk", "--junk-min-information", "-1e9",
+                   "--junk-max-end-loss", "1e9", "--sample", "--sample-seed", "3")
+    assert res.returncode == 0, res.stderr
+    res = selectit("report", run, "--output", tmp_path / "r.html")
+    assert res.returncode == 0, res.stderr
+    html = (tmp_path / "r.html").read_text()
+    assert "a random 25% of the records that can be selected (--fraction 0.25 --sample)" in html
+    assert "junk excluded" in html and "drawn at random (seed 3)" in html
+    assert "Junk (--drop-junk): 0 with no information" in html
+    assert sum(r[3] for r in _embedded_rows(html)["rows"]) == N // 4

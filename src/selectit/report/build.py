@@ -173,11 +173,18 @@ def duplicates_diversity(run: RunView, d: _Derived, fig: _Figures) -> str:
     a 2-D map and how far apart the selected records are."""
     out, steps = [], run.steps or {}
     if run.steps is not None:
-        walk = steps.get("diversity") or {}
+        walk, junk = steps.get("diversity") or {}, steps.get("junk")
         out.append(page.cards([("exact copies excluded", _fmt(steps.get("exact_duplicates", 0))),
+                               ("junk excluded", _fmt(junk["records"]) if junk else "off"),
                                ("near duplicates excluded", _fmt(steps.get("near_duplicates", 0))),
                                ("diversity D", f"{walk['d']:g}" if walk else "off"),
-                               ("passed over as too similar", _fmt(walk.get("too_similar")) if walk else "–")]))
+                               ("passed over as too similar", _fmt(walk.get("too_similar")) if walk else "–"),
+                               *([("drawn at random from", _fmt(steps["sample"]["from"]))] if steps.get("sample") else [])]))
+        if junk:
+            out.append(f'<p class="muted">Junk (--drop-junk): {_fmt(junk["no_information"])} with no information '
+                       f'(below {junk["min_information"]:g} nats per 100 characters), {_fmt(junk["cut_off"])} cut off '
+                       f'(end-of-text loss above {junk["max_end_loss"]:g} nats), {_fmt(junk["broken_text"])} with '
+                       "broken text (mojibake, control characters); a record may fail several.</p>")
         rows = []
         for c in steps.get("clusters", [])[:CLUSTERS_SHOWN]:
             kept = c.get("kept")

@@ -112,17 +112,25 @@ def _selection(path: Path, score: np.ndarray, fraction, top, threshold) -> tuple
 
 
 def _policy_words(with_steps: bool, fraction=None, top=None, threshold=None, keep_duplicates=False,
-                  dedup_threshold=None, diversity=None, length_neutral=False) -> str:
-    """The policy in words, and the selection steps when the selection ran them (``with_steps``)."""
-    words = _plain_policy(fraction, top, threshold)
+                  dedup_threshold=None, diversity=None, length_neutral=False, drop_junk=False, sample=False,
+                  sample_seed=0, **_thresholds) -> str:
+    """The policy in words, and the selection steps when the selection ran them (``with_steps``);
+    selection.json's other options (the junk thresholds) are in the step's own figures."""
+    words = _plain_policy(fraction, top, threshold, sample=sample)
     steps = ([] if keep_duplicates else ["exact copies excluded"]) + \
+        (["junk excluded"] if drop_junk else []) + \
         ([f"near duplicates (Jaccard >= {dedup_threshold:g}) collapsed"] if dedup_threshold else []) + \
         (["ranked for response length"] if length_neutral else []) + \
-        ([f"diversity {diversity:g}"] if diversity else [])
+        ([f"diversity {diversity:g}"] if diversity else []) + \
+        ([f"drawn at random (seed {sample_seed})"] if sample else [])
     return f"{words}; {', '.join(steps)}" if with_steps and steps else words
 
 
-def _plain_policy(fraction=None, top=None, threshold=None) -> str:
+def _plain_policy(fraction=None, top=None, threshold=None, sample=False) -> str:
+    if sample and fraction is not None:
+        return f"a random {100 * fraction:g}% of the records that can be selected (--fraction {fraction:g} --sample)"
+    if sample and top is not None:
+        return f"{top} records drawn at random from those that can be selected (--top {top} --sample)"
     if fraction is not None:
         return f"the best {100 * fraction:g}% of records (--fraction {fraction:g})"
     if top is not None:
