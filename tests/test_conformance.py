@@ -208,9 +208,10 @@ def _config(method):
 
 
 def _default_kinds():
-    from selectit.measures.losses import GIVEN, GIVEN_BLANK
+    """The loss kinds the default method measures (the likelihood term's two, and the end loss)."""
+    from selectit.measures.losses import END_LOSS, GIVEN, GIVEN_BLANK
 
-    return {GIVEN, GIVEN_BLANK}
+    return {GIVEN, GIVEN_BLANK, END_LOSS}
 
 
 SLOW_RUN = """
