@@ -98,6 +98,20 @@ class Backend(Protocol):
     #       only) the pooled states as pooled_losses gives them.
 
 
+class EndsWithoutStates:
+    """``losses_and_ends`` for a backend that reads no hidden states (llamacpp, vllm): from its own
+    ``_losses(pairs, max_length, end) -> (means (B,), last (B,))`` with the end token; ``spans`` refused."""
+
+    def losses_and_ends(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None,
+                        spans=None) -> tuple[np.ndarray, np.ndarray, None]:
+        """The mean losses (B,) as response_losses(end=True) gives them, each row's last scored token's
+        loss (B,) (the end token's where it fits) and no pooled states; see the hf backend's."""
+        if spans is not None:
+            raise ValueError(f"the {type(self).__name__} backend gives no hidden states to pool")
+        means, last = self._losses(pairs, max_length, True)
+        return means, last, None
+
+
 def as_options(options: LoadOptions | None, fields: dict) -> LoadOptions:
     """``options``, or LoadOptions from keyword ``fields`` (not both): what every ``load`` accepts."""
     if options is not None and fields:

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from selectit.backends.base import LoadOptions, as_options, clamp_length, first_scored, response_ids
+from selectit.backends.base import (EndsWithoutStates, LoadOptions, as_options, clamp_length, first_scored,
+                                    response_ids)
 from selectit.config import MAX_LENGTH
 from selectit.errors import ConfigError, optional_import
 from selectit.plan import common_prefix_len
@@ -22,7 +23,7 @@ from selectit.backends.models import resolve_model
 from selectit.prompts import chat_parts, resolve_template
 
 
-class LlamaCppBackend:
+class LlamaCppBackend(EndsWithoutStates):
     def __init__(self, llm, *, name: str, path: str, template: str = "plain", max_length: int | None = None):
         self.llm = llm
         self.name = name
@@ -107,16 +108,6 @@ class LlamaCppBackend:
         they match, so a context shared by many records is computed once); the response is decoded with
         logits at every position, n_batch tokens at a time."""
         return self._losses(pairs, max_length, end)[0]
-
-    def losses_and_ends(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None,
-                        spans=None) -> tuple[np.ndarray, np.ndarray, None]:
-        """From one pass with the end token: the mean losses (B,), each row's last scored token's loss (B,)
-        (the end token's where it fits) and no pooled states (llama.cpp gives none: ``spans`` must be None);
-        see :meth:`selectit.backends.hf.HFBackend.losses_and_ends`."""
-        if spans is not None:
-            raise ValueError("the llamacpp backend gives no hidden states to pool")
-        means, last = self._losses(pairs, max_length, True)
-        return means, last, None
 
     def _losses(self, pairs, max_length, end) -> tuple[np.ndarray, np.ndarray]:
         """(mean losses (B,), last scored losses (B,)), NaN for a row with none."""

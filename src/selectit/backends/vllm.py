@@ -38,7 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from selectit.backends.base import LoadOptions, as_options, clamp_length, first_scored, response_ids
+from selectit.backends.base import (EndsWithoutStates, LoadOptions, as_options, clamp_length, first_scored,
+                                    response_ids)
 from selectit.errors import ConfigError, optional_import
 from selectit.backends.models import hub_files, resolve_model
 from selectit.backends.tokenizer import TokenizerText
@@ -184,7 +185,7 @@ def _local_folder(path: str) -> str:
                           "pass a local folder") from None
 
 
-class VLLMBackend(TokenizerText):
+class VLLMBackend(EndsWithoutStates, TokenizerText):
     def __init__(self, llm, tokenizer, *, name: str, template: str = "plain", max_length: int,
                  num_parameters: int, source: str, dtype: str, exact: bool, topk: int = DEFAULT_TOPK,
                  sampling_params=None):
@@ -255,16 +256,6 @@ class VLLMBackend(TokenizerText):
         :meth:`selectit.backends.hf.HFBackend.response_losses` defines it (same tokenizer code), read
         from vLLM's prompt log-probabilities in one request per pair."""
         return self._losses(pairs, max_length, end)[0]
-
-    def losses_and_ends(self, pairs: Sequence[tuple[str, str]], max_length: int | None = None,
-                        spans=None) -> tuple[np.ndarray, np.ndarray, None]:
-        """From one request per pair with the end token: the mean losses (B,), each row's last scored
-        token's loss (B,) (the end token's where it fits) and no pooled states (``spans`` must be None);
-        see :meth:`selectit.backends.hf.HFBackend.losses_and_ends`."""
-        if spans is not None:
-            raise ValueError("the vllm backend gives no hidden states to pool")
-        means, last = self._losses(pairs, max_length, True)
-        return means, last, None
 
     def _losses(self, pairs, max_length, end) -> tuple[np.ndarray, np.ndarray]:
         """(mean losses (B,), last scored losses (B,)), NaN for a row with no scored token."""
