@@ -40,7 +40,8 @@ def parse_args(argv=None):
     p.add_argument("--ref", type=Path, required=True, help="a run scored with the full method (scores.jsonl, store)")
     p.add_argument("--samples", default="0.05,0.1,0.2", help="sample shares to fit on")
     p.add_argument("--rungs", default=",".join(RUNGS))
-    p.add_argument("--layers", type=int, default=4, help="layers of the early rung")
+    p.add_argument("--layers", type=int, default=4, help="layers of the early rungs (a rung 'early-likelihood:8' "
+                   "sets its own)")
     p.add_argument("--timing", type=int, default=200, help="records timed per rung and for the full method (0: none)")
     p.add_argument("--discrimination", default="50,50,1",
                    help="alpaca originals, seed-task originals, seed of bench/discrimination.py ('' : skip)")
@@ -65,11 +66,18 @@ def load_reference(ref: Path, store: Path | None = None):
     return records, np.asarray(scores, dtype=np.float64), store, ModelInfo.from_dict(cfg["models"][0])
 
 
-def rung_features(rung: str, layers: int, records, info, backend, store) -> tuple[object, float]:
+def split_rung(spec: str, layers: int) -> tuple[str, int]:
+    """(rung, layers) of a rung as --rungs names it: 'early-likelihood:8' is that rung after 8 layers."""
+    rung, _, k = spec.partition(":")
+    return rung, int(k) if k else layers
+
+
+def rung_features(spec: str, layers: int, records, info, backend, store) -> tuple[object, float]:
     """(features of every record, seconds to make them that were not already stored)."""
     from selectit.config import Execution
     from selectit.measures.features import features, rung_measures
 
+    rung, layers = split_rung(spec, layers)
     start = time.perf_counter()
     ex = Execution(batch_size=16)
     for measure in rung_measures(rung, layers):
@@ -90,7 +98,7 @@ def timing(records, backend, info, layers: int, rungs) -> dict[str, float]:
     out = {}
     for rung in rungs:
         start = time.perf_counter()
-        measures, fresh = rung_measures(rung, layers), ScoreStore()
+        measures, fresh = rung_measures(*split_rung(rung, layers)), ScoreStore()
         if not measures:
             ngram_features(records)
         for measure in measures:
@@ -164,9 +172,16 @@ def main(argv=None) -> None:
     for rung in rungs:
         feats[rung], seconds = rung_features(rung, args.layers, records, info, backend, store)
         print(f"features {rung}: {seconds:.1f}s for what was not stored", flush=True)
+    if "likelihood" in feats:  # an early exit's term against the exact one (first column of each)
+        from selectit.proxy.fit import spearman
+
+        for rung in (r for r in rungs if r.startswith("early-likelihood")):
+            rho = spearman(feats[rung][:, 0], feats["likelihood"][:, 0])
+            report.setdefault("term_spearman", {})[rung] = rho
+            print(f"{rung}: its likelihood term vs the exact term, Spearman {rho:.3f} ({len(full)} records)")
 
     print(f"\nproxy vs the full default on {len(full)} records (ridge; mean over {args.seeds} samples)")
-    head = (f"{'rung':<17}{'sample':>8}{'held-out rho':>14}{'held-out top20':>16}{'selection top20':>17}"
+    head = (f"{'rung':<20}{'sample':>8}{'held-out rho':>14}{'held-out top20':>16}{'selection top20':>17}"
             f"{'predicted rho':>15}{'fit s':>8}")
     print(head)
     results = {}
@@ -178,19 +193,19 @@ def main(argv=None) -> None:
                                                                      "fit_seconds")}
             row["sd_predicted_spearman"] = float(np.std([r["predicted_spearman"] for r in runs]))
             results[(rung, share)] = (row, runs[0])
-            print(f"{rung:<17}{share:>8.0%}{row['held_out_spearman']:>14.3f}{row['held_out_overlap']:>16.3f}"
+            print(f"{rung:<20}{share:>8.0%}{row['held_out_spearman']:>14.3f}{row['held_out_overlap']:>16.3f}"
                   f"{row['selection_overlap']:>17.3f}{row['predicted_spearman']:>15.3f}{row['fit_seconds']:>8.1f}",
                   flush=True)
             report["rungs"].setdefault(rung, {})[str(share)] = row
 
     middle = 0.1 if 0.1 in shares else shares[0]
     print(f"\nregressors at {middle:.0%} (one sample, seed 0)")
-    print(f"{'rung':<17}{'ridge rho':>11}{'lightgbm rho':>14}{'ridge top20':>13}{'lightgbm top20':>16}")
+    print(f"{'rung':<20}{'ridge rho':>11}{'lightgbm rho':>14}{'ridge top20':>13}{'lightgbm top20':>16}")
     for rung in rungs:
         r = results[(rung, middle)][1]
         g = judge(feats[rung], full, middle, "lightgbm", 0)
-        print(f"{rung:<17}{r['predicted_spearman']:>11.3f}{g['predicted_spearman']:>14.3f}{r['selection_overlap']:>13.3f}"
-              f"{g['selection_overlap']:>16.3f}", flush=True)
+        print(f"{rung:<20}{r['predicted_spearman']:>11.3f}{g['predicted_spearman']:>14.3f}"
+              f"{r['selection_overlap']:>13.3f}{g['selection_overlap']:>16.3f}", flush=True)
         report["rungs"][rung]["lightgbm_" + str(middle)] = {k: float(g[k]) for k in (
             "held_out_spearman", "selection_overlap", "predicted_spearman", "fit_seconds")}
 
@@ -199,23 +214,23 @@ def main(argv=None) -> None:
         t = timing(records[: args.timing], backend, info, args.layers, rungs)
         report["seconds_per_record"] = t
         base = t["full default"]
-        print(f"{'what':<17}{'ms/record':>11}{'x fewer than full':>19}{'records/hour':>14}{'1M records (est.)':>19}")
-        print(f"{'full default':<17}{base * 1000:>11.1f}{1.0:>19.1f}{3600 / base:>14,.0f}{_hours(1e6 * base):>19}")
+        print(f"{'what':<20}{'ms/record':>11}{'x fewer than full':>19}{'records/hour':>14}{'1M records (est.)':>19}")
+        print(f"{'full default':<20}{base * 1000:>11.1f}{1.0:>19.1f}{3600 / base:>14,.0f}{_hours(1e6 * base):>19}")
         for rung in rungs:
             per = t[rung]
             proxy_per = 0.05 * base + per  # 5% scored in full, features for every record (fit: seconds)
-            print(f"{rung:<17}{per * 1000:>11.2f}{base / per:>19.1f}{'':>14}{'':>19}")
-            print(f"{'  proxy, 5% full':<17}{proxy_per * 1000:>11.1f}{base / proxy_per:>19.1f}{3600 / proxy_per:>14,.0f}"
-                  f"{_hours(1e6 * proxy_per):>19}")
+            print(f"{rung:<20}{per * 1000:>11.2f}{base / per:>19.1f}{'':>14}{'':>19}")
+            print(f"{'  proxy, 5% full':<20}{proxy_per * 1000:>11.1f}{base / proxy_per:>19.1f}"
+                  f"{3600 / proxy_per:>14,.0f}{_hours(1e6 * proxy_per):>19}")
             report.setdefault("proxy_seconds_per_record_5pct", {})[rung] = proxy_per
 
     if args.discrimination:
         print(f"\npairwise accuracy on bench/discrimination.py ({args.discrimination}), proxy fitted on {middle:.0%}")
-        print(f"{'rung':<17}" + "".join(f"{k[:12]:>13}" for k in (*KINDS, "overall")))
+        print(f"{'rung':<20}" + "".join(f"{k[:12]:>13}" for k in (*KINDS, "overall")))
         for rung in rungs:
             acc = discrimination(args.discrimination, args.data, rung, args.layers, backend, info,
                                  results[(rung, middle)][1]["fit"], store)
-            print(f"{rung:<17}" + "".join(f"{acc[k]:>13.3f}" for k in (*KINDS, "overall")), flush=True)
+            print(f"{rung:<20}" + "".join(f"{acc[k]:>13.3f}" for k in (*KINDS, "overall")), flush=True)
             report["rungs"][rung]["discrimination"] = acc
 
     best = max(rungs, key=lambda r: results[(r, middle)][0]["predicted_spearman"])

@@ -26,6 +26,7 @@ def test_proxy_bench_toy(tmp_path, tiny_model_dir, capsys):
     out = capsys.readouterr().out
     assert "proxy vs the full default on 60 records" in out and "full default" in out and "most wrong" in out
     figures = json.loads((tmp_path / "ref" / "proxy_bench.json").read_text())
-    assert set(figures["rungs"]) == {"ngrams", "token-embeddings", "early", "hidden", "likelihood"}
+    assert set(figures["rungs"]) == {"ngrams", "token-embeddings", "early", "hidden", "early-likelihood", "likelihood"}
+    assert -1 <= figures["term_spearman"]["early-likelihood"] <= 1
     assert figures["rungs"]["early"]["0.5"]["sample"] == 30 and len(figures["worst"]) == 8
     assert figures["seconds_per_record"]["full default"] > figures["seconds_per_record"]["token-embeddings"]

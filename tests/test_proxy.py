@@ -117,6 +117,73 @@ def test_record_states_equal_a_plain_forward(tiny_model, tiny_tokenizer, packed)
         backend.record_states(texts, 3)
 
 
+@pytest.mark.parametrize("packed", [True, False])
+def test_early_exit_losses_are_the_logit_lens_and_all_layers_the_full_losses(tiny_model, tiny_tokenizer, packed):
+    """Losses after k layers = the final norm and head on the k-th hidden state (float32, 1e-5); k = all
+    layers = the full pass exactly; the stack, and the cached shared prefix, whole again after."""
+    import torch
+
+    backend = HFBackend(tiny_model, tiny_tokenizer, name="tiny", packed=packed)
+    blank = "### Instruction:\n\n\n### Response:\n"
+    pairs = [(blank, "Eat, sleep, move."), (blank, "4"), (blank, "A longer answer with several more words in it.")]
+    full = backend.response_losses(pairs, end=True)
+    with backend.early_exit(2):  # every layer of the tiny model
+        np.testing.assert_array_equal(backend.response_losses(pairs, end=True), full)
+    with backend.early_exit(1):
+        early = backend.response_losses(pairs, end=True)
+    np.testing.assert_array_equal(backend.response_losses(pairs, end=True), full)  # no early cache reused
+    assert len(tiny_model.model.layers) == 2 and not np.allclose(early, full)
+    for (context, response), want in zip(pairs, early):
+        ctx = tiny_tokenizer(context)["input_ids"]
+        ids = tiny_tokenizer(context + response)["input_ids"] + [tiny_tokenizer.eos_token_id]
+        with torch.no_grad():
+            states = tiny_model.model(torch.tensor([ids]), output_hidden_states=True).hidden_states[1][0]
+            logits = tiny_model.lm_head(tiny_model.model.norm(states)).float()
+            nll = torch.nn.functional.cross_entropy(logits[:-1], torch.tensor(ids[1:]), reduction="none")
+        assert want == pytest.approx(nll[len(ctx) - 1 :].double().mean().item(), rel=1e-5)
+    with pytest.raises(ConfigError, match="--proxy-layers"):
+        with backend.early_exit(3):
+            pass
+
+
+def test_the_early_likelihood_rung_keeps_its_own_losses(tmp_path, data):
+    """EarlyLosses are stored under their own kind (never the full pass's, never an end loss), read back
+    as features (the term and both losses), and the rung runs as a proxy; a backend without an early
+    exit is refused."""
+    from selectit import formats
+    from selectit.config import Execution
+    from selectit.measures import ModelInfo
+    from selectit.measures.features import features, rung_measures
+    from selectit.measures.losses import END_LOSS, GIVEN, EarlyLosses
+    from selectit.store import ScoreStore
+
+    run = score_file(data, tmp_path / "plain", backend="fake")
+    records = list(formats.scan(data).records())
+    info = ModelInfo.from_dict(run.config["models"][0])
+    store = ScoreStore(tmp_path / "plain" / "store.sqlite")
+    key = info.keys["losses"]
+    before = {kind: store.load_losses(key, kind, {r.id for r in records}) for kind in (GIVEN, END_LOSS)}
+    from selectit.backends.fake import FakeBackend
+
+    for m in rung_measures("early-likelihood", 2):
+        m.compute(FakeBackend(), info, records, store, Execution(batch_size=16))
+    for kind, found in before.items():  # the full pass's losses untouched
+        assert store.load_losses(key, kind, {r.id for r in records}) == found
+    X = features("early-likelihood", 2, records, [info], store)
+    full = features("likelihood", 2, records, [info], store)
+    assert X.shape == (120, 3 + 4)
+    given = EarlyLosses(GIVEN, 2).load(info, records, store)
+    np.testing.assert_allclose(X[:, 1], given)
+    plain = np.array([r["response_loss"]["fake"] for r in _rows(tmp_path / "plain" / "scores.jsonl")])
+    np.testing.assert_allclose(given, plain + 0.2, rtol=1e-9)  # the fake model: +0.1 per token per layer left out
+    np.testing.assert_allclose(X[:, 0], full[:, 0], atol=1e-9)  # the fake's offset is the same in both losses
+    fit = score_file(data, tmp_path / "proxy", backend="fake", proxy=True, proxy_sample=60,
+                     proxy_features="early-likelihood", proxy_layers=3, proxy_min_spearman=-1.0).config["proxy"]
+    assert fit["features"] == "early-likelihood" and fit["layers"] == 3
+    with pytest.raises(ValueError, match="no early-exit loss"):
+        EarlyLosses(GIVEN, 0)
+
+
 # ---------------------------------------------------------------- the job
 
 def test_proxy_run_keeps_the_full_scores_of_the_sample_and_predicts_the_rest(tmp_path, data):

@@ -42,7 +42,7 @@ RATINGS = ("expected", "argmax")
 PROMPT_WEIGHTS = ("equal", "mass")
 FORMATS = SCHEMAS
 EMBEDDINGS = ("auto", "on", "off")  # selectit.measures.embeddings
-PROXY_FEATURES = ("ngrams", "token-embeddings", "early", "hidden", "likelihood")  # selectit.measures.features
+PROXY_FEATURES = ("ngrams", "token-embeddings", "early", "hidden", "early-likelihood", "likelihood")  # selectit.measures.features
 PROXY_REGRESSORS = ("ridge", "lightgbm")  # selectit.proxy.fit
 DEFAULT_NUM_PROMPTS = 5
 MAX_LENGTH = 4096  # tokens the model reads of a record by default; what it cuts: bench/length_cap.py
@@ -353,13 +353,16 @@ class ProxyOptions(_Section):
                                      "least 2,000).", above=0, panel="Proxy")
     """Sample size: >= 1 a count, < 1 a fraction; None: 5% with at least 2,000 (selectit.proxy.fit.sample_size)."""
     proxy_features: str = opt("likelihood", "What the proxy learns from: ngrams (no model), token-embeddings "
-                              "(a table lookup), early (the first --proxy-layers layers), hidden (one pass) or "
-                              "likelihood (the likelihood term exactly: 2 passes).", choices=PROXY_FEATURES,
+                              "(a table lookup), early (the first --proxy-layers layers), hidden (one pass), "
+                              "early-likelihood (the likelihood term's 2 passes through the first "
+                              "--proxy-layers layers) or likelihood (the likelihood term exactly: 2 passes).", choices=PROXY_FEATURES,
                               panel="Proxy")
     """The feature rung (selectit.measures.features); the default is the cheapest that held --proxy-min-spearman
     on bench/proxy.py."""
-    proxy_layers: int = opt(4, "Layers of the early-exit pass (--proxy-features early).", low=1, panel="Proxy")
-    """k: the early rung pools the hidden state after the model's first k layers."""
+    proxy_layers: int = opt(4, "Layers of the early-exit passes (--proxy-features early, early-likelihood).", low=1,
+                            panel="Proxy")
+    """k: the early rung pools the hidden state after the model's first k layers; early-likelihood reads its
+    two losses there (the logit lens)."""
     proxy_regressor: str = opt("ridge", "ridge (cross-validated strength) or lightgbm.", choices=PROXY_REGRESSORS,
                                panel="Proxy")
     """The regressor from features to the full score (selectit.proxy.fit.make_regressor)."""

@@ -10,6 +10,7 @@ most of their byte pairs get close embeddings, as near-duplicate texts do with a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Sequence
 
@@ -18,10 +19,12 @@ import numpy as np
 from selectit.backends.base import LoadOptions, as_options, clamp_length, first_scored, response_ids
 from selectit.backends.pooling import Spans, positions, token_spans
 from selectit.backends.models import EMBEDDED_ALIASES
+from selectit.errors import ConfigError
 from selectit.prompts import chat_parts
 
 END = 0  # the end-of-text token: a 0 byte
 HIDDEN = 64  # the size of the fake hidden states
+LAYERS = 4  # the fake model's depth, for early_exit
 _STATES: list[np.ndarray] = []  # (256 * 256, HIDDEN) float32: one vector per byte pair, made once
 
 
@@ -34,6 +37,7 @@ class FakeBackend:
         self.template = template = "plain" if template == "auto" else template  # emulates chat; has no template
         self.fingerprint = {"backend": "fake", "name": name, "template": template}
         self.tokens_computed = 0
+        self.layers = LAYERS  # the layers a pass runs (early_exit lowers it)
 
     @classmethod
     def load(cls, spec: str | None, options: LoadOptions | None = None, **fields) -> FakeBackend:
@@ -101,6 +105,18 @@ class FakeBackend:
         means, last = self._losses(pairs, max_length, True)
         return means, last, None if spans is None else self._pooled(pairs, spans, max_length, True)
 
+    @contextlib.contextmanager
+    def early_exit(self, layers: int):
+        """Inside the block a loss is read after ``layers`` of the fake model's LAYERS: each token's loss
+        grows by 0.1 per layer left out (all layers: unchanged); see HFBackend.early_exit."""
+        if not 0 < layers <= LAYERS:
+            raise ConfigError(f"--proxy-layers must be in 1..{LAYERS} for {self.name}, got {layers}")
+        self.layers = layers
+        try:
+            yield
+        finally:
+            self.layers = LAYERS
+
     def _losses(self, pairs, max_length, end) -> tuple[np.ndarray, np.ndarray]:
         """(means (B,), last scored losses (B,)), NaN for a row with none."""
         limit = clamp_length(max_length, self.max_length)
@@ -109,7 +125,7 @@ class FakeBackend:
             ids, start = response_ids(self.encode_plain, context, response, limit, END if end else None)
             self.tokens_computed += len(ids)
             start = first_scored(start)
-            losses = [_token_loss(ids[t - 1], ids[t], t) for t in range(start, len(ids))]
+            losses = [_token_loss(ids[t - 1], ids[t], t) + 0.1 * (LAYERS - self.layers) for t in range(start, len(ids))]
             if losses:
                 out[i], last[i] = np.mean(losses), losses[-1]
         return out, last

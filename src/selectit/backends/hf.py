@@ -8,6 +8,7 @@ runs at the last position only; float32 by default.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Sequence
 
@@ -386,11 +387,7 @@ class HFBackend(TokenizerText):
             return mean_rows(torch, flat, [np.arange(o, o + len(r)) for o, r in zip(offsets, rows)])
         self.tokens_computed += sum(len(r) for r in rows)
         stack = self.model.base_model
-        full = stack.layers
-        if not 0 < layers <= len(full):
-            raise ConfigError(f"--proxy-layers must be in 1..{len(full)} for {self.name}, got {layers}")
-        stack.layers = full[:layers]  # the first k layers only: an early exit
-        try:
+        with self.early_exit(layers):
             if self.packed:
                 hidden, _, lengths = self._packed_hidden(rows)  # (T, H)
                 offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
@@ -406,6 +403,19 @@ class HFBackend(TokenizerText):
                                        use_cache=False).last_hidden_state
             flat = hidden.reshape(-1, hidden.shape[-1])  # row i's position t at i * width + t
             return mean_rows(torch, flat, [np.arange(len(r)) + i * width for i, r in enumerate(rows)])
+
+    @contextlib.contextmanager
+    def early_exit(self, layers: int):
+        """Inside the block the model runs its first ``layers`` decoder layers only (an early exit): its
+        final norm and output head follow the truncated stack as they follow the whole one, so a loss
+        pass reads the losses of an intermediate layer (the logit lens). ``layers`` = all: unchanged."""
+        stack = self.model.base_model
+        full = stack.layers
+        if not 0 < layers <= len(full):
+            raise ConfigError(f"--proxy-layers must be in 1..{len(full)} for {self.name}, got {layers}")
+        stack.layers = full[:layers]
+        try:
+            yield
         finally:
             stack.layers = full
 
@@ -427,7 +437,7 @@ class HFBackend(TokenizerText):
         import copy
 
         torch = self.torch
-        key = tuple(prefix)
+        key = (len(self.model.base_model.layers), tuple(prefix))  # an early exit's cache holds fewer layers
         if self._prefix is None or self._prefix[0] != key:
             ids = torch.as_tensor([list(prefix)], dtype=torch.long, device=self.device)
             with torch.inference_mode():

@@ -9,6 +9,10 @@ to richest (``--proxy-features``):
   record's text alone, mean-pooled (an early exit), and lengths.
 - ``hidden``: the last hidden state of the response-loss pass, mean-pooled over the record's own tokens:
   the record embedding ``--diversity`` selects with (selectit.measures.embeddings), and lengths.
+- ``early-likelihood``: the likelihood term's two losses (the given and the blank instruction) read
+  after the model's first ``--proxy-layers`` layers through its final norm and output head (an early
+  exit, the logit lens: ``selectit.measures.losses.EarlyLosses``), the term computed from them, and
+  lengths: the ``likelihood`` rung's passes at a fraction of their layers.
 - ``likelihood``: the default method's likelihood term computed exactly (its 2 response-loss passes, the
   given and the blank instruction), and lengths: only the rating part is left to predict. 2 of the
   default's 7 passes per record, but the term decides most of the default's ranking (bench/README.md,
@@ -31,7 +35,7 @@ import numpy as np
 from selectit import reflection
 from selectit.measures.base import Measure, ModelInfo, Outcome, stored_vectors
 from selectit.measures.embeddings import Embeddings
-from selectit.measures.losses import GIVEN, GIVEN_BLANK, Losses
+from selectit.measures.losses import GIVEN, GIVEN_BLANK, EarlyLosses, Losses
 from selectit.measures.reading import ReadLengths
 from selectit.records import Record
 from selectit.store import ScoreStore, record_key
@@ -114,6 +118,8 @@ def rung_measures(rung: str, layers: int) -> list[Measure]:
         return [RecordStates(0)]
     if rung == "early":
         return [RecordStates(layers)]
+    if rung == "early-likelihood":
+        return [EarlyLosses(GIVEN, layers), EarlyLosses(GIVEN_BLANK, layers), ReadLengths()]
     hidden = Embeddings(Losses(GIVEN))  # kind ALPACA: the record embedding of --diversity
     return [hidden, Losses(GIVEN_BLANK), ReadLengths()] if rung == "likelihood" else [hidden]
 
@@ -122,13 +128,20 @@ def features(rung: str, layers: int, records: Sequence[Record], models: Sequence
              term: str = "information"):
     """The (n, F) features of ``records`` for ``rung``: sparse for ``ngrams``, else a float64 array of
     every model's stored vectors side by side (and, for ``likelihood``, each model's likelihood term
-    ``term``: selectit.reflection), then :func:`lengths`. NaN values (nothing pooled or scored) are 0."""
+    ``term``: selectit.reflection; for ``early-likelihood``, that term from the early-exit losses and the two
+    losses themselves), then :func:`lengths`. NaN values (nothing pooled or scored) are 0."""
     measures = rung_measures(rung, layers)
     if not measures:
         return ngram_features(records)
     parts = []
     for info in models:
-        if rung != "likelihood":
+        if rung == "early-likelihood":
+            given, blank = (m.load(info, records, store) for m in measures[:2])
+            chars = measures[2].load(info, records, store)
+            value = (reflection.information_scores(given, blank, chars) if term == "information"
+                     else reflection.likelihood_scores(given, blank))
+            parts.append(np.column_stack([value, given, blank]))
+        elif rung != "likelihood":
             parts.append(measures[0].load(info, records, store).astype(np.float64))
         else:
             given, blank = Losses(GIVEN).load(info, records, store), measures[1].load(info, records, store)

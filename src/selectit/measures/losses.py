@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from selectit.backends.base import clamp_length
+from selectit.errors import ConfigError
 from selectit.measures.alpaca import (  # noqa: F401 - importers find the prompts here too
     PROMPT_INPUT, PROMPT_NO_INPUT, alpaca_parts, blank_context, instruction_context)
 from selectit.measures import reading
@@ -130,6 +131,11 @@ class Losses(Measure):
     def passes(self) -> float:
         return 1.0
 
+    @property
+    def stored(self) -> str:
+        """The kind its losses are kept under in the score store."""
+        return self.kind
+
     def compute(self, backend, info, records, store, execution, progress=None) -> Outcome:
         return text_losses(backend, records, self.kind, execution.batch_size, info.max_length, store,
                            info.keys["losses"], progress)
@@ -143,7 +149,7 @@ class Losses(Measure):
         if self.kind in VIEWED:  # a record cut by --max-length: the losses of its view
             seen = reading.stored_views(info, records, store, self.key(info))
             keys = [row_key(r, k, seen) for r, k in zip(records, keys)]
-        found = store.load_losses(self.key(info), self.kind, keys)
+        found = store.load_losses(self.key(info), self.stored, keys)
         missing = next((i for i, k in enumerate(keys) if k not in found), None)
         if missing is not None:
             raise MissingMeasurement(f"the score store {store.path} has no {self.describe()} of model {info.name} "
@@ -152,7 +158,8 @@ class Losses(Measure):
 
 
 def text_losses(backend, records: Sequence[Record], kind: str, batch_size: int, max_length: int, store: ScoreStore,
-                key: str, progress: Progress | None = None, embed: str | None = None) -> Outcome:
+                key: str, progress: Progress | None = None, embed: str | None = None,
+                stored: str | None = None) -> Outcome:
     """Store the mean target-token loss of each record in context ``kind`` (one of TEXTS, + END to score
     the end-of-text token after the target too) under ``key``; with ``embed`` (a vector kind, for a
     CONDITIONED kind only), also the record's pooled last hidden state from the same pass
@@ -166,9 +173,13 @@ def text_losses(backend, records: Sequence[Record], kind: str, batch_size: int, 
     Kind GIVEN reads the same tokens as END_LOSS (the prompt, the whole response, the end token): with a
     backend that gives each row's last token loss from the same pass (``losses_and_ends``: hf, fake), the
     END_LOSS of the records read whole is stored from GIVEN's pass (NaN for a cut one, as its own pass
-    gives), so the end loss costs no pass of its own."""
+    gives), so the end loss costs no pass of its own.
+
+    ``stored``: keep the losses under that kind instead of ``kind`` (an early exit's, :class:`EarlyLosses`;
+    then no END_LOSS rides along)."""
     texts, end = TEXTS[kind.removesuffix(END)], kind.endswith(END)
-    ends = kind == GIVEN and hasattr(backend, "losses_and_ends")
+    ends = kind == GIVEN and stored is None and hasattr(backend, "losses_and_ends")
+    stored = stored or kind
     keys = [record_key(r) for r in records]
     first: dict[str, int] = {}
     for i, k in enumerate(keys):
@@ -176,7 +187,7 @@ def text_losses(backend, records: Sequence[Record], kind: str, batch_size: int, 
     seen = reading.views(backend.encode_plain, [records[i] for i in first.values()], max_length, store, key) \
         if kind in VIEWED else {}
     rows = {k: row_key(records[i], k, seen) if seen else k for k, i in first.items()}  # record key -> row key
-    found = store.load_losses(key, kind, rows.values())
+    found = store.load_losses(key, stored, rows.values())
     pooled = store.load_vectors(key, embed, first, np.float16) if embed else {}
     todo = sorted((i for k, i in first.items() if rows[k] not in found or (embed and k not in pooled)),
                   key=lambda i: len(records[i].instruction) + len(records[i].response))
@@ -207,10 +218,46 @@ def text_losses(backend, records: Sequence[Record], kind: str, batch_size: int, 
             pairs = [reading.view_pair(kind == GIVEN, records[batch[j]], seen[keys[batch[j]]]) for j in cut]
             losses[cut] = backend.response_losses(pairs, max_length, end=False)
         outcome.tokens += backend.tokens_computed - before
-        store.put_losses(key, kind, [(rows[keys[i]], float(v)) for i, v in zip(batch, losses)])
+        store.put_losses(key, stored, [(rows[keys[i]], float(v)) for i, v in zip(batch, losses)])
         if ends:  # a cut record's pass has no end token: NaN, as END_LOSS's own pass gives
             lasts[cut] = np.nan
             store.put_losses(key, END_LOSS, [(keys[i], float(v)) for i, v in zip(batch, lasts)])
         if progress:
             progress(len(batch))
     return outcome
+
+
+@dataclass(frozen=True)
+class EarlyLosses(Losses):
+    """A likelihood-term loss (``kind`` GIVEN or GIVEN_BLANK) read after the model's first ``layers``
+    layers through its final norm and output head (the logit lens; ``HFBackend.early_exit``): the same
+    tokens as the full pass, a fraction of its layers. (n,) float64 per (model, record), for the learned
+    proxy's ``early-likelihood`` rung (selectit.measures.features). Needs a backend with ``early_exit``."""
+
+    layers: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.kind not in VIEWED or self.layers < 1:
+            raise ValueError(f"no early-exit loss {self.kind!r} after {self.layers} layer(s)")
+
+    @property
+    def stored(self) -> str:
+        return f"early:{self.layers}:{self.kind}"
+
+    def describe(self) -> str:
+        return f"{super().describe()} after {self.layers} layer(s)"
+
+    def passes(self) -> float:
+        return 0.5
+
+    def pools(self) -> bool:
+        return False  # an early exit's hidden states are not the record embedding
+
+    def compute(self, backend, info, records, store, execution, progress=None) -> Outcome:
+        if not hasattr(backend, "early_exit"):
+            raise ConfigError(f"an early exit (--proxy-features early-likelihood) needs --backend hf: the "
+                              f"{info.name} backend cannot stop after {self.layers} layer(s)")
+        with backend.early_exit(self.layers):
+            return text_losses(backend, records, self.kind, execution.batch_size, info.max_length, store,
+                               info.keys["losses"], progress, stored=self.stored)

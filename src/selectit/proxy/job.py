@@ -70,7 +70,7 @@ def measure(source, config: RunConfig, method: Method, prompts: Sequence[str], s
     feature_seconds = time.perf_counter() - start
     run = ProxyRun(models=models, feature_models=feature_models, positions=positions, fit=None)
     run.figures = {"features": opts.proxy_features, **({"layers": opts.proxy_layers}
-                                                       if opts.proxy_features == "early" else {}),
+                                                       if opts.proxy_features.startswith("early") else {}),
                    "records": n, "full": size, "predicted": n - size,
                    "seconds": {"full_method": round(full_seconds, 3), "features": round(feature_seconds, 3)}}
     return run, sample
