@@ -443,7 +443,7 @@ class HFBackend(TokenizerText):
             with torch.inference_mode():
                 out = self._forward(input_ids=ids, use_cache=True, **self._last_only)
             self._prefix = (key, getattr(out, self._cache))
-            self.tokens_computed += len(key)
+            self.tokens_computed += len(prefix)
         cache = copy.deepcopy(self._prefix[1])
         if rows > 1:
             cache.batch_repeat_interleave(rows)
