@@ -151,6 +151,7 @@ def test_the_early_likelihood_rung_keeps_its_own_losses(tmp_path, data):
     as features (the term and both losses), and the rung runs as a proxy; a backend without an early
     exit is refused."""
     from selectit import formats
+    from selectit.backends.fake import FakeBackend
     from selectit.config import Execution
     from selectit.measures import ModelInfo
     from selectit.measures.features import features, rung_measures
@@ -163,8 +164,6 @@ def test_the_early_likelihood_rung_keeps_its_own_losses(tmp_path, data):
     store = ScoreStore(tmp_path / "plain" / "store.sqlite")
     key = info.keys["losses"]
     before = {kind: store.load_losses(key, kind, {r.id for r in records}) for kind in (GIVEN, END_LOSS)}
-    from selectit.backends.fake import FakeBackend
-
     for m in rung_measures("early-likelihood", 2):
         m.compute(FakeBackend(), info, records, store, Execution(batch_size=16))
     for kind, found in before.items():  # the full pass's losses untouched
@@ -182,6 +181,8 @@ def test_the_early_likelihood_rung_keeps_its_own_losses(tmp_path, data):
     assert fit["features"] == "early-likelihood" and fit["layers"] == 3
     with pytest.raises(ValueError, match="no early-exit loss"):
         EarlyLosses(GIVEN, 0)
+    with pytest.raises(ConfigError, match="needs --backend hf"):  # a backend that cannot stop early
+        EarlyLosses(GIVEN, 2).compute(object(), info, records, store, Execution(batch_size=16))
 
 
 # ---------------------------------------------------------------- the job

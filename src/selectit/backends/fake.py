@@ -125,7 +125,8 @@ class FakeBackend:
             ids, start = response_ids(self.encode_plain, context, response, limit, END if end else None)
             self.tokens_computed += len(ids)
             start = first_scored(start)
-            losses = [_token_loss(ids[t - 1], ids[t], t) + 0.1 * (LAYERS - self.layers) for t in range(start, len(ids))]
+            lens = 0.1 * (LAYERS - self.layers)  # an early exit's extra loss per token
+            losses = [_token_loss(ids[t - 1], ids[t], t) + lens for t in range(start, len(ids))]
             if losses:
                 out[i], last[i] = np.mean(losses), losses[-1]
         return out, last

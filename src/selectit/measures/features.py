@@ -135,18 +135,13 @@ def features(rung: str, layers: int, records: Sequence[Record], models: Sequence
         return ngram_features(records)
     parts = []
     for info in models:
-        if rung == "early-likelihood":
-            given, blank = (m.load(info, records, store) for m in measures[:2])
-            chars = measures[2].load(info, records, store)
+        if rung in ("likelihood", "early-likelihood"):
+            pair = measures[:2] if rung == "early-likelihood" else (Losses(GIVEN), measures[1])
+            given, blank = (m.load(info, records, store) for m in pair)
+            chars = measures[-1].load(info, records, store)  # what the losses read (issue 29)
             value = (reflection.information_scores(given, blank, chars) if term == "information"
                      else reflection.likelihood_scores(given, blank))
-            parts.append(np.column_stack([value, given, blank]))
-        elif rung != "likelihood":
-            parts.append(measures[0].load(info, records, store).astype(np.float64))
+            parts.append(value.reshape(-1, 1) if rung == "likelihood" else np.column_stack([value, given, blank]))
         else:
-            given, blank = Losses(GIVEN).load(info, records, store), measures[1].load(info, records, store)
-            chars = measures[2].load(info, records, store)  # what the losses read (issue 29)
-            value = (reflection.information_scores(given, blank, chars) if term == "information"
-                     else reflection.likelihood_scores(given, blank))
-            parts.append(value.reshape(-1, 1))
+            parts.append(measures[0].load(info, records, store).astype(np.float64))
     return np.nan_to_num(np.hstack([*parts, lengths(records)]))
