@@ -41,6 +41,9 @@ ARMS: dict[str, tuple[str, ...] | None] = {
     # The learned proxy (issue 18): 10% of the pool (50 records) scored in full, the rest predicted from the
     # default feature rung. Its refusal bound is off: 10 held-out records cannot judge it (bench/proxy.py does).
     "selectit-proxy": ("--proxy", "--proxy-sample", "0.1", "--proxy-min-spearman", "-1"),
+    # Issue 27's frontier choice: the default with its first 4 rating prompts (the subset the development
+    # seed chose), --dtype auto as the default.
+    "selectit-p4": ("--dtype", "auto", "--num-prompts", "4"),
 }
 
 # Arms whose selection is a `selectit select` step on their scores rather than the plain top fraction:

@@ -1,8 +1,8 @@
 """The default on the cost-quality frontier (issue 27): forward tokens per record against held-out
 discrimination, per variant of the default method.
 
-    python bench/frontier.py                       # dev 20 originals (seed 0), held-out 100 (seed 1), ~15 min
-    python bench/frontier.py --json bench/results/frontier.json
+    python bench/frontier.py                       # dev 20 originals (seed 0), held-out 100 (seed 1), ~20 min
+    python bench/frontier.py --json bench/results/frontier.json --plot bench/frontier.png
 
 One forward run per set (the default method in float32: the 5 rating prompts and the two response
 losses, through ``selectit.score``, stored in the cache bench/discrimination.py uses), then every
@@ -13,7 +13,11 @@ variant is the tool's own math on those measurements (``SelectIT.levels``, the i
 - ``P = 0``: the information term alone; ``ratings alone``: the 5 prompts, likelihood weight 0;
 - the same with the information term's blank pass from a **shorter context**: the response alone (and
   its end token), no Alpaca header around an empty instruction (``blank: response alone``; one more
-  float32 loss pass per set, through the tool's own ``text_losses``, stored beside the run).
+  float32 loss pass per set, through the tool's own ``text_losses``, stored beside the run);
+- ``record-once P = k``: ``--layout record-once`` (the record read once, the rating prompts as later
+  turns after its cache) and ``record-first P = k`` (``--layout record-first``: the record, then each
+  rating prompt in the same user turn, the record's tokens shared by its prompts) at k = 1..5, from
+  one more float32 run per set and layout, the subsets chosen on that layout's own development run.
 Cost per record, counted with the model's tokenizer on the held-out records: the forward tokens of
 each pass (a rating prompt's, the response after its instruction, after a blank one), in all and after
 the part every record shares (the prompt before the record's text, which the prefix cache computes once
@@ -40,6 +44,7 @@ from damage import KINDS, damaged_copies, load_originals  # noqa: E402
 from discrimination import DATA, pairwise_accuracy  # noqa: E402
 
 WEIGHT = 2.0  # the default's information weight
+OTHER_LAYOUTS = ("record-once", "record-first")  # besides the default's prompt-first
 WITHIN, FLOOR = 0.005, 0.85  # the issue's rule: within 0.005 of the best, no kind below 0.85
 
 
@@ -55,6 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--cache", type=Path, default=Path("bench/.discrimination"), help="score stores")
     ap.add_argument("--model", default=None, help="scoring model (default: the embedded SmolLM2-135M)")
     ap.add_argument("--json", type=Path, help="also write the table as JSON")
+    ap.add_argument("--plot", type=Path, help="also draw the frontier (PNG): tokens per record x discrimination")
     return ap.parse_args(argv)
 
 
@@ -65,16 +71,18 @@ def labelled_set(args, n_alpaca: int, n_seed: int, seed: int) -> list[dict]:
     return originals + damaged_copies(originals, seed=seed)
 
 
-def measure(args, records: list[dict], name: str):
-    """The default's measurements of ``records`` in float32: (run, config) of its one model."""
+def measure(args, records: list[dict], name: str, layout: str = "prompt-first"):
+    """The default's measurements of ``records`` in float32 with ``layout``: (run, config) of its one
+    model. Each layout has its own store (record-once stores the given loss from its own pass)."""
     import selectit
     from selectit.methods import configure
 
     data = [{"instruction": r["instruction"], "output": r["response"]} for r in records]
     models = {"models": (args.model,)} if args.model else {}
-    config, _ = configure({"dtype": "float32", **models})
+    config, _ = configure({"dtype": "float32", "layout": layout, **models})
     args.cache.mkdir(parents=True, exist_ok=True)
-    scores = selectit.score(data, config, store=str(args.cache / f"frontier-{name}.sqlite"))
+    suffix = "" if layout == "prompt-first" else f"-{layout}"
+    scores = selectit.score(data, config, store=str(args.cache / f"frontier-{name}{suffix}.sqlite"))
     return scores.runs[0], config
 
 
@@ -123,6 +131,7 @@ def pass_tokens(backend, records: list[dict], prompts: list[str]) -> dict[str, t
     from selectit.formats import from_dicts
     from selectit.measures.alpaca import blank_context, instruction_context
     from selectit.plan import common_prefix_len
+    from selectit.measures.record_once import turn_ids
     from selectit.prompts import rating_text
 
     recs = from_dicts([{"instruction": r["instruction"], "output": r["response"]} for r in records])
@@ -135,12 +144,32 @@ def pass_tokens(backend, records: list[dict], prompts: list[str]) -> dict[str, t
     for name, rows in passes.items():
         shared = common_prefix_len(rows)
         out[name] = (float(np.mean([len(x) for x in rows])), float(np.mean([len(x) - shared for x in rows])))
+    for j, p in enumerate(prompts):  # record-once: the rating prompt as a later turn, after the record's cache
+        n = float(len(turn_ids(backend, p)))
+        out[f"turn {j}"] = (n, n)
+    # record-first: the record's tokens (what its prompts share), then each prompt's own tail
+    first = [[backend.encode(rating_text(p, r, "record-first")) for p in prompts] for r in recs]
+    own = [common_prefix_len(rows) for rows in first]
+    shared = common_prefix_len([rows[0] for rows in first])
+    out["record"] = (float(np.mean(own)), float(np.mean([n - shared for n in own])))
+    for j in range(len(prompts)):
+        n = float(np.mean([len(rows[j]) - k for rows, k in zip(first, own)]))
+        out[f"tail {j}"] = (n, n)
     return out
 
 
-def cost(tokens: dict, subset: tuple[int, ...], with_losses: bool, blank: str = "blank") -> tuple[float, float, int]:
+def cost(tokens: dict, subset: tuple[int, ...], with_losses: bool, blank: str = "blank",
+         layout: str = "prompt-first") -> tuple[float, float, int]:
     """(tokens per record, tokens after the shared prefixes, forward passes per record) of a variant;
-    ``blank``: the pass of its blank losses ('blank' or 'alone')."""
+    ``blank``: the pass of its blank losses ('blank' or 'alone'). Record-once reads the record once (the
+    given pass) and each rating prompt as a turn after it: one pass for the record and its turns;
+    record-first reads the record once and each prompt's tail after it, then the two loss passes."""
+    if layout == "record-once":
+        names = ["given", blank] + [f"turn {j}" for j in subset]
+        return (sum(tokens[n][0] for n in names), sum(tokens[n][1] for n in names), 2)
+    if layout == "record-first":
+        names = ["record"] + [f"tail {j}" for j in subset] + ["given", blank]
+        return (sum(tokens[n][0] for n in names), sum(tokens[n][1] for n in names), 3)
     names = [f"rating {j}" for j in subset] + (["given", blank] if with_losses else [])
     return (sum(tokens[n][0] for n in names), sum(tokens[n][1] for n in names), len(names))
 
@@ -173,18 +202,58 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def plot(rows: list[dict], chosen: dict, path: Path) -> None:
+    """The frontier as a PNG: unshared forward tokens per record (x) against held-out overall accuracy (y),
+    one marker per layout and blank context, the rule's choice ringed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    styles = {("prompt-first", "blank"): ("o", "prompt-first"), ("prompt-first", "alone"): ("s", "blank: response alone"),
+              ("record-once", "blank"): ("^", "record-once"), ("record-first", "blank"): ("v", "record-first")}
+    for (layout, blank), (marker, label) in styles.items():
+        group = [r for r in rows if r.get("layout", "prompt-first") == layout and r["blank"] == blank]
+        if group:
+            ax.scatter([r["tokens_after_prefix"] for r in group], [r["overall"] for r in group], marker=marker,
+                       label=label)
+            for r in group:
+                ax.annotate(r["variant"].split(" [")[0].replace(" (information alone)", ""), (r["tokens_after_prefix"],
+                            r["overall"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    if chosen:
+        ax.scatter([chosen["tokens_after_prefix"]], [chosen["overall"]], s=200, facecolors="none", edgecolors="red",
+                   label="chosen (within 0.005 of the best, no kind < 0.85)")
+    best = max(r["overall"] for r in rows)
+    ax.axhline(best - WITHIN, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("forward tokens per record (after the prefix every record shares)")
+    ax.set_ylabel("held-out pairwise accuracy")
+    ax.set_title("the default's variants: cost x discrimination (bench/frontier.py)")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     dev = labelled_set(args, args.dev_alpaca, args.dev_seed_tasks, args.dev_seed)
     held = labelled_set(args, args.alpaca, args.seed_tasks, args.seed)
     print(f"dev {len(dev)} records (seed {args.dev_seed}), held-out {len(held)} (seed {args.seed})", flush=True)
-    dev_run, config = measure(args, dev, f"dev-{args.dev_alpaca}-{args.dev_seed_tasks}-{args.dev_seed}")
-    run, _ = measure(args, held, f"held-{args.alpaca}-{args.seed_tasks}-{args.seed}")
+    dev_name, held_name = (f"dev-{args.dev_alpaca}-{args.dev_seed_tasks}-{args.dev_seed}",
+                           f"held-{args.alpaca}-{args.seed_tasks}-{args.seed}")
+    dev_run, config = measure(args, dev, dev_name)
+    run, _ = measure(args, held, held_name)
+    other = {layout: (measure(args, dev, dev_name, layout), measure(args, held, held_name, layout))
+             for layout in OTHER_LAYOUTS}
     prompts = list(config.measure.prompts())
     P = len(prompts)
     dev_chars = np.array([len(r["response"]) for r in dev], dtype=np.float64)
     chars = np.array([len(r["response"]) for r in held], dtype=np.float64)
     subsets = {**best_subsets(dev, dev_run, config, dev_chars, P), P: tuple(range(P))}
+    other_subsets = {layout: {**best_subsets(dev, dev_run_, config_, dev_chars, P), P: tuple(range(P))}
+                     for layout, ((dev_run_, config_), _) in other.items()}
 
     from selectit.backends.hf import HFBackend
 
@@ -201,7 +270,14 @@ def main(argv=None) -> None:
         n, unshared, passes = cost(tokens, subset, losses, blank)
         acc = accuracy(held, variant_scores(run, config, chars, subset, weight, alone if blank == "alone" else None))
         rows.append({"variant": label, "prompts": list(subset), "likelihood_weight": weight, "passes": passes,
-                     "blank": blank, "tokens": n, "tokens_after_prefix": unshared, **acc})
+                     "blank": blank, "layout": "prompt-first", "tokens": n, "tokens_after_prefix": unshared, **acc})
+    for layout, (_, (held_run, held_config)) in other.items():  # each P (subsets chosen on its dev run)
+        for k, subset in sorted(other_subsets[layout].items()):
+            n, unshared, passes = cost(tokens, subset, True, "blank", layout)
+            acc = accuracy(held, variant_scores(held_run, held_config, chars, subset, WEIGHT))
+            rows.append({"variant": f"{layout} P = {k} {list(subset)}", "prompts": list(subset),
+                         "likelihood_weight": WEIGHT, "passes": passes, "blank": "blank", "layout": layout,
+                         "tokens": n, "tokens_after_prefix": unshared, **acc})
     print("\nheld-out pairwise accuracy P(score(original) > score(damaged)), ties 1/2; tokens: forward tokens "
           "per record (unshared: after the prefix all records share)")
     print(table(rows))
@@ -209,10 +285,16 @@ def main(argv=None) -> None:
     chosen = choose(rows)
     print(f"chosen (cheapest within {WITHIN} of the best overall, no kind below {FLOOR}): "
           + (chosen["variant"] if chosen else "none"))
+    if args.plot:
+        plot(rows, chosen, args.plot)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"rows": rows, "tokens": tokens, "chosen": chosen.get("variant"),
-                                         "dev_subsets": {k: list(v) for k, v in subsets.items()}}, indent=1))
+                                         "dev_subsets": {k: list(v) for k, v in subsets.items()},
+                                         **{f"dev_subsets_{layout.replace('-', '_')}": {k: list(v) for k, v in
+                                                                                        subs.items()}
+                                            for layout, subs in other_subsets.items()}},
+                                        indent=1))
 
 
 if __name__ == "__main__":

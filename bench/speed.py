@@ -52,12 +52,17 @@ MODES = {
     # Issue 27's frontier: the default with fewer rating prompts (the first P of the prompt file: their
     # lengths are within 4% of each other) or none (the information term alone).
     **{f"default-auto-p{k}": (f"the default method with {k} rating prompt{'s' * (k > 1)}, --dtype auto",
-                              {"method": "selectit", "dtype": "auto", "num_prompts": k}) for k in (1, 2, 3)},
+                              {"method": "selectit", "dtype": "auto", "num_prompts": k}) for k in (1, 2, 3, 4)},
+    # ... and the response losses' output head in the model's dtype (bfloat16 here) instead of float32.
+    "default-auto-bf16loss": ("the default method, --dtype auto, the loss passes' head in bfloat16",
+                              {"method": "selectit", "dtype": "auto", "loss_head": "model"}),
+    "default-auto-p4-bf16loss": ("the default method with 4 rating prompts, the loss passes' head in bfloat16",
+                                 {"method": "selectit", "dtype": "auto", "num_prompts": 4, "loss_head": "model"}),
     "info-auto": ("the information term alone (--method information: the 2 response-loss passes), --dtype auto",
                   {"method": "information", "dtype": "auto"}),
 }
 DEFAULT_MODES = ("default-f32", "default-auto", "once-f32", "once-auto", "default-auto-p1", "default-auto-p2",
-                 "default-auto-p3", "info-auto")
+                 "default-auto-p3", "default-auto-p4", "default-auto-bf16loss", "default-auto-p4-bf16loss", "info-auto")
 
 
 def load_records(path: Path, n: int):
@@ -96,6 +101,7 @@ def run_mode(mode: str, records_path: Path, n: int, num_prompts: int, batch_size
         backend = HFBackend.load(None, dtype=opts.pop("dtype", "float32"), prefix_cache=opts.get("prefix_cache", True),
                                  packed=opts.pop("packed", None), template="auto" if mode in DEFAULT_MODES else "plain")
         cfg = backend.model.config
+        backend.set_loss_head(opts.pop("loss_head", "float32"))
     if mode in DEFAULT_MODES:
         method, count = opts.pop("method"), opts.pop("num_prompts", num_prompts)
         start = time.perf_counter()
@@ -231,25 +237,27 @@ def main() -> None:
     print("  rho exact: Spearman of the published scores (argmax token score) against exact; rho exp: the same")
     print("  probabilities scored with selectit's default expected rating (continuous: no argmax flips)")
     if defaults:
-        before = defaults.get("default-f32")
+        before, auto = defaults.get("default-f32"), defaults.get("default-auto")
         print(f"\nthe default method (5 rating passes + 2 response-loss passes per record, fewer where the mode "
               f"says), {args.records} records")
-        print(f"{'mode':<18}{'wall s':>8}{'rec/s':>8}{'tokens/rec':>11}{'peak MB':>9}{'vs before':>10}{'vs naive':>10}"
-              f"{'rho before':>11}{'top20 same':>11}  dtype")
+        print(f"{'mode':<25}{'wall s':>8}{'rec/s':>8}{'tokens/rec':>11}{'peak MB':>9}{'vs before':>10}{'vs naive':>10}"
+              f"{'rho before':>11}{'top20 same':>11}{'rho auto':>9}  dtype")
         for mode, r in defaults.items():
             f = np.array(r["final"], dtype=np.float64)
             rho = spearman(f, np.array(before["final"])) if before else float("nan")
             same = top_overlap(np.array(before["final"]), f) if before else float("nan")
+            rho_auto = spearman(f, np.array(auto["final"])) if auto else float("nan")
             vs_before = before["seconds"] / r["seconds"] if before else float("nan")
             vs_naive = base["seconds"] / r["seconds"] if base else float("nan")
-            print(f"{mode:<18}{r['seconds']:>8.1f}{args.records / r['seconds']:>8.2f}"
+            print(f"{mode:<25}{r['seconds']:>8.1f}{args.records / r['seconds']:>8.2f}"
                   f"{r['tokens_computed'] / args.records:>11.0f}{r['peak_rss_mb']:>9.0f}{vs_before:>9.2f}x{vs_naive:>9.2f}x"
-                  f"{rho:>11.4f}{same:>11.2f}  {r['dtype']} ({r['dtype_reason']})")
+                  f"{rho:>11.4f}{same:>11.2f}{rho_auto:>9.4f}  {r['dtype']} ({r['dtype_reason']})")
         for mode in defaults:
             print(f"  {mode}: {MODES[mode][0]}")
         print("  vs naive: against the published method's naive loop (rating passes only: the default does more)")
         print("  tokens/rec: tokens run through the model per record (a shared prefix counted once); top20 same:")
-        print("  the share of the top 20% by score that is also in the before mode's top 20%")
+        print("  the share of the top 20% by score that is also in the before mode's top 20%; rho auto: Spearman")
+        print("  against default-auto (the same run but the change the mode names)")
 
 
 if __name__ == "__main__":

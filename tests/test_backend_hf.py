@@ -191,6 +191,39 @@ def test_bfloat16_runs_the_head_in_float32(tiny_model_dir, alpaca_records):
     assert np.isfinite(b.probs).all() and np.abs(a.probs - b.probs).max() < 0.01
 
 
+@pytest.mark.parametrize("tied", [False, True])
+def test_the_loss_passes_head_in_the_model_dtype(tmp_path, tiny_tokenizer, alpaca_records, tied):
+    """set_loss_head('model'): the response losses read through the head in bfloat16 (issue 27's variant),
+    the ratings' head stays float32, and the store key tells the two apart."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(3)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                         tie_word_embeddings=tied))
+    model.save_pretrained(tmp_path)
+    tiny_tokenizer.save_pretrained(tmp_path)
+    b16 = HFBackend.load(str(tmp_path), dtype="bfloat16")
+    head = b16.model.get_output_embeddings()
+    assert (head.low is not None) == tied  # kept at no cost where tied; an untied copy only when asked for
+    pairs = [("", r["output"]) for r in alpaca_records[:3]]
+    exact, key = b16.response_losses(pairs), dict(b16.fingerprint)
+    b16.set_loss_head("model")
+    assert head.low.weight.dtype == torch.bfloat16 and b16.fingerprint == {**key, "loss_head": "model"}
+    torch.manual_seed(4)
+    hidden, targets = torch.randn(7, 32, dtype=torch.bfloat16), torch.randint(0, len(tiny_tokenizer), (7,))
+    want = torch.nn.functional.cross_entropy(
+        torch.nn.functional.linear(hidden, head.weight.to(torch.bfloat16)).float(), targets, reduction="none")
+    np.testing.assert_allclose(b16._losses(hidden, targets).numpy(), want.double().numpy(), rtol=1e-6, atol=1e-6)
+    low = b16.response_losses(pairs)
+    assert np.isfinite(low).all() and np.abs(low - exact).max() < 0.05
+    b16.set_loss_head("float32")
+    np.testing.assert_array_equal(b16.response_losses(pairs), exact)
+    assert b16.fingerprint == key
+    with pytest.raises(ConfigError, match="loss head"):
+        b16.set_loss_head("float16")
+
+
 def _tiny(kind: str, vocab_size: int):
     """A tiny randomly initialised model of another architecture than the Llama fixture."""
     from transformers import (GraniteConfig, GraniteForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,

@@ -47,6 +47,22 @@ def test_a_variant_from_the_stored_run_equals_a_run_scored_that_way(tmp_path, ti
     ratings = selectit.score(data, configure({**model, "likelihood_weight": 0.0})[0])
     np.testing.assert_allclose(bench.variant_scores(run, config, chars, tuple(range(5)), 0.0), ratings.final,
                                rtol=1e-5, atol=1e-5)
+    # record-once: a subset from its five-prompt run is a record-once run asked only those prompts
+    once_config, _ = configure({**model, "layout": "record-once"})
+    once = selectit.score(data, once_config, store=str(tmp_path / "once.sqlite"))
+    once_two = selectit.score(data, configure({**model, "layout": "record-once", "prompts_file": str(tmp_path / "two.txt"),
+                                               "num_prompts": 2})[0])
+    np.testing.assert_allclose(bench.variant_scores(once.runs[0], once_config, chars, subset, 2.0), once_two.final,
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(bench.variant_scores(once.runs[0], once_config, chars, tuple(range(5)), 2.0),
+                               once.final, rtol=1e-5, atol=1e-5)
+    # record-first: the same
+    first_config, _ = configure({**model, "layout": "record-first"})
+    first = selectit.score(data, first_config, store=str(tmp_path / "first.sqlite"))
+    first_two = selectit.score(data, configure({**model, "layout": "record-first", "num_prompts": 2,
+                                                "prompts_file": str(tmp_path / "two.txt")})[0])
+    np.testing.assert_allclose(bench.variant_scores(first.runs[0], first_config, chars, subset, 2.0), first_two.final,
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_the_rule_takes_the_cheapest_row_near_the_best_with_no_weak_kind():
@@ -66,18 +82,27 @@ def test_frontier_bench_toy(tmp_path, tiny_model_dir, bench_data, capsys):
     out = tmp_path / "frontier.json"
     bench.main(["--alpaca", "3", "--seed-tasks", "2", "--dev-alpaca", "2", "--dev-seed-tasks", "2",
                 "--data", str(bench_data), "--model", str(tiny_model_dir), "--cache", str(tmp_path / "cache"),
-                "--json", str(out)])
+                "--json", str(out), "--plot", str(tmp_path / "frontier.png")])
     printed = capsys.readouterr().out
     assert "P = 0 (information alone)" in printed and "ratings alone, P = 5" in printed and "chosen" in printed
+    assert "record-once P = 5" in printed and "record-first P = 5" in printed
     figures = json.loads(out.read_text())
     rows = figures["rows"]
-    assert [r["passes"] for r in rows] == [2, 3, 4, 5, 6, 7, 5, 2, 6, 7]
-    assert [r["blank"] for r in rows] == ["blank"] * 7 + ["alone"] * 3
+    assert [r["passes"] for r in rows] == [2, 3, 4, 5, 6, 7, 5, 2, 6, 7] + [2] * 5 + [3] * 5
+    assert [r["blank"] for r in rows] == ["blank"] * 7 + ["alone"] * 3 + ["blank"] * 10
+    assert [r["layout"] for r in rows] == ["prompt-first"] * 10 + ["record-once"] * 5 + ["record-first"] * 5
     assert figures["tokens"]["alone"][0] < figures["tokens"]["blank"][0]  # the shorter context
     assert all(len(figures["dev_subsets"][str(k)]) == k for k in range(1, 6))
+    assert all(len(figures[f"dev_subsets_{name}"][str(k)]) == k for k in range(1, 6)
+               for name in ("record_once", "record_first"))
     tokens = [r["tokens"] for r in rows[:6]]
     assert tokens == sorted(tokens) and all(r["tokens_after_prefix"] <= r["tokens"] for r in rows)
+    for start in (10, 15):  # a turn or a tail costs less than a prompt with the record
+        other = [r["tokens"] for r in rows[start:start + 5]]
+        assert other == sorted(other) and other[-1] < rows[5]["tokens"]
     assert all(0 <= r["overall"] <= 1 for r in rows)
+    assert (tmp_path / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "cache" / "frontier-held-3-2-1-record-once.sqlite").is_file()
 
 
 def test_the_blank_from_the_response_alone_is_its_mean_loss_read_alone_with_its_end_token(tmp_path, tiny_model_dir):

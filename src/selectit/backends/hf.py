@@ -63,6 +63,29 @@ class HFBackend(TokenizerText):
                             "template": template, "num_parameters": self.num_parameters}
         self.tokens_computed = 0  # tokens actually run through the model (a shared prefix counts once)
         self.dtype_reason = "given"  # why this dtype (load: selectit.backends.precision)
+        self.loss_head = "float32"  # the response losses' output head: see set_loss_head
+
+    def set_loss_head(self, kind: str) -> None:
+        """Run the response-loss passes' output head in float32 ('float32', the default: a bfloat16/float16
+        model gets a float32 copy of its head) or in the model's own dtype ('model': the head as loaded,
+        issue 27's cheaper variant, measured by bench/speed.py). The rating passes keep the float32 head.
+        A store key tells the two apart (the fingerprint names a head that is not float32)."""
+        if kind not in ("float32", "model"):
+            raise ConfigError(f"loss head must be 'float32' or 'model', got {kind!r}")
+        self.loss_head = kind
+        self.fingerprint = {k: v for k, v in self.fingerprint.items() if k != "loss_head"}
+        head = self.model.get_output_embeddings()
+        if kind == "float32" or not hasattr(head, "low"):  # a float32 model: its head is float32 anyway
+            return
+        if head.low is None:  # an untied head: its low-precision copy is made only when asked for
+            low = self.torch.nn.Linear(head.weight.shape[1], head.weight.shape[0], bias=head.bias is not None,
+                                       device=head.weight.device, dtype=self.model.dtype)
+            with self.torch.no_grad():
+                low.weight.copy_(head.weight)
+                if head.bias is not None:
+                    low.bias.copy_(head.bias)
+            head.low = low.requires_grad_(False)
+        self.fingerprint["loss_head"] = kind
 
     @classmethod
     def load(cls, spec: str | None, options: LoadOptions | None = None, *, packed: bool | None = None,
@@ -425,6 +448,8 @@ class HFBackend(TokenizerText):
         response in a large vocabulary (SmolLM2: 8192 x 49152 floats = 1.6 GB) stays bounded."""
         torch = self.torch
         head, targets = self.model.get_output_embeddings(), targets.to(self.device)
+        if self.loss_head == "model" and getattr(head, "low", None) is not None:
+            head = head.low  # the low-precision head beside its float32 copy
         parts = []
         with torch.inference_mode():
             for i in range(0, len(targets), HEAD_ROWS):
@@ -486,7 +511,9 @@ def _float32_head(model) -> None:
     Logits of size ~20 carry only ~0.1 of absolute precision in bfloat16, and exp() turns that into
     ~10% errors in the rating probabilities; the head is a small share of the compute (one position
     per prompt), so computing it in float32 buys most of the accuracy back for little. The head gets its
-    own float32 copy of the weight (tied input embeddings stay in the low precision).
+    own float32 copy of the weight (tied input embeddings stay in the low precision); where the head is
+    tied to the input embedding, the head as loaded stays beside it at no cost (``low``), for
+    :meth:`HFBackend.set_loss_head`.
     """
     import torch
 
@@ -500,8 +527,12 @@ def _float32_head(model) -> None:
             self.weight = torch.nn.Parameter(linear.weight.detach().float().clone(), requires_grad=False)
             bias = getattr(linear, "bias", None)
             self.bias = None if bias is None else torch.nn.Parameter(bias.detach().float().clone(), requires_grad=False)
+            # the head in the model's dtype, kept where it costs nothing (its weight is the input embedding's)
+            self.low = linear if tied else None
 
         def forward(self, x):
             return torch.nn.functional.linear(x.float(), self.weight, self.bias)
 
+    embed = model.get_input_embeddings()
+    tied = embed is not None and getattr(embed, "weight", None) is head.weight
     model.set_output_embeddings(Float32Head(head))
