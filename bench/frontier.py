@@ -219,8 +219,9 @@ def plot(rows: list[dict], chosen: dict, path: Path) -> None:
             ax.scatter([r["tokens_after_prefix"] for r in group], [r["overall"] for r in group], marker=marker,
                        label=label)
             for r in group:
-                ax.annotate(r["variant"].split(" [")[0].replace(" (information alone)", ""), (r["tokens_after_prefix"],
-                            r["overall"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+                short = r["variant"].split(" [")[0].replace(" (information alone)", "").replace(f"{layout} ", "")
+                ax.annotate(short.split(",")[0], (r["tokens_after_prefix"], r["overall"]), fontsize=7,
+                            xytext=(3, -9 if layout == "record-first" else 3), textcoords="offset points")
     if chosen:
         ax.scatter([chosen["tokens_after_prefix"]], [chosen["overall"]], s=200, facecolors="none", edgecolors="red",
                    label="chosen (within 0.005 of the best, no kind < 0.85)")
@@ -229,7 +230,7 @@ def plot(rows: list[dict], chosen: dict, path: Path) -> None:
     ax.set_xlabel("forward tokens per record (after the prefix every record shares)")
     ax.set_ylabel("held-out pairwise accuracy")
     ax.set_title("the default's variants: cost x discrimination (bench/frontier.py)")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="center right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
