@@ -130,8 +130,8 @@ def pass_tokens(backend, records: list[dict], prompts: list[str]) -> dict[str, t
     """Per pass: (mean forward tokens per record, mean tokens after the prefix every record shares)."""
     from selectit.formats import from_dicts
     from selectit.measures.alpaca import blank_context, instruction_context
-    from selectit.plan import common_prefix_len
     from selectit.measures.record_once import turn_ids
+    from selectit.plan import common_prefix_len
     from selectit.prompts import rating_text
 
     recs = from_dicts([{"instruction": r["instruction"], "output": r["response"]} for r in records])
@@ -165,13 +165,13 @@ def cost(tokens: dict, subset: tuple[int, ...], with_losses: bool, blank: str = 
     given pass) and each rating prompt as a turn after it: one pass for the record and its turns;
     record-first reads the record once and each prompt's tail after it, then the two loss passes."""
     if layout == "record-once":
-        names = ["given", blank] + [f"turn {j}" for j in subset]
-        return (sum(tokens[n][0] for n in names), sum(tokens[n][1] for n in names), 2)
-    if layout == "record-first":
-        names = ["record"] + [f"tail {j}" for j in subset] + ["given", blank]
-        return (sum(tokens[n][0] for n in names), sum(tokens[n][1] for n in names), 3)
-    names = [f"rating {j}" for j in subset] + (["given", blank] if with_losses else [])
-    return (sum(tokens[n][0] for n in names), sum(tokens[n][1] for n in names), len(names))
+        names, passes = ["given", blank] + [f"turn {j}" for j in subset], 2
+    elif layout == "record-first":
+        names, passes = ["record"] + [f"tail {j}" for j in subset] + ["given", blank], 3
+    else:
+        names = [f"rating {j}" for j in subset] + (["given", blank] if with_losses else [])
+        passes = len(names)
+    return (sum(tokens[n][0] for n in names), sum(tokens[n][1] for n in names), passes)
 
 
 def best_subsets(dev: list[dict], run, config, chars: np.ndarray, prompts: int) -> dict[int, tuple[int, ...]]:
