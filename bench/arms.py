@@ -28,21 +28,22 @@ ARMS: dict[str, tuple[str, ...] | None] = {
     "full": None,
     "random": ("--method", "random", "--seed", "{seed}"),
     "length": ("--method", "length"),
-    "selectit": (),
-    "selectit-v1": ("--likelihood-term", "per-token", "--likelihood-weight", "1"),  # the default before issue 19
+    # The default's arms keep the 5 rating prompts they ran with (issue 27 made 4 the default: selectit-p4).
+    "selectit": ("--num-prompts", "5"),
+    "selectit-v1": ("--likelihood-term", "per-token", "--likelihood-weight", "1", "--num-prompts", "5"),  # the default before issue 19
     "perplexity": ("--method", "perplexity"),
     "ifd": ("--method", "ifd"),
     "selectit-paper": ("--paper",),
-    "selectit-2models": ("--model", "embedded", "--model", "{gemma}"),
-    "selectit-diversity": (),  # the default's scores, then a diversity-aware selection (SELECT below)
+    "selectit-2models": ("--model", "embedded", "--model", "{gemma}", "--num-prompts", "5"),
+    "selectit-diversity": ("--num-prompts", "5"),  # the default's scores, then a diversity-aware selection (SELECT below)
     # Named precision, so the arm keeps its meaning: `selectit` ran in float32 until --dtype auto became the
     # default (issue 17); this one is the default since then (bfloat16 where the hardware runs it natively).
-    "selectit-auto": ("--dtype", "auto"),
+    "selectit-auto": ("--dtype", "auto", "--num-prompts", "5"),
     # The learned proxy (issue 18): 10% of the pool (50 records) scored in full, the rest predicted from the
     # default feature rung. Its refusal bound is off: 10 held-out records cannot judge it (bench/proxy.py does).
-    "selectit-proxy": ("--proxy", "--proxy-sample", "0.1", "--proxy-min-spearman", "-1"),
+    "selectit-proxy": ("--proxy", "--proxy-sample", "0.1", "--proxy-min-spearman", "-1", "--num-prompts", "5"),
     # Issue 27's frontier choice: the default with its first 4 rating prompts (the subset the development
-    # seed chose), --dtype auto as the default.
+    # seed chose), --dtype auto: the default since issue 27, its flags spelled out.
     "selectit-p4": ("--dtype", "auto", "--num-prompts", "4"),
 }
 

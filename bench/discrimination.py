@@ -34,11 +34,14 @@ PUBLISHED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "sele
 
 # name -> (forward configuration, post-hoc options). Post-hoc options only change the math.
 # Every forward runs in float32 (the rows' reference) except ours/chat/auto: the default's --dtype auto
-# (bfloat16 on a CPU with native bfloat16, selectit.backends.precision; issue 17).
+# (bfloat16 on a CPU with native bfloat16, selectit.backends.precision; issue 17). The published forwards
+# rate with the published 5 prompts; ours/* with the default's P (4 since issue 27), ours/chat5 with the 5
+# of the default before it.
 FORWARD = {
-    "published/plain": dict(template="plain", prompts_file=str(PUBLISHED), dtype="float32"),
-    "published/chat": dict(template="chat", prompts_file=str(PUBLISHED), dtype="float32"),
+    "published/plain": dict(template="plain", prompts_file=str(PUBLISHED), dtype="float32", num_prompts=5),
+    "published/chat": dict(template="chat", prompts_file=str(PUBLISHED), dtype="float32", num_prompts=5),
     "ours/chat": dict(template="chat", dtype="float32"),
+    "ours/chat5": dict(template="chat", dtype="float32", num_prompts=5),
     "ours/chat/auto": dict(template="chat", dtype="auto"),
     "ours/once": dict(template="chat", dtype="float32", layout="record-once"),
     "ours/once/auto": dict(template="chat", dtype="auto", layout="record-once"),
@@ -68,6 +71,8 @@ VARIANTS = [
      dict(rating="expected", likelihood_weight=2.0, likelihood_term="information")),
     ("chat + ours + expected + information 4", "ours/chat",
      dict(rating="expected", likelihood_weight=4.0, likelihood_term="information")),
+    ("default before issue 27 (5 prompts)", "ours/chat5",
+     dict(rating="expected", likelihood_weight=2.0, likelihood_term="information")),
     ("default with --dtype auto", "ours/chat/auto",
      dict(rating="expected", likelihood_weight=2.0, likelihood_term="information")),
     ("default with --layout record-once", "ours/once",

@@ -4,7 +4,7 @@ discrimination, per variant of the default method.
     python bench/frontier.py                       # dev 20 originals (seed 0), held-out 100 (seed 1), ~20 min
     python bench/frontier.py --json bench/results/frontier.json --plot bench/frontier.png
 
-One forward run per set (the default method in float32: the 5 rating prompts and the two response
+One forward run per set (the default method in float32 with all 5 packaged rating prompts, and the two response
 losses, through ``selectit.score``, stored in the cache bench/discrimination.py uses), then every
 variant is the tool's own math on those measurements (``SelectIT.levels``, the information term):
 - ``P = k`` rating prompts with the information term at the default weight, k = 1..5; for k < 5 the
@@ -76,10 +76,12 @@ def measure(args, records: list[dict], name: str, layout: str = "prompt-first"):
     model. Each layout has its own store (record-once stores the given loss from its own pass)."""
     import selectit
     from selectit.methods import configure
+    from selectit.prompts import read_prompts
 
     data = [{"instruction": r["instruction"], "output": r["response"]} for r in records]
     models = {"models": (args.model,)} if args.model else {}
-    config, _ = configure({"dtype": "float32", "layout": layout, **models})
+    every = len(read_prompts())  # every packaged prompt: the frontier scores each subset of them
+    config, _ = configure({"dtype": "float32", "layout": layout, "num_prompts": every, **models})
     args.cache.mkdir(parents=True, exist_ok=True)
     suffix = "" if layout == "prompt-first" else f"-{layout}"
     scores = selectit.score(data, config, store=str(args.cache / f"frontier-{name}{suffix}.sqlite"))

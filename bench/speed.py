@@ -43,14 +43,15 @@ MODES = {
     # passes more per record), not the published one: issue 17's before and after.
     "default-f32": ("the default method in float32 (the default before issue 17)", {"method": "selectit",
                                                                                    "dtype": "float32"}),
-    "default-auto": ("the default method with --dtype auto",
+    "default-auto": ("the default method with --dtype auto (P = --num-prompts: 5 the default before issue 27)",
                      {"method": "selectit", "dtype": "auto"}),
     "once-f32": ("the default method, --layout record-once, float32", {"method": "selectit", "dtype": "float32",
                                                                       "layout": "record-once"}),
     "once-auto": ("the default method, --layout record-once and --dtype auto (the default after issue 17)",
                   {"method": "selectit", "dtype": "auto", "layout": "record-once"}),
     # Issue 27's frontier: the default with fewer rating prompts (the first P of the prompt file: their
-    # lengths are within 4% of each other) or none (the information term alone).
+    # lengths are within 4% of each other) or none (the information term alone). default-auto-p4 is the
+    # default since issue 27; this bench's --num-prompts (default 5) is the P of the other default modes.
     **{f"default-auto-p{k}": (f"the default method with {k} rating prompt{'s' * (k > 1)}, --dtype auto",
                               {"method": "selectit", "dtype": "auto", "num_prompts": k}) for k in (1, 2, 3, 4)},
     # ... and the response losses' output head in the model's dtype (bfloat16 here) instead of float32.
@@ -238,8 +239,8 @@ def main() -> None:
     print("  probabilities scored with selectit's default expected rating (continuous: no argmax flips)")
     if defaults:
         before, auto = defaults.get("default-f32"), defaults.get("default-auto")
-        print(f"\nthe default method (5 rating passes + 2 response-loss passes per record, fewer where the mode "
-              f"says), {args.records} records")
+        print(f"\nthe default method ({args.num_prompts} rating passes (--num-prompts) + 2 response-loss passes per "
+              f"record, fewer where the mode says), {args.records} records")
         print(f"{'mode':<25}{'wall s':>8}{'rec/s':>8}{'tokens/rec':>11}{'peak MB':>9}{'vs before':>10}{'vs naive':>10}"
               f"{'rho before':>11}{'top20 same':>11}{'rho auto':>9}  dtype")
         for mode, r in defaults.items():

@@ -31,7 +31,7 @@ def _check_parity(backend, model, tokenizer, records, batch_size, *, probs_tol=1
     """The record scores (sentence level: what selection ranks) agree within 1e-5 with the plain loop of
     the published method (``--paper``: what the loop computes)."""
     prompts = choose_prompts(read_prompts(), 5, 5)
-    run = rate(backend, records, **{**PAPER, "batch_size": batch_size, **options})
+    run = rate(backend, records, **{**PAPER, "num_prompts": 5, "batch_size": batch_size, **options})
     naive = _naive_run(model, tokenizer, records, prompts, run.label_ids)
     token = reflection.token_scores(naive)
     sentence = reflection.sentence_scores(token)
@@ -78,8 +78,8 @@ def test_token_budget_and_memory_split(tiny_model, tiny_tokenizer, alpaca_record
 def test_record_first_layout_shares_the_record(tiny_model, tiny_tokenizer, alpaca_records):
     records = formats.from_dicts(alpaca_records[:3])
     backend = HFBackend(tiny_model, tiny_tokenizer, name="tiny")
-    prompts = choose_prompts(read_prompts(), 5, 5)
-    run = rate(backend, records, layout="record-first")
+    prompts = choose_prompts(read_prompts(), 4, 5)
+    run = rate(backend, records, layout="record-first")  # the default's 4 prompts
     naive = _naive_run(tiny_model, tiny_tokenizer, records, prompts, run.label_ids, "record-first")
     assert np.abs(run.probs - naive).max() <= 1e-5
     assert rating_text(prompts[0], records[0], "record-first").startswith("Instruction:")

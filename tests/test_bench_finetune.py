@@ -51,8 +51,9 @@ def test_finetune_eval_toy(tmp_path, bench_data):
 def test_arms_flags_and_run_names():
     bench = load_bench()
     assert bench.arm_flags("random", 2, None) == ["--method", "random", "--seed", "2"]
-    assert bench.arm_flags("selectit", 2, None) == []
-    assert bench.arm_flags("selectit-2models", 0, "/m/g.gguf") == ["--model", "embedded", "--model", "/m/g.gguf"]
+    assert bench.arm_flags("selectit", 2, None) == ["--num-prompts", "5"]  # the arm's P before issue 27
+    assert bench.arm_flags("selectit-2models", 0, "/m/g.gguf") == ["--model", "embedded", "--model", "/m/g.gguf",
+                                                                   "--num-prompts", "5"]
     with pytest.raises(ValueError, match="needs the Gemma GGUF"):
         bench.arm_flags("selectit-2models", 0, None)
     with pytest.raises(ValueError, match="whole pool"):

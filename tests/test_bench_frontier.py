@@ -27,13 +27,19 @@ def test_a_variant_from_the_stored_run_equals_a_run_scored_that_way(tmp_path, ti
     data = [{"instruction": r["instruction"], "output": r["output"]} for r in json.loads(DEMO.read_text())[:12]]
     chars = np.array([len(r["output"]) for r in data], dtype=np.float64)
     model = {"models": (str(tiny_model_dir),), "dtype": "float32"}
-    config, _ = configure(model)
+    every = {"num_prompts": 5}  # the frontier measures every packaged prompt once, then scores subsets
+    config, _ = configure({**model, **every})
     full = selectit.score(data, config, store=str(tmp_path / "store.sqlite"))
     run = full.runs[0]
     prompts = config.measure.prompts()
     assert run.probs.shape[1] == len(prompts) == 5
-    # all five prompts at the default weight: the default's own final score
+    # all five prompts at the default weight: the old default's (--num-prompts 5) final score
     np.testing.assert_allclose(bench.variant_scores(run, config, chars, tuple(range(5)), 2.0), full.final,
+                               rtol=1e-5, atol=1e-5)
+    # the first four: today's default, as scored with no --num-prompts
+    default = selectit.score(data, configure(model)[0], store=str(tmp_path / "store.sqlite"))
+    assert default.runs[0].probs.shape[1] == 4
+    np.testing.assert_allclose(bench.variant_scores(run, config, chars, tuple(range(4)), 2.0), default.final,
                                rtol=1e-5, atol=1e-5)
     # a subset: a run asked only those prompts (a prompts file holding them)
     subset = (1, 3)
@@ -44,11 +50,11 @@ def test_a_variant_from_the_stored_run_equals_a_run_scored_that_way(tmp_path, ti
     info = selectit.score(data, method="information", store=str(tmp_path / "store.sqlite"), **model)
     np.testing.assert_allclose(bench.variant_scores(run, config, chars, (), 2.0), info.final, rtol=1e-5, atol=1e-5)
     # ratings alone (weight 0): the paper's sentence level of the same prompts
-    ratings = selectit.score(data, configure({**model, "likelihood_weight": 0.0})[0])
+    ratings = selectit.score(data, configure({**model, **every, "likelihood_weight": 0.0})[0])
     np.testing.assert_allclose(bench.variant_scores(run, config, chars, tuple(range(5)), 0.0), ratings.final,
                                rtol=1e-5, atol=1e-5)
     # record-once: a subset from its five-prompt run is a record-once run asked only those prompts
-    once_config, _ = configure({**model, "layout": "record-once"})
+    once_config, _ = configure({**model, **every, "layout": "record-once"})
     once = selectit.score(data, once_config, store=str(tmp_path / "once.sqlite"))
     once_two = selectit.score(data, configure({**model, "layout": "record-once", "prompts_file": str(tmp_path / "two.txt"),
                                                "num_prompts": 2})[0])
@@ -57,7 +63,7 @@ def test_a_variant_from_the_stored_run_equals_a_run_scored_that_way(tmp_path, ti
     np.testing.assert_allclose(bench.variant_scores(once.runs[0], once_config, chars, tuple(range(5)), 2.0),
                                once.final, rtol=1e-5, atol=1e-5)
     # record-first: the same
-    first_config, _ = configure({**model, "layout": "record-first"})
+    first_config, _ = configure({**model, **every, "layout": "record-first"})
     first = selectit.score(data, first_config, store=str(tmp_path / "first.sqlite"))
     first_two = selectit.score(data, configure({**model, "layout": "record-first", "num_prompts": 2,
                                                 "prompts_file": str(tmp_path / "two.txt")})[0])

@@ -13,8 +13,9 @@ from conftest import DEMO, ROOT, score_file
 
 FIXTURES = ROOT / "tests" / "fixtures" / "regression"
 # main's default at 70931e1 is today's selectit method with the per-token likelihood term (issue 19 made the
-# information term the default); --paper is unchanged.
-METHODS = {"default": {"likelihood_term": "per-token", "likelihood_weight": 1.0}, "paper": {"method": "paper"}}
+# information term the default) and 5 rating prompts (issue 27 made 4 the default); --paper is unchanged.
+METHODS = {"default": {"likelihood_term": "per-token", "likelihood_weight": 1.0, "num_prompts": 5},
+           "paper": {"method": "paper"}}
 # Another CPU rounds float32 products differently: the fixtures were written on an AMD EPYC (AVX2); on an
 # Intel Xeon with AVX-512 (2026-12-04) the tiny model's --paper token scores differ by 4.5e-7 (1.7e-6
 # relative) and the embedded default's near-zero score (-0.0101, a difference of terms of ~4) by 1.4e-6.
@@ -61,7 +62,8 @@ def test_tiny_model_scores_match(tmp_path, tiny_model_dir, method):
     data = tmp_path / "demo30.json"
     data.write_text(json.dumps(json.loads(DEMO.read_text())[:30]))
     model = shutil.copytree(tiny_model_dir, tmp_path / "model")  # the fixture's model folder was named "model"
-    score_file(data, tmp_path / method, models=(str(model),), batch_size=4, num_prompts=3, **METHODS[method])
+    score_file(data, tmp_path / method, **{**METHODS[method], "models": (str(model),), "batch_size": 4,
+                                              "num_prompts": 3})
     got = (tmp_path / method / "scores.jsonl").read_bytes()
     assert_same_rows(got, fixture(f"demo30.tiny.{method}"), rtol=1.3e-6, atol=ATOL)
 

@@ -40,7 +40,7 @@ def test_store_makes_the_second_run_free(tmp_path):
     first, again = CountingBackend(), CountingBackend()
     a = selectit.score(records(30), backends=[first], store=store)
     b = selectit.score(records(30), backends=[again], store=store)
-    assert first.calls == 150 and again.calls == 0
+    assert first.calls == 120 and again.calls == 0  # 30 records x the default's 4 prompts
     np.testing.assert_array_equal(a.final, b.final)
 
 
@@ -49,7 +49,7 @@ def test_duplicates_are_scored_once_and_order_does_not_matter(tmp_path):
     data = records(10)
     backend = CountingBackend()
     s = selectit.score(data + data[:4], backends=[backend], store=store)
-    assert backend.calls == 50
+    assert backend.calls == 40
     np.testing.assert_array_equal(s.final[10:], s.final[:4])
     shuffled = CountingBackend()
     t = selectit.score(data[::-1], backends=[shuffled], store=store)
@@ -75,16 +75,16 @@ def test_a_failing_forward_pass_hits_only_its_record(tmp_path):
     store = ScoreStore(tmp_path / "s.sqlite")
     broken = selectit.score(data, backends=[CountingBackend(fail_on=marker)], store=store, batch_size=4)
     run = broken.runs[0]
-    assert {i for i, _ in run.errors} == {5} and len(run.errors) == 5
+    assert {i for i, _ in run.errors} == {5} and len(run.errors) == 4  # one per prompt
     assert "boom" in next(iter(run.errors.values()))
     assert np.isnan(broken.final[5])
     others = [i for i in range(12) if i != 5]
     np.testing.assert_array_equal(broken.final[others], clean.final[others])
     # failures are stored as failures, never as scores: the next run reruns only the batches that held them
-    # (5 prompts x 4 rows)
+    # (4 prompts x 4 rows)
     retry = CountingBackend()
     fixed = selectit.score(data, backends=[retry], store=store, batch_size=4)
-    assert retry.calls == 20 and np.isfinite(fixed.final).all()
+    assert retry.calls == 16 and np.isfinite(fixed.final).all()
 
 
 def test_nan_probabilities_are_reported_not_averaged(tmp_path):
@@ -96,7 +96,7 @@ def test_nan_probabilities_are_reported_not_averaged(tmp_path):
 
     s = selectit.score(records(6), backends=[NanOnSome()], batch_size=6)
     token = s.runs[0].token
-    assert np.isnan(token).sum() == 5  # one per prompt batch; the others keep real scores
+    assert np.isnan(token).sum() == 4  # one per prompt batch; the others keep real scores
     some = np.isfinite(token).any(axis=1)  # records with at least one valid prompt are still scored
     np.testing.assert_array_equal(np.isfinite(s.final), some)
     assert not some.all()  # the shortest record lost every prompt here: it gets no score, not a made-up one

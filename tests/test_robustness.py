@@ -169,6 +169,37 @@ def test_a_short_prompts_file_uses_all_its_prompts_unless_num_prompts_is_typed(t
                        "--num-prompts", "5"), "--num-prompts 5 asks for more prompts than the 2 available")
 
 
+def test_each_method_rates_with_its_own_number_of_prompts_and_config_json_records_it(tmp_path, data):
+    """Issue 27: the default rates with 4 prompts (its frontier's choice), --paper and --method reference
+    with the published 5; a typed --num-prompts wins; config.json records P; a method that rates nothing
+    has none. A rescore keeps the P the run rated with, also from a config.json written before P was
+    recorded."""
+    def run(name, *flags):
+        out = tmp_path / name
+        assert cli("score", data, "--out", out, "--backend", "fake", "--quiet", *flags).returncode == 0
+        return json.loads((out / "config.json").read_text())
+
+    for name, flags, count in (("default", (), 4), ("paper", ("--paper",), 5),
+                               ("reference", ("--method", "reference"), 5), ("five", ("--num-prompts", "5"), 5),
+                               ("paper3", ("--paper", "--num-prompts", "3"), 3)):
+        cfg = run(name, *flags)
+        assert cfg["config"]["measure"]["num_prompts"] == count and len(cfg["prompts"]) == count, name
+    assert run("ifd", "--method", "ifd")["config"]["measure"]["num_prompts"] is None
+    # an old run: five prompts, P not recorded (null); rescoring it changes the math, not the prompts
+    cfg_path = tmp_path / "five" / "config.json"
+    old = json.loads(cfg_path.read_text())
+    old["config"]["measure"]["num_prompts"] = None
+    cfg_path.write_text(json.dumps(old))
+    assert cli("rescore", tmp_path / "five", "--alpha", "0.5").returncode == 0
+    cfg = json.loads(cfg_path.read_text())
+    assert cfg["config"]["measure"]["num_prompts"] == 5 and len(cfg["prompts"]) == 5
+    # the published method is not computed from the default's 4 prompts unless asked for
+    one_line_error(cli("rescore", tmp_path / "default", "--paper"),
+                   "--method paper rates with 5 prompts, this run rated 4: score the input with it")
+    assert cli("rescore", tmp_path / "default", "--paper", "--num-prompts", "4").returncode == 0
+    assert json.loads((tmp_path / "default" / "config.json").read_text())["method"] == "paper"
+
+
 # ---------------------------------------------------------------- 11. saying the right thing
 
 def test_a_normal_run_prints_no_library_noise_and_quiet_prints_nothing(tmp_path, data, tiny_model_dir):

@@ -37,8 +37,10 @@ def test_model_level_weights_by_parameter_count(alpaca_records):
 
 def test_reference_mode_differs_from_paper(alpaca_records):
     paper = selectit.score(alpaca_records[:8], backends=[FakeBackend()], method="paper")
+    # --method paper is the selectit method with the published settings and the published P = 5
     np.testing.assert_array_equal(paper.final, selectit.score(alpaca_records[:8], backends=[FakeBackend()],
-                                                              **PAPER).final)
+                                                              **PAPER, num_prompts=5).final)
+    assert paper.config.measure.num_prompts == 5 and len(paper.runs[0].probs[0]) == 5
     ref = selectit.score(alpaca_records[:8], backends=[FakeBackend()], method="reference")
     assert ref.final.max() < paper.final.max()
     assert ref.final.max() <= 5 * (np.e - 1) / (np.e + 4) + 1e-12  # softmax squashes every score
@@ -104,7 +106,7 @@ def test_rating_options_change_only_the_math(alpaca_records):
         np.testing.assert_array_equal(run.sentence, sentence)
         assert not np.array_equal(s.final, base.final)
     cal = selectit.score(records, backends=[FakeBackend()], calibrate=True).runs[0]
-    assert cal.content_free.shape == (5, 5)
+    assert cal.content_free.shape == (4, 5)  # the default's 4 prompts x 5 labels
     with pytest.raises(ConfigError, match="--rating"):
         selectit.score(records, backends=[FakeBackend()], rating="mean")
     with pytest.raises(ConfigError, match="--prompt-weights"):

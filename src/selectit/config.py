@@ -44,7 +44,8 @@ FORMATS = SCHEMAS
 EMBEDDINGS = ("auto", "on", "off")  # selectit.measures.embeddings
 PROXY_FEATURES = ("ngrams", "token-embeddings", "early", "hidden", "early-likelihood", "likelihood")  # selectit.measures.features
 PROXY_REGRESSORS = ("ridge", "lightgbm")  # selectit.proxy.fit
-DEFAULT_NUM_PROMPTS = 5
+DEFAULT_NUM_PROMPTS = 4  # P of our methods: issue 27's frontier (bench/frontier.py) chose the first 4 of 5
+PUBLISHED_NUM_PROMPTS = 5  # P of the published method (--paper, --method reference)
 MAX_LENGTH = 4096  # tokens the model reads of a record by default; what it cuts: bench/length_cap.py
 EMBEDDED = "embedded"  # --model value of the embedded SmolLM2-135M-Instruct (the default)
 JUNK_MIN_INFORMATION = 0.05  # --drop-junk: nats per 100 response characters (selectit.selection.junk)
@@ -176,9 +177,11 @@ class MeasureSpec(_Section):
     prompts_file: str | None = opt(None, "Rating prompts file, one per line (default: the packaged prompts).",
                                    flag="--prompts", panel="Method")
     """File with one rating prompt per line; None uses the packaged default prompts."""
-    num_prompts: int | None = opt(None, f"P: how many rating prompts (default {DEFAULT_NUM_PROMPTS}, or every "
-                                  "prompt of a shorter --prompts file).", low=1, panel="Method")
-    """P: the first P prompts of the file; None: 5, or all of a file with fewer."""
+    num_prompts: int | None = opt(None, f"P: how many rating prompts (default {DEFAULT_NUM_PROMPTS}; --paper: "
+                                  f"{PUBLISHED_NUM_PROMPTS}; or every prompt of a shorter --prompts file).", low=1,
+                                  panel="Method")
+    """P: the first P prompts of the file; None: the method's P (selectit.methods.configure resolves it and
+    config.json records it), or all of a file with fewer."""
     scale: int = opt(5, "S: ratings 1..S (2-9).", low=2, panel="Method")
     """S: ratings are 1..S."""
     template: str = opt("auto", "auto (chat if the model has a chat template, else plain), plain (the published "
@@ -210,10 +213,11 @@ class MeasureSpec(_Section):
         """Every prompt of the prompts file (or the packaged defaults)."""
         return read_prompts(self.prompts_file)
 
-    def prompts(self) -> list[str]:
-        """The P rating prompts, ``{max}`` filled in."""
+    def prompts(self, default: int = DEFAULT_NUM_PROMPTS) -> list[str]:
+        """The P rating prompts, ``{max}`` filled in (P: ``num_prompts``, else ``default`` or all of a
+        shorter file)."""
         found = self.all_prompts()
-        count = self.num_prompts if self.num_prompts is not None else min(DEFAULT_NUM_PROMPTS, len(found))
+        count = self.num_prompts if self.num_prompts is not None else min(default, len(found))
         return choose_prompts(found, count, self.scale)
 
     def labels(self) -> list[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ from selectit.config import RunConfig, SelectOptions, flag_for, flat_options, se
 from selectit.errors import ConfigError
 from selectit.formats import MemorySource
 from selectit.measures import MissingMeasurement, ModelInfo
-from selectit.methods import Method, configure
+from selectit.methods import METHODS, Method, configure, rates
 from selectit.records import Record
 from selectit.results import Scores, concat
 from selectit.selection.policy import Policy
@@ -122,14 +122,9 @@ def _known_models(out: Path, config: RunConfig) -> list[ModelInfo] | None:
     return models
 
 
-def _rates(config: RunConfig, method: Method) -> bool:
-    """Whether ``method`` (configured by ``config``) needs rating-label probabilities."""
-    return any(m.needs_labels for m in method.needs(config, ["?"]))
-
-
 def _prompts(config: RunConfig, method: Method) -> list[str]:
     """The rating prompts, where the method rates (else none: the prompts file is not even read)."""
-    return config.measure.prompts() if _rates(config, method) else []
+    return config.measure.prompts(method.num_prompts) if rates(config, method) else []
 
 
 def _config_record(config: RunConfig, method: Method, prompts: list[str], models: list[ModelInfo],
@@ -169,7 +164,16 @@ def rescore_run(run_dir: str | Path, overrides: Mapping, *, given: Collection[st
         count = config.measure.num_prompts if "num_prompts" in overrides else len(cfg.get("prompts") or [])
         if count is not None and count > len(stored):
             raise ConfigError(f"--num-prompts {count} asks for more prompts than the {len(stored)} this run rated")
-        prompts = stored[:count] if _rates(config, method) else []
+        before = cfg.get("method") or "selectit"
+        if ("num_prompts" not in overrides and method.exact and method.name != before and before in METHODS
+                and len(stored) == METHODS[before].num_prompts < method.num_prompts and rates(config, method)):
+            # the run rated its own method's default P, fewer than the published method rates
+            raise ConfigError(f"--method {method.name} rates with {method.num_prompts} prompts, this run rated "
+                              f"{len(stored)}: score the input with it (`selectit score` reuses what is stored), "
+                              f"or add --num-prompts {len(stored)}")
+        prompts = stored[:count] if rates(config, method) else []
+        if prompts:  # config.json records the P it rescored with (the method's own P is what a new score uses)
+            config = replace(config, measure=replace(config.measure, num_prompts=len(prompts)))
         models = [ModelInfo.from_dict(m) for m in cfg.get("models", [])]
         needs = method.needs(config, prompts)
         if needs and not models:

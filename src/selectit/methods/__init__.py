@@ -6,6 +6,7 @@ measurements it needs (selectit.measures) and a pure function from their arrays 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from dataclasses import replace
 
 from selectit.config import RunConfig, build
 from selectit.errors import ConfigError
@@ -38,14 +39,23 @@ def configure(options: Mapping | None = None, *, given: Collection[str] | None =
               source: str | None = None) -> tuple[RunConfig, Method]:
     """The checked configuration and the method of ``options`` (by field name): the method's preset
     is applied (a ``given`` option that contradicts it is an error naming ``source``, default
-    "--method NAME"), and its model count is checked."""
+    "--method NAME"), its model count is checked, and a method that rates gets its own P where
+    --num-prompts is not given (or every prompt of a shorter file), so config.json records it."""
     options = dict(options or {})
     method = get(options.get("method", "selectit"))
     default_source = f"--method {method.name}" + (" (the authors' scripts)" if method.name == "reference" else "")
     config = build(options, given=given, preset=method.preset, preset_source=source or default_source)
     if method.models == "one" and len(config.model.models) != 1:
         raise ConfigError(f"--method {method.name} uses one model; got {len(config.model.models)}")
+    if config.measure.num_prompts is None and rates(config, method):
+        count = len(config.measure.prompts(method.num_prompts))
+        config = replace(config, measure=replace(config.measure, num_prompts=count))
     return config, method
 
 
-__all__ = ["METHODS", "PAPER", "ChunkData", "Method", "ModelData", "configure", "get"]
+def rates(config: RunConfig, method: Method) -> bool:
+    """Whether ``method`` (configured by ``config``) needs rating-label probabilities."""
+    return any(m.needs_labels for m in method.needs(config, ["?"]))
+
+
+__all__ = ["METHODS", "PAPER", "ChunkData", "Method", "ModelData", "configure", "get", "rates"]

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from selectit.config import RunConfig
+from selectit.config import DEFAULT_NUM_PROMPTS, RunConfig
 from selectit.measures import Measure, ModelInfo
 from selectit.records import Record
 from selectit.results import MODEL, Column, ModelRun, Schema, Scores
@@ -55,6 +55,7 @@ class Method(ABC):
     models: str = "any"  # how many models it uses: "any", "one" or "none"
     preset: Mapping[str, Any] = {}  # configuration fields this method fixes (applied by selectit.config.build)
     exact: bool = False  # a published computation: --dtype auto runs it in float32 (selectit.backends.precision)
+    num_prompts: int = DEFAULT_NUM_PROMPTS  # P where --num-prompts is not given (a method that rates)
 
     @abstractmethod
     def needs(self, config: RunConfig, prompts: Sequence[str]) -> list[Measure]:

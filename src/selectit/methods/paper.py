@@ -7,6 +7,7 @@ gives the authors' file.
 
 from __future__ import annotations
 
+from selectit.config import PUBLISHED_NUM_PROMPTS
 from selectit.methods.selectit import SelectIT
 
 # What the published method fixes; a flag typed against it is an error (selectit.config.build).
@@ -20,3 +21,4 @@ class Paper(SelectIT):
     cite = "Liu et al., NeurIPS 2024"
     preset = PAPER
     exact = True
+    num_prompts = PUBLISHED_NUM_PROMPTS

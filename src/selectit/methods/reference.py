@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from selectit import reflection
-from selectit.config import RunConfig
+from selectit.config import PUBLISHED_NUM_PROMPTS, RunConfig
 from selectit.errors import ConfigError
 from selectit.methods.paper import PAPER
 from selectit.methods.selectit import SelectIT
@@ -24,6 +24,7 @@ class Reference(SelectIT):
     cite = "github.com/Blue-Raincoat/SelectIT"
     preset = PAPER
     exact = True
+    num_prompts = PUBLISHED_NUM_PROMPTS
     normalisation = "reference"
 
     def weights(self, runs: list[ModelRun], config: RunConfig) -> np.ndarray:
