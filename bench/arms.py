@@ -30,12 +30,14 @@ ARMS: dict[str, tuple[str, ...] | None] = {
     "length": ("--method", "length"),
     # The default's arms keep the 5 rating prompts they ran with (issue 27 made 4 the default: selectit-p4).
     "selectit": ("--num-prompts", "5"),
-    "selectit-v1": ("--likelihood-term", "per-token", "--likelihood-weight", "1", "--num-prompts", "5"),  # the default before issue 19
+    # the default before issue 19
+    "selectit-v1": ("--likelihood-term", "per-token", "--likelihood-weight", "1", "--num-prompts", "5"),
     "perplexity": ("--method", "perplexity"),
     "ifd": ("--method", "ifd"),
     "selectit-paper": ("--paper",),
     "selectit-2models": ("--model", "embedded", "--model", "{gemma}", "--num-prompts", "5"),
-    "selectit-diversity": ("--num-prompts", "5"),  # the default's scores, then a diversity-aware selection (SELECT below)
+    # the default's scores, then a diversity-aware selection (SELECT below)
+    "selectit-diversity": ("--num-prompts", "5"),
     # Named precision, so the arm keeps its meaning: `selectit` ran in float32 until --dtype auto became the
     # default (issue 17); this one is the default since then (bfloat16 where the hardware runs it natively).
     "selectit-auto": ("--dtype", "auto", "--num-prompts", "5"),

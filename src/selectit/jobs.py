@@ -164,14 +164,15 @@ def rescore_run(run_dir: str | Path, overrides: Mapping, *, given: Collection[st
         count = config.measure.num_prompts if "num_prompts" in overrides else len(cfg.get("prompts") or [])
         if count is not None and count > len(stored):
             raise ConfigError(f"--num-prompts {count} asks for more prompts than the {len(stored)} this run rated")
+        rating = rates(config, method)
         before = cfg.get("method") or "selectit"
-        if ("num_prompts" not in overrides and method.exact and method.name != before and before in METHODS
-                and len(stored) == METHODS[before].num_prompts < method.num_prompts and rates(config, method)):
+        if ("num_prompts" not in overrides and rating and method.exact and method.name != before and before in METHODS
+                and len(stored) == METHODS[before].num_prompts < method.num_prompts):
             # the run rated its own method's default P, fewer than the published method rates
             raise ConfigError(f"--method {method.name} rates with {method.num_prompts} prompts, this run rated "
                               f"{len(stored)}: score the input with it (`selectit score` reuses what is stored), "
                               f"or add --num-prompts {len(stored)}")
-        prompts = stored[:count] if rates(config, method) else []
+        prompts = stored[:count] if rating else []
         if prompts:  # config.json records the P it rescored with (the method's own P is what a new score uses)
             config = replace(config, measure=replace(config.measure, num_prompts=len(prompts)))
         models = [ModelInfo.from_dict(m) for m in cfg.get("models", [])]
